@@ -1,0 +1,120 @@
+"""What a handler sees of the engine while it runs one attempt of an operation."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any, ParamSpec, TypeVar
+
+from longops.engine.records import OperationRecord
+from longops.engine.store import Store
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class OperationCancelled(Exception):
+    """Raised inside a handler when a client cancelled its operation."""
+
+
+class LeaseLost(Exception):
+    """This attempt no longer owns the operation (lease expired, deleted): stop quietly."""
+
+
+class Context:
+    """Progress, cancellation and off-loop execution for one attempt.
+
+    Progress is written to the store at most every `progress_interval` seconds (and
+    always when the percentage reaches 100) so a handler can report per frame or
+    per chunk without turning into a write load; each write also reads the cancel
+    flag, so a cancel made by another process is seen at the next report.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        record: OperationRecord,
+        *,
+        process_pool: Callable[[], Executor],
+        progress_interval: float = 0.25,
+    ) -> None:
+        self._store = store
+        self._record = record
+        self._process_pool = process_pool
+        self._metadata: dict[str, Any] = dict(record.metadata)
+        self._progress_interval = progress_interval
+        self._last_write = 0.0
+        self._dirty = False
+        self.cancel_requested = record.cancel_requested
+
+    @property
+    def operation_id(self) -> str:
+        return self._record.id
+
+    @property
+    def operation_name(self) -> str:
+        return self._record.name
+
+    @property
+    def attempt(self) -> int:
+        return self._record.attempt
+
+    @property
+    def tenant(self) -> str:
+        return self._record.tenant
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The kind's metadata fields as last reported (a copy)."""
+        return dict(self._metadata)
+
+    def check_cancelled(self) -> None:
+        if self.cancel_requested:
+            raise OperationCancelled(self._record.name)
+
+    async def report_progress(
+        self, percent: float | None = None, *, force: bool = False, **fields: Any
+    ) -> None:
+        """Merge `fields` (and `progressPercent`) into the operation's metadata."""
+        if percent is not None:
+            self._metadata["progressPercent"] = max(0, min(100, round(percent)))
+        self._metadata.update(fields)
+        self._dirty = True
+        now = time.time()
+        if (
+            force
+            or (percent is not None and percent >= 100)
+            or (now - self._last_write >= self._progress_interval)
+        ):
+            await self.flush()
+        self.check_cancelled()
+
+    async def flush(self) -> None:
+        if not self._dirty:
+            return
+        now = time.time()
+        cancel = await self._store.save_progress(
+            self._record.id, self._record.attempt, self._metadata, now
+        )
+        if cancel is None:
+            raise LeaseLost(self._record.name)
+        self._last_write = now
+        self._dirty = False
+        self.cancel_requested = self.cancel_requested or cancel
+
+    async def run_in_thread(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """For blocking I/O or C code that releases the GIL (encoders, compression)."""
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def run_in_process(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """For pure-Python CPU work, which would hold the GIL and stall the API in a thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._process_pool(), functools.partial(fn, *args, **kwargs)
+        )
+
+    def final_metadata(self) -> dict[str, Any]:
+        return self._metadata

@@ -1,0 +1,181 @@
+"""The engine facade the API layer talks to: create, read, list, cancel, delete, wait."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from longops.engine.hub import Hub
+from longops.engine.records import CANCELLED, NewOperation, OperationRecord
+from longops.engine.registry import InvalidRequest, Registry
+from longops.engine.store import Store
+
+log = logging.getLogger("longops.engine")
+
+CANCELLED_STATUS = {"code": CANCELLED, "message": "Operation cancelled by the caller."}
+
+
+class UnknownKind(LookupError):
+    pass
+
+
+@dataclass(slots=True)
+class EngineConfig:
+    retention_seconds: float = 7 * 24 * 3600
+    """Done operations older than this are purged by the workers."""
+
+
+class Engine:
+    """One per process; shared by the API routes and the in-process workers."""
+
+    def __init__(
+        self, store: Store, registry: Registry, config: EngineConfig | None = None
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.config = config or EngineConfig()
+        self.hub = Hub()
+        self._feed: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.store.open()
+        self._feed = asyncio.create_task(self._follow_changes(), name="longops-change-feed")
+
+    async def close(self) -> None:
+        if self._feed is not None:
+            self._feed.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._feed
+            self._feed = None
+        await self.store.close()
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _follow_changes(self) -> None:
+        """Wake waiters and idle workers for commits made by other processes."""
+        while True:
+            try:
+                async for change in self.store.changes():
+                    self.hub.notify_work()
+                    watched = self.hub.watched_ids()
+                    if not watched:
+                        continue
+                    if change.done_ids is None:
+                        done: Collection[str] = await self.store.done_among(watched)
+                    else:
+                        done = change.done_ids
+                    for id in done:
+                        self.hub.notify_done(id)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("change feed failed; restarting in 1 s")
+                await asyncio.sleep(1)
+
+    # -- the operations API --------------------------------------------------
+
+    async def create(
+        self,
+        kind_name: str,
+        request: dict[str, Any],
+        *,
+        tenant: str = "",
+        request_id: str | None = None,
+        parent: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> OperationRecord:
+        """Validate and store a new operation; a repeated `request_id` returns the first one.
+
+        Raises `UnknownKind` or `InvalidRequest` before anything is stored.
+        """
+        kind = self.registry.get(kind_name)
+        if kind is None:
+            raise UnknownKind(kind_name)
+        validated = kind.validate(request)
+        id = kind.new_id()
+        name = f"{parent}/operations/{id}" if parent else f"operations/{id}"
+        new = NewOperation(
+            id=id,
+            name=name,
+            kind=kind.name,
+            request=kind.dump_request(validated),
+            tenant=tenant,
+            request_id=request_id,
+            max_attempts=kind.max_attempts,
+            metadata=metadata or {},
+        )
+        record, created = await self.store.create(new, time.time())
+        if created:
+            self.hub.notify_work()
+        return record
+
+    async def get(self, id: str, tenant: str) -> OperationRecord | None:
+        record = await self.store.get(id)
+        if record is None or record.tenant != tenant:
+            return None
+        return record
+
+    async def list_operations(
+        self,
+        tenant: str,
+        *,
+        name_prefix: str | None = None,
+        done: bool | None = None,
+        kinds: Collection[str] | None = None,
+        before_seq: int | None = None,
+        limit: int = 50,
+    ) -> list[OperationRecord]:
+        return await self.store.list_operations(
+            tenant,
+            name_prefix=name_prefix,
+            done=done,
+            kinds=kinds,
+            before_seq=before_seq,
+            limit=limit,
+        )
+
+    async def cancel(self, id: str, tenant: str) -> OperationRecord | None:
+        if await self.get(id, tenant) is None:
+            return None
+        record = await self.store.cancel(id, time.time(), CANCELLED_STATUS)
+        if record is not None:
+            if record.done:
+                self.hub.notify_done(id)
+            else:
+                self.hub.notify_cancel(id)
+        return record
+
+    async def delete(self, id: str, tenant: str) -> bool:
+        if await self.get(id, tenant) is None:
+            return False
+        deleted = await self.store.delete(id)
+        self.hub.notify_cancel(id)
+        self.hub.notify_done(id)
+        return deleted
+
+    async def wait(self, id: str, tenant: str, timeout: float) -> OperationRecord | None:
+        """The operation once done, or as it stands when `timeout` seconds have passed."""
+        future = self.hub.watch_done(id)
+        try:
+            record = await self.get(id, tenant)
+            if record is None or record.done or timeout <= 0:
+                return record
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(future), timeout)
+        finally:
+            self.hub.unwatch_done(id, future)
+        return await self.get(id, tenant)
+
+
+__all__ = ["CANCELLED_STATUS", "Engine", "EngineConfig", "InvalidRequest", "UnknownKind"]

@@ -1,0 +1,63 @@
+"""In-process signalling between the API, the workers and the store's change feed.
+
+Waiting clients and idle workers park on futures here instead of polling the
+database; whoever changes an operation in this process signals directly, and the
+store's change feed signals for commits made by other processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+
+class Hub:
+    def __init__(self) -> None:
+        self._done_waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self._work_listeners: set[Callable[[], None]] = set()
+        self._cancel_listeners: dict[str, Callable[[], None]] = {}
+
+    # -- waiting for an operation to finish --------------------------------
+
+    def watch_done(self, id: str) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._done_waiters.setdefault(id, set()).add(future)
+        return future
+
+    def unwatch_done(self, id: str, future: asyncio.Future[None]) -> None:
+        waiters = self._done_waiters.get(id)
+        if waiters is not None:
+            waiters.discard(future)
+            if not waiters:
+                del self._done_waiters[id]
+
+    def watched_ids(self) -> list[str]:
+        return list(self._done_waiters)
+
+    def notify_done(self, id: str) -> None:
+        for future in self._done_waiters.pop(id, ()):
+            if not future.done():
+                future.set_result(None)
+
+    # -- waking idle workers -------------------------------------------------
+
+    def on_work(self, listener: Callable[[], None]) -> Callable[[], None]:
+        self._work_listeners.add(listener)
+        return lambda: self._work_listeners.discard(listener)
+
+    def notify_work(self) -> None:
+        for listener in list(self._work_listeners):
+            listener()
+
+    # -- telling a running handler in this process to stop -----------------
+
+    def on_cancel(self, id: str, listener: Callable[[], None]) -> None:
+        self._cancel_listeners[id] = listener
+
+    def off_cancel(self, id: str) -> None:
+        self._cancel_listeners.pop(id, None)
+
+    def notify_cancel(self, id: str) -> None:
+        listener = self._cancel_listeners.get(id)
+        if listener is not None:
+            listener()

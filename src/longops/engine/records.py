@@ -1,0 +1,93 @@
+"""What the store keeps about an operation, independent of any database."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class State(enum.StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def done(self) -> bool:
+        return self in _DONE
+
+
+_DONE = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED})
+
+# google.rpc.Code values used by the engine itself.
+CANCELLED = 1
+INVALID_ARGUMENT = 3
+DEADLINE_EXCEEDED = 4
+NOT_FOUND = 5
+ABORTED = 10
+INTERNAL = 13
+
+
+@dataclass(slots=True)
+class NewOperation:
+    """An operation as a caller asks for it, before the store assigns anything."""
+
+    id: str
+    name: str
+    kind: str
+    request: dict[str, Any]
+    tenant: str = ""
+    request_id: str | None = None
+    max_attempts: int = 3
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class OperationRecord:
+    """One row of the operations table.
+
+    `metadata` holds only the kind's own fields (and `progressPercent`); the
+    lifecycle fields (state, timestamps, attempt) live in columns and are merged
+    in when the operation is shown, so a worker can never overwrite them.
+    """
+
+    seq: int
+    id: str
+    name: str
+    kind: str
+    tenant: str
+    request_id: str | None
+    request: dict[str, Any]
+    state: State
+    metadata: dict[str, Any]
+    response: dict[str, Any] | None
+    error: dict[str, Any] | None
+    attempt: int
+    max_attempts: int
+    cancel_requested: bool
+    create_time: float
+    update_time: float
+    start_time: float | None
+    end_time: float | None
+
+    @property
+    def done(self) -> bool:
+        return self.state.done
+
+
+@dataclass(slots=True, frozen=True)
+class Claim:
+    """A lease on one attempt of an operation; every worker write is fenced by it."""
+
+    record: OperationRecord
+    owner: str
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def attempt(self) -> int:
+        return self.record.attempt

@@ -1,0 +1,156 @@
+"""Operation kinds: what a kind is, how users declare one, and how they are found."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import secrets
+import string
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+if TYPE_CHECKING:
+    from longops.engine.context import Context
+
+Req = TypeVar("Req", bound=BaseModel)
+
+Handler = Callable[["Context", Req], Awaitable[BaseModel | dict[str, Any] | None]]
+
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+KIND_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.-]{0,127}$")
+
+
+class OperationFailed(Exception):
+    """Raised by a handler for an expected failure: the operation ends FAILED, no retry.
+
+    `code` is a google.rpc code (3 INVALID_ARGUMENT, 5 NOT_FOUND, 9 FAILED_PRECONDITION …).
+    """
+
+    def __init__(self, code: int, message: str, details: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details or []
+
+    def status(self) -> dict[str, Any]:
+        status: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            status["details"] = self.details
+        return status
+
+
+class InvalidRequest(ValueError):
+    """A create request the kind's model rejected; nothing was stored."""
+
+    def __init__(self, message: str, violations: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        self.violations = violations
+
+
+def new_token_id(length: int = 20) -> str:
+    """Lowercase alphanumerics, as Google's ids are; 20 characters carry 103 random bits."""
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
+
+
+def new_uuid_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class Kind(Generic[Req]):
+    """A kind of operation the engine can run.
+
+    `response_type` and `metadata_type` are the `@type` URLs shown on the wire.
+    """
+
+    name: str
+    handler: Handler[Req]
+    request_model: type[Req]
+    response_type: str = "type.googleapis.com/longops.v1.OperationResponse"
+    metadata_type: str = "type.googleapis.com/longops.v1.OperationMetadata"
+    id_style: Literal["token", "uuid"] = "token"
+    max_attempts: int = 3
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not KIND_NAME.match(self.name):
+            raise ValueError(f"invalid kind name {self.name!r}")
+
+    def new_id(self) -> str:
+        return new_uuid_id() if self.id_style == "uuid" else new_token_id()
+
+    def validate(self, request: dict[str, Any]) -> Req:
+        try:
+            return self.request_model.model_validate(request)
+        except ValidationError as exc:
+            violations = [
+                {
+                    "field": ".".join(str(p) for p in err["loc"]) or "request",
+                    "description": err["msg"],
+                }
+                for err in exc.errors()
+            ]
+            first = violations[0]
+            raise InvalidRequest(
+                f"Invalid value for {first['field']}: {first['description']}", violations
+            ) from None
+
+    def dump_request(self, request: Req) -> dict[str, Any]:
+        return request.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def kind(
+    name: str,
+    *,
+    request: type[Req],
+    response_type: str = "type.googleapis.com/longops.v1.OperationResponse",
+    metadata_type: str = "type.googleapis.com/longops.v1.OperationMetadata",
+    max_attempts: int = 3,
+) -> Callable[[Handler[Req]], Kind[Req]]:
+    """Declare a kind from an async handler; `longops serve --load module` finds it."""
+
+    def wrap(handler: Handler[Req]) -> Kind[Req]:
+        return Kind(
+            name=name,
+            handler=handler,
+            request_model=request,
+            response_type=response_type,
+            metadata_type=metadata_type,
+            max_attempts=max_attempts,
+            description=(handler.__doc__ or "").strip().split("\n")[0],
+        )
+
+    return wrap
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._kinds: dict[str, Kind[Any]] = {}
+
+    def add(self, kind: Kind[Any]) -> None:
+        if kind.name in self._kinds and self._kinds[kind.name] is not kind:
+            raise ValueError(f"kind {kind.name!r} is registered twice")
+        self._kinds[kind.name] = kind
+
+    def get(self, name: str) -> Kind[Any] | None:
+        return self._kinds.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._kinds)
+
+    def __iter__(self) -> Iterator[Kind[Any]]:
+        return iter(self._kinds.values())
+
+    def load(self, module_name: str) -> list[Kind[Any]]:
+        """Import a module and register every `Kind` defined at its top level."""
+        module = importlib.import_module(module_name)
+        found = [v for v in vars(module).values() if isinstance(v, Kind)]
+        if not found:
+            raise ValueError(f"module {module_name!r} defines no longops kind")
+        for k in found:
+            self.add(k)
+        return found

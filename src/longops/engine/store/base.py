@@ -1,0 +1,121 @@
+"""The store protocol every database implementation must satisfy.
+
+The protocol is shaped by what PostgreSQL and SQLite can both do in one statement
+each (`UPDATE … RETURNING`), so a claim, a fenced write or a lease recovery is a
+single atomic step on either; the conformance tests run against every
+implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from longops.engine.records import NewOperation, OperationRecord, State
+
+
+class StoreBusy(RuntimeError):
+    """The database stayed locked by other processes for longer than the store waits."""
+
+
+@dataclass(slots=True, frozen=True)
+class Change:
+    """Something other processes committed.
+
+    `done_ids` lists operations known to have finished; `None` means the store
+    cannot tell which, and the engine must look.
+    """
+
+    done_ids: frozenset[str] | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class LeaseState:
+    """One lease a heartbeat still holds."""
+
+    id: str
+    attempt: int
+    cancel_requested: bool
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def create(self, new: NewOperation, now: float) -> tuple[OperationRecord, bool]:
+        """Insert, or return the operation already made for (tenant, request_id)."""
+
+    async def get(self, id: str) -> OperationRecord | None: ...
+
+    async def list_operations(
+        self,
+        tenant: str,
+        *,
+        name_prefix: str | None,
+        done: bool | None,
+        kinds: Collection[str] | None,
+        before_seq: int | None,
+        limit: int,
+    ) -> list[OperationRecord]:
+        """Newest first, strictly older than `before_seq` when given (keyset paging)."""
+
+    async def cancel(self, id: str, now: float, error: dict[str, Any]) -> OperationRecord | None:
+        """Pending → CANCELLED at once; running → flagged for its worker; done → unchanged."""
+
+    async def delete(self, id: str) -> bool: ...
+
+    async def claim(
+        self, kinds: Collection[str], owner: str, lease_seconds: float, limit: int, now: float
+    ) -> list[OperationRecord]: ...
+
+    async def heartbeat(self, owner: str, lease_seconds: float, now: float) -> list[LeaseState]:
+        """Extend every lease `owner` holds; leases not returned are lost."""
+
+    async def save_progress(
+        self, id: str, attempt: int, metadata: dict[str, Any], now: float
+    ) -> bool | None:
+        """Fenced metadata write; returns cancel_requested, or None when the lease is lost."""
+
+    async def finish(
+        self,
+        id: str,
+        attempt: int,
+        state: State,
+        now: float,
+        *,
+        response: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> bool:
+        """Fenced move to a done state; False when the attempt no longer holds the lease."""
+
+    async def fail_attempt(
+        self, id: str, attempt: int, now: float, not_before: float, final_error: dict[str, Any]
+    ) -> State | None:
+        """Fenced: back to PENDING for another attempt, or FAILED with `final_error` after the
+        last one. None when the attempt no longer holds the lease."""
+
+    async def release(self, id: str, attempt: int, now: float) -> bool:
+        """Fenced return to PENDING that does not count against max attempts (shutdown)."""
+
+    async def recover_expired(
+        self, now: float, cancel_error: dict[str, Any], abandon_error: dict[str, Any]
+    ) -> list[tuple[str, State]]: ...
+
+    async def purge_done(self, ended_before: float, batch: int = 1000) -> int: ...
+
+    async def done_among(self, ids: Sequence[str]) -> list[str]: ...
+
+    def changes(self) -> AsyncIterator[Change]:
+        """Commits made by other processes, as they happen (or as close as the database allows)."""
+
+
+def open_store(url: str) -> Store:
+    """The store for a database URL: `sqlite:///path` (the default) or `postgresql://…`."""
+    if url.startswith("sqlite:"):
+        from longops.engine.store.sqlite import SQLiteStore
+
+        return SQLiteStore.from_url(url)
+    raise ValueError(f"unsupported database URL {url!r}: expected sqlite:///PATH")

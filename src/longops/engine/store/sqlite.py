@@ -1,0 +1,476 @@
+"""SQLite store: the embedded default, one file shared by any number of local processes.
+
+Statements run inline on the event loop: a primary-key read or a short write
+transaction takes tens of microseconds, far less than a hop to a thread pool.
+The only thing that could block is another process holding the write lock, so
+`busy_timeout` is zero and a locked database is retried with `asyncio.sleep`,
+keeping the loop free while we wait.
+
+WAL with `synchronous=NORMAL` survives a killed process with every committed
+transaction; add `?synchronous=full` to the URL to survive power loss as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+
+from longops.engine.records import NewOperation, OperationRecord, State
+from longops.engine.store.base import Change, LeaseState, StoreBusy
+
+T = TypeVar("T")
+
+_MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE operations (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        request_id TEXT,
+        request BLOB NOT NULL,
+        state TEXT NOT NULL,
+        metadata BLOB NOT NULL,
+        response BLOB,
+        error BLOB,
+        attempt INTEGER NOT NULL DEFAULT 0,
+        releases INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        lease_owner TEXT,
+        lease_expires REAL,
+        not_before REAL NOT NULL DEFAULT 0,
+        create_time REAL NOT NULL,
+        update_time REAL NOT NULL,
+        start_time REAL,
+        end_time REAL
+    );
+    CREATE UNIQUE INDEX operations_request_id ON operations (tenant, request_id)
+        WHERE request_id IS NOT NULL;
+    CREATE INDEX operations_pending ON operations (kind, seq) WHERE state = 'PENDING';
+    CREATE INDEX operations_running ON operations (lease_expires) WHERE state = 'RUNNING';
+    CREATE INDEX operations_owner ON operations (lease_owner) WHERE state = 'RUNNING';
+    CREATE INDEX operations_tenant ON operations (tenant, seq);
+    CREATE INDEX operations_ended ON operations (end_time) WHERE end_time IS NOT NULL;
+    """,
+]
+
+_COLUMNS = (
+    "seq, id, name, kind, tenant, request_id, request, state, metadata, response, error,"
+    " attempt, max_attempts, cancel_requested, create_time, update_time, start_time, end_time"
+)
+_DONE_STATES = "('SUCCEEDED', 'FAILED', 'CANCELLED')"
+
+
+def _json(value: Any) -> bytes | None:
+    return None if value is None else orjson.dumps(value)
+
+
+def _fetch_all(sql: str, args: Sequence[Any]) -> Callable[[sqlite3.Connection], list[Any]]:
+    return lambda conn: conn.execute(sql, args).fetchall()
+
+
+def _record(row: tuple[Any, ...]) -> OperationRecord:
+    return OperationRecord(
+        seq=row[0],
+        id=row[1],
+        name=row[2],
+        kind=row[3],
+        tenant=row[4],
+        request_id=row[5],
+        request=orjson.loads(row[6]),
+        state=State(row[7]),
+        metadata=orjson.loads(row[8]),
+        response=None if row[9] is None else orjson.loads(row[9]),
+        error=None if row[10] is None else orjson.loads(row[10]),
+        attempt=row[11],
+        max_attempts=row[12],
+        cancel_requested=bool(row[13]),
+        create_time=row[14],
+        update_time=row[15],
+        start_time=row[16],
+        end_time=row[17],
+    )
+
+
+class SQLiteStore:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "NORMAL",
+        busy_wait: float = 30.0,
+        change_poll_interval: float = 0.01,
+    ) -> None:
+        self.path = str(path)
+        self.synchronous = synchronous.upper()
+        self.busy_wait = busy_wait
+        self.change_poll_interval = change_poll_interval
+        self._conn: sqlite3.Connection | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStore:
+        parts = urlsplit(url)
+        path = parts.path
+        if url.startswith("sqlite:///"):
+            path = url[len("sqlite:///") :].split("?", 1)[0]
+        if not path:
+            raise ValueError(f"no file in SQLite URL {url!r}")
+        options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        if options.get("synchronous", "normal").upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ValueError(f"bad synchronous setting in {url!r}")
+        return cls(path, synchronous=options.get("synchronous", "normal"))
+
+    # -- connection ---------------------------------------------------------
+
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 0")
+        self._conn = conn
+        await self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        await self._write(self._migrate)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("store is not open")
+        return self._conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+            for statement in filter(str.strip, script.split(";")):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+
+    async def _retry(self, fn: Callable[[], T]) -> T:
+        """Run `fn`, sleeping (not blocking the loop) while another process holds a lock."""
+        deadline = time.monotonic() + self.busy_wait
+        delay = 0.0005
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                message = str(exc)
+                if "locked" not in message and "busy" not in message:
+                    raise
+                if time.monotonic() > deadline:
+                    raise StoreBusy(f"SQLite database {self.path} stayed locked") from exc
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 0.05)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """One short write transaction; nothing awaits inside it, so it is atomic to the loop."""
+        conn = self.conn
+
+        def attempt() -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return result
+
+        return await self._retry(attempt)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self.conn
+        return await self._retry(lambda: fn(conn))
+
+    # -- operations ---------------------------------------------------------
+
+    async def create(self, new: NewOperation, now: float) -> tuple[OperationRecord, bool]:
+        def tx(conn: sqlite3.Connection) -> tuple[OperationRecord, bool]:
+            if new.request_id is not None:
+                row = conn.execute(
+                    f"SELECT {_COLUMNS} FROM operations WHERE tenant = ? AND request_id = ?",
+                    (new.tenant, new.request_id),
+                ).fetchone()
+                if row is not None:
+                    return _record(row), False
+            row = conn.execute(
+                "INSERT INTO operations (id, name, kind, tenant, request_id, request, state,"
+                " metadata, max_attempts, create_time, update_time)"
+                f" VALUES (?, ?, ?, ?, ?, ?, 'PENDING', ?, ?, ?, ?) RETURNING {_COLUMNS}",
+                (
+                    new.id,
+                    new.name,
+                    new.kind,
+                    new.tenant,
+                    new.request_id,
+                    orjson.dumps(new.request),
+                    orjson.dumps(new.metadata),
+                    new.max_attempts,
+                    now,
+                    now,
+                ),
+            ).fetchone()
+            return _record(row), True
+
+        return await self._write(tx)
+
+    async def get(self, id: str) -> OperationRecord | None:
+        row = await self._read(
+            lambda c: c.execute(f"SELECT {_COLUMNS} FROM operations WHERE id = ?", (id,)).fetchone()
+        )
+        return None if row is None else _record(row)
+
+    async def list_operations(
+        self,
+        tenant: str,
+        *,
+        name_prefix: str | None,
+        done: bool | None,
+        kinds: Collection[str] | None,
+        before_seq: int | None,
+        limit: int,
+    ) -> list[OperationRecord]:
+        where = ["tenant = ?"]
+        args: list[Any] = [tenant]
+        if before_seq is not None:
+            where.append("seq < ?")
+            args.append(before_seq)
+        if name_prefix is not None:
+            where.append("substr(name, 1, ?) = ?")
+            args += [len(name_prefix), name_prefix]
+        if done is not None:
+            where.append(f"state {'IN' if done else 'NOT IN'} {_DONE_STATES}")
+        if kinds is not None:
+            where.append(f"kind IN ({','.join('?' * len(kinds))})")
+            args += list(kinds)
+        sql = (
+            f"SELECT {_COLUMNS} FROM operations WHERE {' AND '.join(where)}"
+            " ORDER BY seq DESC LIMIT ?"
+        )
+        rows = await self._read(lambda c: c.execute(sql, (*args, limit)).fetchall())
+        return [_record(r) for r in rows]
+
+    async def cancel(self, id: str, now: float, error: dict[str, Any]) -> OperationRecord | None:
+        def tx(conn: sqlite3.Connection) -> OperationRecord | None:
+            row = conn.execute(
+                "UPDATE operations SET state = 'CANCELLED', cancel_requested = 1, error = ?,"
+                " end_time = ?, update_time = ? WHERE id = ? AND state = 'PENDING'"
+                f" RETURNING {_COLUMNS}",
+                (orjson.dumps(error), now, now, id),
+            ).fetchone()
+            if row is None:
+                row = conn.execute(
+                    "UPDATE operations SET cancel_requested = 1, update_time = ?"
+                    f" WHERE id = ? AND state = 'RUNNING' RETURNING {_COLUMNS}",
+                    (now, id),
+                ).fetchone()
+            if row is None:
+                row = conn.execute(
+                    f"SELECT {_COLUMNS} FROM operations WHERE id = ?", (id,)
+                ).fetchone()
+            return None if row is None else _record(row)
+
+        return await self._write(tx)
+
+    async def delete(self, id: str) -> bool:
+        return await self._write(
+            lambda c: c.execute("DELETE FROM operations WHERE id = ?", (id,)).rowcount > 0
+        )
+
+    async def claim(
+        self, kinds: Collection[str], owner: str, lease_seconds: float, limit: int, now: float
+    ) -> list[OperationRecord]:
+        if not kinds or limit <= 0:
+            return []
+        marks = ",".join("?" * len(kinds))
+        sql = (
+            "UPDATE operations SET state = 'RUNNING', attempt = attempt + 1, lease_owner = ?,"
+            " lease_expires = ?, start_time = coalesce(start_time, ?), update_time = ?"
+            " WHERE seq IN (SELECT seq FROM operations WHERE state = 'PENDING'"
+            f" AND kind IN ({marks}) AND not_before <= ? ORDER BY seq LIMIT ?)"
+            f" RETURNING {_COLUMNS}"
+        )
+        args = (owner, now + lease_seconds, now, now, *kinds, now, limit)
+        rows = await self._write(lambda c: c.execute(sql, args).fetchall())
+        return sorted((_record(r) for r in rows), key=lambda r: r.seq)
+
+    async def heartbeat(self, owner: str, lease_seconds: float, now: float) -> list[LeaseState]:
+        rows = await self._write(
+            lambda c: c.execute(
+                "UPDATE operations SET lease_expires = ? WHERE lease_owner = ?"
+                " AND state = 'RUNNING' RETURNING id, attempt, cancel_requested",
+                (now + lease_seconds, owner),
+            ).fetchall()
+        )
+        return [LeaseState(r[0], r[1], bool(r[2])) for r in rows]
+
+    async def save_progress(
+        self, id: str, attempt: int, metadata: dict[str, Any], now: float
+    ) -> bool | None:
+        row = await self._write(
+            lambda c: c.execute(
+                "UPDATE operations SET metadata = ?, update_time = ?"
+                " WHERE id = ? AND attempt = ? AND state = 'RUNNING' RETURNING cancel_requested",
+                (orjson.dumps(metadata), now, id, attempt),
+            ).fetchone()
+        )
+        return None if row is None else bool(row[0])
+
+    async def finish(
+        self,
+        id: str,
+        attempt: int,
+        state: State,
+        now: float,
+        *,
+        response: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> bool:
+        return await self._write(
+            lambda c: (
+                c.execute(
+                    "UPDATE operations SET state = ?, response = ?, error = ?,"
+                    " metadata = coalesce(?, metadata), end_time = ?, update_time = ?,"
+                    " lease_owner = NULL, lease_expires = NULL"
+                    " WHERE id = ? AND attempt = ? AND state = 'RUNNING'",
+                    (
+                        state.value,
+                        _json(response),
+                        _json(error),
+                        _json(metadata),
+                        now,
+                        now,
+                        id,
+                        attempt,
+                    ),
+                ).rowcount
+                > 0
+            )
+        )
+
+    async def fail_attempt(
+        self, id: str, attempt: int, now: float, not_before: float, final_error: dict[str, Any]
+    ) -> State | None:
+        row = await self._write(
+            lambda c: c.execute(
+                """
+                UPDATE operations SET
+                    state = CASE WHEN attempt - releases >= max_attempts
+                                 THEN 'FAILED' ELSE 'PENDING' END,
+                    error = CASE WHEN attempt - releases >= max_attempts THEN :error END,
+                    end_time = CASE WHEN attempt - releases >= max_attempts THEN :now END,
+                    lease_owner = NULL, lease_expires = NULL, not_before = :not_before,
+                    update_time = :now
+                WHERE id = :id AND attempt = :attempt AND state = 'RUNNING'
+                RETURNING state
+                """,
+                {
+                    "error": orjson.dumps(final_error),
+                    "now": now,
+                    "not_before": not_before,
+                    "id": id,
+                    "attempt": attempt,
+                },
+            ).fetchone()
+        )
+        return None if row is None else State(row[0])
+
+    async def release(self, id: str, attempt: int, now: float) -> bool:
+        return await self._write(
+            lambda c: (
+                c.execute(
+                    "UPDATE operations SET state = 'PENDING', releases = releases + 1,"
+                    " lease_owner = NULL, lease_expires = NULL, update_time = ?"
+                    " WHERE id = ? AND attempt = ? AND state = 'RUNNING'",
+                    (now, id, attempt),
+                ).rowcount
+                > 0
+            )
+        )
+
+    async def recover_expired(
+        self, now: float, cancel_error: dict[str, Any], abandon_error: dict[str, Any]
+    ) -> list[tuple[str, State]]:
+        rows = await self._write(
+            lambda c: c.execute(
+                """
+                UPDATE operations SET
+                    state = CASE WHEN cancel_requested THEN 'CANCELLED'
+                                 WHEN attempt - releases >= max_attempts THEN 'FAILED'
+                                 ELSE 'PENDING' END,
+                    error = CASE WHEN cancel_requested THEN :cancel
+                                 WHEN attempt - releases >= max_attempts THEN :abandon END,
+                    end_time = CASE WHEN cancel_requested OR attempt - releases >= max_attempts
+                                    THEN :now END,
+                    lease_owner = NULL, lease_expires = NULL, update_time = :now
+                WHERE state = 'RUNNING' AND lease_expires < :now
+                RETURNING id, state
+                """,
+                {
+                    "now": now,
+                    "cancel": orjson.dumps(cancel_error),
+                    "abandon": orjson.dumps(abandon_error),
+                },
+            ).fetchall()
+        )
+        return [(r[0], State(r[1])) for r in rows]
+
+    async def purge_done(self, ended_before: float, batch: int = 1000) -> int:
+        total = 0
+        while True:
+            count = await self._write(
+                lambda c: (
+                    c.execute(
+                        "DELETE FROM operations WHERE seq IN (SELECT seq FROM operations"
+                        f" WHERE end_time < ? AND state IN {_DONE_STATES} LIMIT ?)",
+                        (ended_before, batch),
+                    ).rowcount
+                )
+            )
+            total += count
+            if count < batch:
+                return total
+
+    async def done_among(self, ids: Sequence[str]) -> list[str]:
+        found: list[str] = []
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            sql = (
+                f"SELECT id FROM operations WHERE id IN ({','.join('?' * len(chunk))})"
+                f" AND state IN {_DONE_STATES}"
+            )
+            rows = await self._read(_fetch_all(sql, chunk))
+            found += [r[0] for r in rows]
+        return found
+
+    async def changes(self) -> AsyncIterator[Change]:
+        """Poll `PRAGMA data_version`, which moves only when another connection commits.
+
+        SQLite has no notification channel between processes; one cheap pragma per
+        interval per process is the price, and it cannot say which operations changed.
+        """
+        last = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        while True:
+            await asyncio.sleep(self.change_poll_interval)
+            if self._conn is None:
+                return
+            current = await self._read(lambda c: c.execute("PRAGMA data_version").fetchone()[0])
+            if current != last:
+                last = current
+                yield Change()

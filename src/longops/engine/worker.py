@@ -1,0 +1,292 @@
+"""The worker runtime: claims operations, runs their handlers, keeps their leases alive."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Collection
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from longops.engine.context import Context, LeaseLost, OperationCancelled
+from longops.engine.engine import CANCELLED_STATUS, Engine
+from longops.engine.records import ABORTED, INTERNAL, OperationRecord, State
+from longops.engine.registry import Kind, OperationFailed, new_token_id
+from longops.engine.store import StoreBusy
+
+log = logging.getLogger("longops.worker")
+
+Interrupt = Literal["cancel", "lease", "shutdown"]
+
+ABANDONED_STATUS = {
+    "code": ABORTED,
+    "message": "The operation was abandoned: its worker stopped responding on every attempt.",
+}
+
+
+@dataclass(slots=True)
+class WorkerConfig:
+    concurrency: int = 8
+    lease_seconds: float = 30.0
+    poll_interval: float = 1.0
+    """Fallback claim interval; new work normally wakes the worker at once."""
+    maintenance_interval: float = 1.0
+    shutdown_grace: float = 30.0
+    retry_delay: float = 1.0
+    kinds: Collection[str] | None = None
+    """Kinds this worker serves; None means every registered kind."""
+
+
+@dataclass(slots=True)
+class _Running:
+    record: OperationRecord
+    context: Context
+    task: asyncio.Task[None] | None = None
+    interrupt: Interrupt | None = None
+    finishing: bool = False
+
+
+class Worker:
+    def __init__(self, engine: Engine, config: WorkerConfig | None = None) -> None:
+        self.engine = engine
+        self.config = config or WorkerConfig()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{new_token_id(8)}"
+        self._running: dict[str, _Running] = {}
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._pool: ProcessPoolExecutor | None = None
+
+    @property
+    def kinds(self) -> list[str]:
+        registered = self.engine.registry.names()
+        if self.config.kinds is None:
+            return registered
+        return [k for k in registered if k in self.config.kinds]
+
+    def stop(self) -> None:
+        """Stop claiming; `run` then finishes or releases what is in flight and returns."""
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        unsubscribe = self.engine.hub.on_work(self._wake.set)
+        background = [
+            asyncio.create_task(self._heartbeat_loop(), name="longops-heartbeat"),
+            asyncio.create_task(self._maintenance_loop(), name="longops-maintenance"),
+        ]
+        try:
+            await self._claim_loop()
+            await self._drain()
+        finally:
+            unsubscribe()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- claiming -------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        kinds = self.kinds
+        while not self._stopping.is_set():
+            free = self.config.concurrency - len(self._running)
+            claimed: list[OperationRecord] = []
+            if free > 0:
+                self._wake.clear()
+                try:
+                    claimed = await self.engine.store.claim(
+                        kinds, self.owner, self.config.lease_seconds, free, time.time()
+                    )
+                except StoreBusy:
+                    log.warning("store busy while claiming; retrying")
+                for record in claimed:
+                    self._start(record)
+                if claimed:
+                    continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.config.poll_interval)
+            self._wake.clear()
+
+    def _start(self, record: OperationRecord) -> None:
+        context = Context(self.engine.store, record, process_pool=self._process_pool)
+        running = _Running(record, context)
+        self._running[record.id] = running
+        running.task = asyncio.create_task(self._execute(running), name=f"longops:{record.name}")
+        self.engine.hub.on_cancel(record.id, lambda: self._interrupt(record.id, "cancel"))
+
+    def _process_pool(self) -> Executor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor()
+        return self._pool
+
+    def _interrupt(self, id: str, reason: Interrupt) -> None:
+        running = self._running.get(id)
+        if running is None or running.finishing or running.task is None:
+            return
+        if reason == "cancel":
+            running.context.cancel_requested = True
+        if running.interrupt is None:
+            running.interrupt = reason
+            running.task.cancel()
+
+    # -- running one attempt ---------------------------------------------------
+
+    async def _execute(self, running: _Running) -> None:
+        record = running.record
+        store = self.engine.store
+        finished = False
+        try:
+            kind = self.engine.registry.get(record.kind)
+            if kind is None:
+                raise OperationFailed(INTERNAL, f"No worker handler for kind {record.kind!r}.")
+            response = await self._call(kind, running)
+            running.finishing = True
+            metadata = running.context.final_metadata()
+            metadata["progressPercent"] = 100
+            finished = await store.finish(
+                record.id,
+                record.attempt,
+                State.SUCCEEDED,
+                time.time(),
+                response=response,
+                metadata=metadata,
+            )
+        except OperationFailed as exc:
+            running.finishing = True
+            finished = await store.finish(
+                record.id,
+                record.attempt,
+                State.FAILED,
+                time.time(),
+                error=exc.status(),
+                metadata=running.context.final_metadata(),
+            )
+        except OperationCancelled:
+            running.finishing = True
+            finished = await self._finish_cancelled(running)
+        except LeaseLost:
+            log.warning("lost the lease on %s (attempt %d)", record.name, record.attempt)
+        except asyncio.CancelledError:
+            reason = running.interrupt
+            if reason is None:
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            running.finishing = True
+            if reason == "cancel":
+                finished = await self._finish_cancelled(running)
+            elif reason == "shutdown":
+                await store.release(record.id, record.attempt, time.time())
+                self.engine.hub.notify_work()
+            else:
+                log.warning("lost the lease on %s (attempt %d)", record.name, record.attempt)
+        except StoreBusy:
+            log.exception("store busy while finishing %s; its lease will expire", record.name)
+        except Exception:
+            log.exception("handler for %s failed (attempt %d)", record.name, record.attempt)
+            running.finishing = True
+            delay = self.config.retry_delay * 2 ** (record.attempt - 1) * random.uniform(0.5, 1.5)
+            now = time.time()
+            state = await store.fail_attempt(
+                record.id,
+                record.attempt,
+                now,
+                now + delay,
+                {"code": INTERNAL, "message": f"Internal error after {record.attempt} attempts."},
+            )
+            finished = state is State.FAILED
+            if state is State.PENDING:
+                self.engine.hub.notify_work()
+        finally:
+            self.engine.hub.off_cancel(record.id)
+            self._running.pop(record.id, None)
+            self._wake.set()
+        if finished:
+            self.engine.hub.notify_done(record.id)
+
+    async def _call(self, kind: Kind[Any], running: _Running) -> dict[str, Any] | None:
+        request = kind.request_model.model_validate(running.record.request)
+        running.context.check_cancelled()
+        result = await kind.handler(running.context, request)
+        if isinstance(result, BaseModel):
+            return result.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return result
+
+    async def _finish_cancelled(self, running: _Running) -> bool:
+        return await self.engine.store.finish(
+            running.record.id,
+            running.record.attempt,
+            State.CANCELLED,
+            time.time(),
+            error=CANCELLED_STATUS,
+            metadata=running.context.final_metadata(),
+        )
+
+    # -- leases ------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        interval = min(self.config.lease_seconds / 3, 1.0)
+        while True:
+            await asyncio.sleep(interval)
+            if not self._running:
+                continue
+            try:
+                held = await self.engine.store.heartbeat(
+                    self.owner, self.config.lease_seconds, time.time()
+                )
+            except StoreBusy:
+                log.warning("store busy during heartbeat")
+                continue
+            held_ids = {lease.id: lease for lease in held}
+            for id, running in list(self._running.items()):
+                lease = held_ids.get(id)
+                if lease is None or lease.attempt != running.record.attempt:
+                    self._interrupt(id, "lease")
+                elif lease.cancel_requested:
+                    self._interrupt(id, "cancel")
+
+    async def _maintenance_loop(self) -> None:
+        """Recover expired leases (crashed workers) and purge done operations past retention."""
+        last_purge = 0.0
+        while True:
+            await asyncio.sleep(self.config.maintenance_interval)
+            now = time.time()
+            try:
+                recovered = await self.engine.store.recover_expired(
+                    now, CANCELLED_STATUS, ABANDONED_STATUS
+                )
+                for id, state in recovered:
+                    log.warning("recovered %s from an expired lease: now %s", id, state.value)
+                    if state.done:
+                        self.engine.hub.notify_done(id)
+                    else:
+                        self.engine.hub.notify_work()
+                if now - last_purge > 60:
+                    last_purge = now
+                    await self.engine.store.purge_done(now - self.engine.config.retention_seconds)
+            except StoreBusy:
+                log.warning("store busy during maintenance")
+            except Exception:
+                log.exception("maintenance failed")
+
+    async def _drain(self) -> None:
+        """Give in-flight attempts `shutdown_grace` seconds, then release the rest."""
+        tasks = [r.task for r in self._running.values() if r.task is not None]
+        if not tasks:
+            return
+        log.info("waiting up to %.0f s for %d operations", self.config.shutdown_grace, len(tasks))
+        _, pending = await asyncio.wait(tasks, timeout=self.config.shutdown_grace)
+        for id in list(self._running):
+            self._interrupt(id, "shutdown")
+        if pending:
+            await asyncio.wait(pending)

@@ -1,0 +1,46 @@
+"""Everything needed to write an operation kind, and the kinds longops ships.
+
+A kind is an async function decorated with `@kind(...)` in any importable module;
+`longops serve --load package.module` registers every kind defined there::
+
+    from pydantic import BaseModel
+    from longops.kinds import Context, kind
+
+    class Resize(BaseModel):
+        url: str
+        width: int
+
+    @kind("acme.resize", request=Resize)
+    async def resize(ctx: Context, request: Resize) -> dict:
+        await ctx.report_progress(50)
+        return {"url": request.url, "width": request.width}
+
+Start one with `client.operations.start("acme.resize", {"url": ..., "width": 64})`
+or `POST /v1beta/kinds/acme.resize:start`.
+"""
+
+from typing import Any
+
+from longops.engine.context import Context, OperationCancelled
+from longops.engine.registry import Kind, OperationFailed, Registry, kind
+from longops.kinds.sleep import sleep
+
+BUILTIN_KINDS: tuple[Kind[Any], ...] = (sleep,)
+
+
+def default_registry() -> Registry:
+    registry = Registry()
+    for builtin in BUILTIN_KINDS:
+        registry.add(builtin)
+    return registry
+
+
+__all__ = [
+    "BUILTIN_KINDS",
+    "Context",
+    "Kind",
+    "OperationCancelled",
+    "OperationFailed",
+    "default_registry",
+    "kind",
+]
