@@ -1,0 +1,76 @@
+"""The ASGI application: routes, error envelope, and the engine's lifetime."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from longops.engine import Engine, Worker
+from longops.engine.worker import WorkerConfig
+from longops.server.auth import Authenticator
+from longops.server.config import ServerConfig
+from longops.server.errors import EXCEPTION_HANDLERS
+from longops.server.routes.operations import OperationRoutes
+
+log = logging.getLogger("longops.server")
+
+
+class ApiVersionConvertor(Convertor[str]):
+    """The API versions Google clients use: Gemini 3.x `v1`, 2.x `v1beta`, Vertex `v1beta1`."""
+
+    regex = "v1|v1beta|v1beta1|v1alpha"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("apiver", ApiVersionConvertor())
+
+
+async def healthz(request: Request) -> Response:
+    return Response(b'{"status":"ok"}', media_type="application/json")
+
+
+def create_app(
+    engine: Engine,
+    config: ServerConfig | None = None,
+    *,
+    workers: int = 0,
+    worker_config: WorkerConfig | None = None,
+) -> Starlette:
+    """An app serving `engine`; with `workers` > 0 it also runs that many workers in-process."""
+    config = config or ServerConfig()
+    auth = Authenticator(config.api_keys)
+    operations = OperationRoutes(engine, auth, config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await engine.start()
+        running: Sequence[Worker] = [Worker(engine, worker_config) for _ in range(workers)]
+        tasks = [asyncio.create_task(w.run(), name="longops-worker") for w in running]
+        try:
+            yield
+        finally:
+            for worker in running:
+                worker.stop()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await engine.close()
+
+    app = Starlette(
+        routes=[Route("/healthz", healthz, methods=["GET"]), *operations.routes()],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
+    app.state.engine = engine
+    return app

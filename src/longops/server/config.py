@@ -1,0 +1,16 @@
+"""Settings of the HTTP layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class ServerConfig:
+    api_keys: dict[str, str] = field(default_factory=dict)
+    """{key: tenant}; empty means an open server with one anonymous tenant."""
+    max_body_bytes: int = 1 << 20
+    max_wait_seconds: float = 60.0
+    """Longest a `:wait` call blocks, whatever timeout the client asks for."""
+    default_page_size: int = 50
+    max_page_size: int = 1000

@@ -1,0 +1,120 @@
+"""Google's error envelope, and the one exception type routes raise to produce it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from longops.engine.store import StoreBusy
+
+log = logging.getLogger("longops.server")
+
+# HTTP status → google.rpc status name, for errors that carry no explicit status.
+_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
+    409: "ALREADY_EXISTS",
+    411: "INVALID_ARGUMENT",
+    413: "INVALID_ARGUMENT",
+    415: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
+ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        http_status: int,
+        message: str,
+        *,
+        status: str | None = None,
+        details: list[dict[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.message = message
+        self.status = status or _STATUS_NAMES.get(http_status, "UNKNOWN")
+        self.details = details or []
+        self.headers = headers
+
+
+def invalid_argument(message: str, *, field: str | None = None) -> ApiError:
+    details = None
+    if field is not None:
+        violation = {"field": field, "description": message}
+        details = [{"@type": BAD_REQUEST, "fieldViolations": [violation]}]
+    return ApiError(400, message, details=details)
+
+
+def not_found(message: str) -> ApiError:
+    return ApiError(404, message)
+
+
+def error_response(error: ApiError) -> Response:
+    body: dict[str, Any] = {
+        "code": error.http_status,
+        "message": error.message,
+        "status": error.status,
+    }
+    if error.details:
+        body["details"] = error.details
+    return Response(
+        orjson.dumps({"error": body}),
+        status_code=error.http_status,
+        media_type="application/json",
+        headers=error.headers,
+    )
+
+
+async def handle_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc)
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = f"Method not found: {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        message = f"Method {request.method} is not allowed on {request.url.path}"
+    else:
+        message = str(exc.detail)
+    return error_response(ApiError(exc.status_code, message, headers=exc.headers))
+
+
+async def handle_store_busy(request: Request, exc: Exception) -> Response:
+    log.warning("store busy: %s", exc)
+    return error_response(
+        ApiError(503, "The database is busy; retry shortly.", headers={"retry-after": "1"})
+    )
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(ApiError(500, "Internal error encountered."))
+
+
+EXCEPTION_HANDLERS = {
+    ApiError: handle_api_error,
+    HTTPException: handle_http_exception,
+    StoreBusy: handle_store_busy,
+    Exception: handle_unexpected,
+}

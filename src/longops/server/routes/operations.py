@@ -1,0 +1,199 @@
+"""google.longrunning.Operations over HTTP: get, list, cancel, delete, wait; start a kind."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from longops.engine import Engine, OperationRecord
+from longops.engine.engine import InvalidRequest, UnknownKind
+from longops.server import names
+from longops.server.auth import Authenticator
+from longops.server.config import ServerConfig
+from longops.server.errors import BAD_REQUEST, ApiError, invalid_argument, not_found
+from longops.server.render import render_operation
+from longops.server.requests import (
+    PageTokens,
+    field,
+    parse_bool,
+    parse_duration,
+    parse_page_size,
+    read_json,
+)
+
+_FILTER_TERM = re.compile(r"^\s*(done|kind)\s*[=:]\s*(\"[^\"]*\"|'[^']*'|\S+)\s*$")
+_AND = re.compile(r"\s+AND\s+", re.IGNORECASE)
+_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+_EMPTY = b"{}"
+
+
+def json_response(body: Any) -> Response:
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+class OperationRoutes:
+    def __init__(self, engine: Engine, auth: Authenticator, config: ServerConfig) -> None:
+        self.engine = engine
+        self.auth = auth
+        self.config = config
+
+    def routes(self) -> list[BaseRoute]:
+        v = "/{version:apiver}"
+        return [
+            Route(f"{v}/operations", self.list_operations, methods=["GET"]),
+            Route(f"{v}/{{parent:path}}/operations", self.list_operations, methods=["GET"]),
+            Route(f"{v}/kinds/{{kind:str}}:start", self.start, methods=["POST"]),
+            Route(f"{v}/{{name:path}}:cancel", self.cancel, methods=["POST"]),
+            Route(f"{v}/{{name:path}}:wait", self.wait, methods=["POST"]),
+            Route(
+                f"{v}/{{resource:path}}:fetchPredictOperation",
+                self.fetch_predict_operation,
+                methods=["POST"],
+            ),
+            Route(f"{v}/{{name:path}}", self.get, methods=["GET"]),
+            Route(f"{v}/{{name:path}}", self.delete, methods=["DELETE"]),
+        ]
+
+    def render(self, record: OperationRecord) -> Response:
+        return json_response(render_operation(record, self.engine.registry.get(record.kind)))
+
+    async def _find(self, name: str, tenant: str) -> OperationRecord:
+        id = names.operation_id(name)
+        record = await self.engine.get(id, tenant)
+        if record is None or not names.matches(name, record.name, id):
+            raise not_found(f"Operation {name} not found.")
+        return record
+
+    # -- endpoints -------------------------------------------------------------
+
+    async def get(self, request: Request) -> Response:
+        tenant = self.auth.tenant(request)
+        name: str = request.path_params["name"]
+        if not names.is_operation_name(name):
+            raise not_found(f"Method not found: GET {request.url.path}")
+        return self.render(await self._find(name, tenant))
+
+    async def fetch_predict_operation(self, request: Request) -> Response:
+        """Vertex polls its video operations with a POST on the model resource."""
+        tenant = self.auth.tenant(request)
+        body = await read_json(request, self.config.max_body_bytes)
+        name = field(body, "operationName")
+        if not isinstance(name, str) or not name:
+            raise invalid_argument("operationName is required.", field="operationName")
+        resource: str = request.path_params["resource"]
+        if name.rpartition("/operations/")[0] not in {resource, ""} and not name.startswith(
+            "operations/"
+        ):
+            raise not_found(f"Operation {name} not found under {resource}.")
+        return self.render(await self._find(name, tenant))
+
+    async def list_operations(self, request: Request) -> Response:
+        tenant = self.auth.tenant(request)
+        parent = request.path_params.get("parent")
+        prefix = None
+        if parent is not None:
+            prefix = f"{names.check_parent(parent)}/operations/"
+        query = request.query_params
+        filter_text = query.get("filter", "")
+        done, kinds = self._parse_filter(filter_text)
+        size = parse_page_size(
+            query.get("pageSize", query.get("page_size")),
+            self.config.default_page_size,
+            self.config.max_page_size,
+        )
+        fingerprint = f"{tenant}\x00{parent}\x00{filter_text}"
+        token = query.get("pageToken", query.get("page_token"))
+        before = PageTokens.decode(token, fingerprint) if token else None
+        records = await self.engine.list_operations(
+            tenant, name_prefix=prefix, done=done, kinds=kinds, before_seq=before, limit=size + 1
+        )
+        body: dict[str, Any] = {
+            "operations": [
+                render_operation(r, self.engine.registry.get(r.kind)) for r in records[:size]
+            ]
+        }
+        if len(records) > size:
+            body["nextPageToken"] = PageTokens.encode(records[size - 1].seq, fingerprint)
+        return json_response(body)
+
+    @staticmethod
+    def _parse_filter(text: str) -> tuple[bool | None, list[str] | None]:
+        done: bool | None = None
+        kinds: list[str] | None = None
+        if not text.strip():
+            return done, kinds
+        for term in _AND.split(text.strip()):
+            match = _FILTER_TERM.match(term)
+            if match is None:
+                raise invalid_argument(
+                    f"Invalid filter term {term!r}: supported are done=true|false and"
+                    ' kind="NAME", joined with AND.',
+                    field="filter",
+                )
+            key, value = match.group(1), match.group(2).strip("\"'")
+            if key == "done":
+                done = parse_bool(value, "filter")
+            else:
+                kinds = [*(kinds or []), value]
+        return done, kinds
+
+    async def cancel(self, request: Request) -> Response:
+        tenant = self.auth.tenant(request)
+        await read_json(request, self.config.max_body_bytes)
+        record = await self._find(request.path_params["name"], tenant)
+        await self.engine.cancel(record.id, tenant)
+        return Response(_EMPTY, media_type="application/json")
+
+    async def delete(self, request: Request) -> Response:
+        tenant = self.auth.tenant(request)
+        name: str = request.path_params["name"]
+        if not names.is_operation_name(name):
+            raise not_found(f"Method not found: DELETE {request.url.path}")
+        record = await self._find(name, tenant)
+        await self.engine.delete(record.id, tenant)
+        return Response(_EMPTY, media_type="application/json")
+
+    async def wait(self, request: Request) -> Response:
+        tenant = self.auth.tenant(request)
+        body = await read_json(request, self.config.max_body_bytes)
+        raw = field(body, "timeout")
+        if raw is None:
+            raw = request.query_params.get("timeout")
+        timeout = (
+            self.config.max_wait_seconds
+            if raw is None
+            else min(parse_duration(raw, "timeout"), self.config.max_wait_seconds)
+        )
+        record = await self._find(request.path_params["name"], tenant)
+        waited = await self.engine.wait(record.id, tenant, timeout)
+        if waited is None:
+            raise not_found(f"Operation {record.name} not found.")
+        return self.render(waited)
+
+    async def start(self, request: Request) -> Response:
+        """Start an operation of any registered kind: `POST /v1beta/kinds/{kind}:start`."""
+        tenant = self.auth.tenant(request)
+        body = await read_json(request, self.config.max_body_bytes)
+        query = request.query_params
+        request_id = query.get("requestId", query.get("request_id"))
+        if request_id is not None and not _REQUEST_ID.match(request_id):
+            raise invalid_argument(
+                "requestId must be 1-128 printable ASCII characters.", field="requestId"
+            )
+        kind = request.path_params["kind"]
+        try:
+            record = await self.engine.create(kind, body, tenant=tenant, request_id=request_id)
+        except UnknownKind:
+            raise not_found(f"Kind {kind} is not registered on this server.") from None
+        except InvalidRequest as exc:
+            raise ApiError(
+                400,
+                str(exc),
+                details=[{"@type": BAD_REQUEST, "fieldViolations": exc.violations}],
+            ) from None
+        return self.render(record)
