@@ -46,7 +46,7 @@ class NewOperation:
 
 @dataclass(slots=True)
 class OperationRecord:
-    """One row of the operations table.
+    """One row of the operations table; treat it as read-only (stores may share it).
 
     `metadata` holds only the kind's own fields (and `progressPercent`); the
     lifecycle fields (state, timestamps, attempt) live in columns and are merged

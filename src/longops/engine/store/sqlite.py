@@ -110,12 +110,19 @@ class SQLiteStore:
         synchronous: str = "NORMAL",
         busy_wait: float = 30.0,
         change_poll_interval: float = 0.01,
+        cache_size: int = 10_000,
     ) -> None:
         self.path = str(path)
         self.synchronous = synchronous.upper()
         self.busy_wait = busy_wait
         self.change_poll_interval = change_poll_interval
         self._conn: sqlite3.Connection | None = None
+        # Read cache for `get`, exact rather than time-based: an entry is valid only
+        # while `PRAGMA data_version` (commits by other connections) and our own
+        # write count are what they were when it was read.
+        self._writes = 0
+        self._cache: dict[str, tuple[int, int, OperationRecord]] = {}
+        self.cache_size = cache_size
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
@@ -182,6 +189,7 @@ class SQLiteStore:
 
         def attempt() -> T:
             conn.execute("BEGIN IMMEDIATE")
+            self._writes += 1
             try:
                 result = fn(conn)
                 conn.execute("COMMIT")
@@ -230,10 +238,23 @@ class SQLiteStore:
         return await self._write(tx)
 
     async def get(self, id: str) -> OperationRecord | None:
-        row = await self._read(
-            lambda c: c.execute(f"SELECT {_COLUMNS} FROM operations WHERE id = ?", (id,)).fetchone()
-        )
-        return None if row is None else _record(row)
+        """Polling makes this the hottest read; see the cache note in `__init__`."""
+
+        def read(conn: sqlite3.Connection) -> OperationRecord | None:
+            version: int = conn.execute("PRAGMA data_version").fetchone()[0]
+            cached = self._cache.get(id)
+            if cached is not None and cached[0] == version and cached[1] == self._writes:
+                return cached[2]
+            row = conn.execute(f"SELECT {_COLUMNS} FROM operations WHERE id = ?", (id,)).fetchone()
+            if row is None:
+                return None
+            record = _record(row)
+            if len(self._cache) >= self.cache_size:
+                del self._cache[next(iter(self._cache))]
+            self._cache[id] = (version, self._writes, record)
+            return record
+
+        return await self._read(read)
 
     async def list_operations(
         self,

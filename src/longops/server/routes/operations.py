@@ -30,6 +30,7 @@ _FILTER_TERM = re.compile(r"^\s*(done|kind)\s*[=:]\s*(\"[^\"]*\"|'[^']*'|\S+)\s*
 _AND = re.compile(r"\s+AND\s+", re.IGNORECASE)
 _REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 _EMPTY = b"{}"
+_RENDER_CACHE_SIZE = 10_000
 
 
 def json_response(body: Any) -> Response:
@@ -41,12 +42,16 @@ class OperationRoutes:
         self.engine = engine
         self.auth = auth
         self.config = config
+        # Rendered JSON per operation id, reused while the store hands back the very
+        # same record object (it does until the operation changes).
+        self._rendered: dict[str, tuple[OperationRecord, bytes]] = {}
 
     def routes(self) -> list[BaseRoute]:
         v = "/{version:apiver}"
+        # GET comes first and dispatches itself: polling is by far the hottest path,
+        # and every route tried before the right one costs a regex match.
         return [
-            Route(f"{v}/operations", self.list_operations, methods=["GET"]),
-            Route(f"{v}/{{parent:path}}/operations", self.list_operations, methods=["GET"]),
+            Route(f"{v}/{{name:path}}", self.get, methods=["GET"]),
             Route(f"{v}/kinds/{{kind:str}}:start", self.start, methods=["POST"]),
             Route(f"{v}/{{name:path}}:cancel", self.cancel, methods=["POST"]),
             Route(f"{v}/{{name:path}}:wait", self.wait, methods=["POST"]),
@@ -55,12 +60,19 @@ class OperationRoutes:
                 self.fetch_predict_operation,
                 methods=["POST"],
             ),
-            Route(f"{v}/{{name:path}}", self.get, methods=["GET"]),
             Route(f"{v}/{{name:path}}", self.delete, methods=["DELETE"]),
         ]
 
     def render(self, record: OperationRecord) -> Response:
-        return json_response(render_operation(record, self.engine.registry.get(record.kind)))
+        cached = self._rendered.get(record.id)
+        if cached is not None and cached[0] is record:
+            body = cached[1]
+        else:
+            body = orjson.dumps(render_operation(record, self.engine.registry.get(record.kind)))
+            if len(self._rendered) >= _RENDER_CACHE_SIZE:
+                del self._rendered[next(iter(self._rendered))]
+            self._rendered[record.id] = (record, body)
+        return Response(body, media_type="application/json")
 
     async def _find(self, name: str, tenant: str) -> OperationRecord:
         id = names.operation_id(name)
@@ -72,8 +84,12 @@ class OperationRoutes:
     # -- endpoints -------------------------------------------------------------
 
     async def get(self, request: Request) -> Response:
-        tenant = self.auth.tenant(request)
         name: str = request.path_params["name"]
+        if name == "operations":
+            return await self.list_operations(request, None)
+        if name.endswith("/operations"):
+            return await self.list_operations(request, name[: -len("/operations")])
+        tenant = self.auth.tenant(request)
         if not names.is_operation_name(name):
             raise not_found(f"Method not found: GET {request.url.path}")
         return self.render(await self._find(name, tenant))
@@ -92,9 +108,8 @@ class OperationRoutes:
             raise not_found(f"Operation {name} not found under {resource}.")
         return self.render(await self._find(name, tenant))
 
-    async def list_operations(self, request: Request) -> Response:
+    async def list_operations(self, request: Request, parent: str | None) -> Response:
         tenant = self.auth.tenant(request)
-        parent = request.path_params.get("parent")
         prefix = None
         if parent is not None:
             prefix = f"{names.check_parent(parent)}/operations/"
