@@ -1,0 +1,358 @@
+"""The `longops` command: run the server and workers, and look after operations."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from functools import partial
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from longops.engine import Engine, Registry, Worker
+from longops.engine.engine import EngineConfig
+from longops.engine.store import open_store
+from longops.engine.worker import WorkerConfig
+from longops.kinds import default_registry
+
+app = typer.Typer(
+    help="longops: a self-hosted service for long-running operations.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+ops_app = typer.Typer(
+    help="Inspect and control operations on a longops server.", no_args_is_help=True
+)
+app.add_typer(ops_app, name="ops")
+
+DEFAULT_DATABASE = "sqlite:///./longops.db"
+
+Database = Annotated[
+    str, typer.Option("--database", envvar="LONGOPS_DATABASE_URL", help="Database URL.")
+]
+Workers = Annotated[
+    int,
+    typer.Option(
+        "--workers", envvar="LONGOPS_WORKERS", min=0, help="Operations this process runs at once."
+    ),
+]
+Load = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--load",
+        envvar="LONGOPS_LOAD",
+        help="Python module whose kinds to register (repeatable).",
+    ),
+]
+Lease = Annotated[
+    float,
+    typer.Option("--lease", envvar="LONGOPS_LEASE_SECONDS", min=1.0, help="Worker lease, seconds."),
+]
+Retention = Annotated[
+    float,
+    typer.Option(
+        "--retention-days", envvar="LONGOPS_RETENTION_DAYS", min=0.0, help="Keep done operations."
+    ),
+]
+LogLevel = Annotated[str, typer.Option("--log-level", envvar="LONGOPS_LOG_LEVEL")]
+
+
+def _engine(database: str, load: list[str] | None, retention_days: float) -> Engine:
+    registry: Registry = default_registry()
+    for module in load or []:
+        for name in module.split(","):
+            if name.strip():
+                registry.load(name.strip())
+    return Engine(
+        open_store(database), registry, EngineConfig(retention_seconds=retention_days * 86400)
+    )
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(envvar="LONGOPS_HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="LONGOPS_PORT")] = 8000,
+    database: Database = DEFAULT_DATABASE,
+    workers: Workers = 8,
+    no_workers: Annotated[
+        bool, typer.Option("--no-workers", help="API only; run `longops worker` elsewhere.")
+    ] = False,
+    load: Load = None,
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--api-key",
+            envvar="LONGOPS_API_KEYS",
+            help="Accepted key, as KEY or TENANT=KEY (repeatable; env: comma-separated).",
+        ),
+    ] = None,
+    lease: Lease = 30.0,
+    retention_days: Retention = 7.0,
+    max_wait: Annotated[
+        float, typer.Option(envvar="LONGOPS_MAX_WAIT_SECONDS", help="Cap on :wait, seconds.")
+    ] = 60.0,
+    log_level: LogLevel = "info",
+) -> None:
+    """Serve the API, with workers in the same process unless --no-workers."""
+    import uvicorn
+
+    from longops.server import ServerConfig, create_app
+    from longops.server.auth import parse_api_keys
+
+    _logging(log_level)
+    keys = parse_api_keys(k for entry in api_key or [] for k in entry.split(","))
+    engine = _engine(database, load, retention_days)
+    concurrency = 0 if no_workers else workers
+    application = create_app(
+        engine,
+        ServerConfig(api_keys=keys, max_wait_seconds=max_wait),
+        workers=1 if concurrency else 0,
+        worker_config=WorkerConfig(concurrency=max(concurrency, 1), lease_seconds=lease),
+    )
+    typer.echo(
+        f"longops serving on http://{host}:{port} ({database}, "
+        f"{concurrency or 'no'} worker slots, kinds: {', '.join(engine.registry.names())})",
+        err=True,
+    )
+    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
+
+
+@app.command()
+def worker(
+    database: Database = DEFAULT_DATABASE,
+    workers: Workers = 8,
+    load: Load = None,
+    lease: Lease = 30.0,
+    retention_days: Retention = 7.0,
+    shutdown_grace: Annotated[
+        float, typer.Option(envvar="LONGOPS_SHUTDOWN_GRACE", help="Seconds to finish on SIGTERM.")
+    ] = 30.0,
+    log_level: LogLevel = "info",
+) -> None:
+    """Run workers only, against the same database as the API servers."""
+    _logging(log_level)
+    engine = _engine(database, load, retention_days)
+    config = WorkerConfig(
+        concurrency=max(workers, 1), lease_seconds=lease, shutdown_grace=shutdown_grace
+    )
+
+    async def main() -> None:
+        async with engine:
+            runner = Worker(engine, config)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, runner.stop)
+            logging.getLogger("longops.worker").info(
+                "worker %s on %s, kinds: %s", runner.owner, database, ", ".join(runner.kinds)
+            )
+            await runner.run()
+
+    asyncio.run(main())
+
+
+# -- ops -----------------------------------------------------------------------
+
+BaseUrl = Annotated[
+    str | None, typer.Option("--base-url", envvar="LONGOPS_BASE_URL", help="Server URL.")
+]
+ApiKey = Annotated[str | None, typer.Option("--api-key", envvar="LONGOPS_API_KEY")]
+AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _client(base_url: str | None, api_key: str | None) -> Any:
+    from longops import Client
+
+    return Client(api_key=api_key, base_url=base_url)
+
+
+def _run(call: Any) -> Any:
+    from longops.errors import APIError
+
+    try:
+        return call()
+    except APIError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc.code} {exc.status}: {exc.message}")
+        raise typer.Exit(1) from None
+    except ValueError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _wire(operation: Any) -> dict[str, Any]:
+    data: dict[str, Any] = operation.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return data
+
+
+def _state(operation: Any) -> str:
+    metadata = operation.metadata or {}
+    state = metadata.get("state")
+    if state:
+        return str(state)
+    if not operation.done:
+        return "RUNNING"
+    return "FAILED" if operation.error else "SUCCEEDED"
+
+
+def _show(operation: Any, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(_wire(operation), indent=2))
+        return
+    console = Console()
+    metadata = operation.metadata or {}
+    console.print(f"[bold]{operation.name}[/bold]")
+    console.print(f"  state     {_state(operation)}")
+    if "progressPercent" in metadata:
+        console.print(f"  progress  {metadata['progressPercent']}%")
+    for key in ("createTime", "startTime", "endTime", "attempt"):
+        if key in metadata:
+            console.print(f"  {key:<9} {metadata[key]}")
+    if operation.error:
+        console.print(f"  [red]error     {operation.error.code}: {operation.error.message}[/red]")
+    elif operation.done and operation.response is not None:
+        wire = _wire(operation).get("response")
+        console.print(f"  response  {json.dumps(wire)}")
+
+
+@ops_app.command("get")
+def ops_get(
+    name: str, base_url: BaseUrl = None, api_key: ApiKey = None, as_json: AsJson = False
+) -> None:
+    """Show one operation."""
+    client = _client(base_url, api_key)
+    _show(_run(lambda: client.operations.get(name)), as_json)
+
+
+@ops_app.command("list")
+def ops_list(
+    parent: Annotated[str | None, typer.Option(help="e.g. models/veo-2.0-generate-001")] = None,
+    done: Annotated[bool | None, typer.Option("--done/--not-done")] = None,
+    kind: Annotated[str | None, typer.Option()] = None,
+    filter: Annotated[str | None, typer.Option(help='e.g. done=false AND kind="x"')] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 50,
+    base_url: BaseUrl = None,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """List operations, newest first."""
+    client = _client(base_url, api_key)
+
+    def collect() -> list[Any]:
+        found = []
+        pager = client.operations.list(
+            parent=parent, done=done, kind=kind, filter=filter, page_size=min(limit, 1000)
+        )
+        for operation in pager:
+            found.append(operation)
+            if len(found) >= limit:
+                break
+        return found
+
+    operations = _run(collect)
+    if as_json:
+        typer.echo(json.dumps([_wire(o) for o in operations], indent=2))
+        return
+    table = Table("name", "state", "progress", "created")
+    for operation in operations:
+        metadata = operation.metadata or {}
+        progress = metadata.get("progressPercent")
+        table.add_row(
+            operation.name,
+            _state(operation),
+            "" if progress is None else f"{progress}%",
+            str(metadata.get("createTime", "")),
+        )
+    Console().print(table)
+
+
+@ops_app.command("wait")
+def ops_wait(
+    name: str,
+    timeout: Annotated[float | None, typer.Option(help="Give up after this many seconds.")] = None,
+    base_url: BaseUrl = None,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """Block until the operation is done, with a progress bar on a terminal."""
+    import time
+
+    client = _client(base_url, api_key)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    operation = _run(lambda: client.operations.get(name))
+    interactive = sys.stderr.isatty() and not as_json
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=not interactive,
+    )
+    last_line = None
+    with progress:
+        task = progress.add_task(operation.name, total=100)
+        while True:
+            percent = (operation.metadata or {}).get("progressPercent", 0)
+            progress.update(
+                task, completed=percent, description=f"{operation.name} {_state(operation)}"
+            )
+            line = f"{_state(operation)} {percent}%"
+            if not interactive and not as_json and line != last_line:
+                typer.echo(f"{operation.name} {line}", err=True)
+                last_line = line
+            if operation.done:
+                break
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            step = 1.0 if remaining is None else min(1.0, remaining)
+            operation = _run(partial(client.operations.wait, operation, timeout=step))
+    _show(operation, as_json)
+    if not operation.done:
+        raise typer.Exit(3)
+    if operation.error:
+        raise typer.Exit(1)
+
+
+@ops_app.command("cancel")
+def ops_cancel(name: str, base_url: BaseUrl = None, api_key: ApiKey = None) -> None:
+    """Cancel an operation (pending: at once; running: its handler is told to stop)."""
+    client = _client(base_url, api_key)
+    _run(lambda: client.operations.cancel(name))
+    typer.echo(f"cancel requested for {name}")
+
+
+@ops_app.command("delete")
+def ops_delete(name: str, base_url: BaseUrl = None, api_key: ApiKey = None) -> None:
+    """Forget an operation."""
+    client = _client(base_url, api_key)
+    _run(lambda: client.operations.delete(name))
+    typer.echo(f"deleted {name}")
+
+
+@ops_app.command("start")
+def ops_start(
+    kind: str,
+    request: Annotated[str, typer.Argument(help="The request as JSON.")] = "{}",
+    base_url: BaseUrl = None,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
+) -> None:
+    """Start an operation of any registered kind."""
+    try:
+        body = json.loads(request)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}") from None
+    client = _client(base_url, api_key)
+    _show(_run(lambda: client.operations.start(kind, body)), as_json)

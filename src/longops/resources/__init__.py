@@ -1,0 +1,3 @@
+from longops.resources.operations import AsyncOperations, Operations
+
+__all__ = ["AsyncOperations", "Operations"]

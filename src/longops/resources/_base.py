@@ -1,0 +1,67 @@
+"""What every resource shares: its transport, the client's mode, and how answers are parsed.
+
+A resource is a sync class over `SyncTransport` and an async twin over `AsyncTransport`,
+both built from an `ApiContext`; `Client` and `AsyncClient` each hold one of every resource.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, overload
+
+from longops._transport import AsyncTransport, SyncTransport
+from longops.types import GenerateVideosOperation, Operation, OperationT, operation_from_wire
+
+__all__ = ["ApiContext", "AsyncResource", "SyncResource", "resource_name"]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiContext:
+    """The client-wide facts a resource needs besides its transport."""
+
+    vertexai: bool
+    project: str | None
+    location: str | None
+    # Fetches a video's bytes by its uri. Every Video parsed from an answer gets it, so that
+    # `Video.data` works wherever the operation travels, without the caller's client at hand.
+    download: Callable[[str], bytes]
+
+    def vertex_resource(self, resource: str) -> str:
+        """`resource` as Vertex addresses it: under the client's project and location, if set."""
+        if resource.startswith("projects/") or not (self.project and self.location):
+            return resource
+        return f"projects/{self.project}/locations/{self.location}/{resource}"
+
+    @overload
+    def parse_operation(self, data: Mapping[str, Any], cls: type[OperationT]) -> OperationT: ...
+    @overload
+    def parse_operation(self, data: Mapping[str, Any], cls: None = None) -> Operation: ...
+    def parse_operation(
+        self, data: Mapping[str, Any], cls: type[Operation] | None = None
+    ) -> Operation:
+        operation = operation_from_wire(data, cls)
+        if isinstance(operation, GenerateVideosOperation) and operation.response is not None:
+            for generated in operation.response.generated_videos:
+                generated.video._downloader = self.download
+        return operation
+
+
+class SyncResource:
+    def __init__(self, transport: SyncTransport, context: ApiContext) -> None:
+        self._transport = transport
+        self._context = context
+
+
+class AsyncResource:
+    def __init__(self, transport: AsyncTransport, context: ApiContext) -> None:
+        self._transport = transport
+        self._context = context
+
+
+def resource_name(name: str) -> str:
+    """`name` without a leading `/`, which callers may or may not write."""
+    stripped = name.lstrip("/")
+    if not stripped:
+        raise ValueError(f"Expected a resource name, got {name!r}.")
+    return stripped

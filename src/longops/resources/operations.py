@@ -1,0 +1,275 @@
+"""The operations API: get, list, wait, cancel, delete, and starting operations of any kind."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any, overload
+
+import orjson
+from pydantic import BaseModel
+
+from longops._pagers import AsyncPager, Page, Pager
+from longops.resources._base import ApiContext, AsyncResource, SyncResource, resource_name
+from longops.types import Operation, OperationT
+
+__all__ = ["AsyncOperations", "Operations"]
+
+# The longest single `:wait` call; a longer wait is several calls, so that no one HTTP request
+# outlives proxies' idle timeouts.
+_MAX_WAIT_CALL = 60.0
+# How much longer than the server's wait the HTTP read may take before it counts as lost.
+_WAIT_READ_MARGIN = 10.0
+
+
+class Operations(SyncResource):
+    """Synchronous long-running operations API."""
+
+    @overload
+    def get(self, operation: OperationT) -> OperationT: ...
+    @overload
+    def get(self, operation: str) -> Operation: ...
+    def get(self, operation: Operation | str) -> Operation:
+        """The operation's current state: the same class for an Operation, inferred for a name."""
+        name = _name(operation)
+        method, path, body = _poll_request(name, self._context)
+        data = self._transport.request(method, path, body=body, idempotent=True)
+        return self._context.parse_operation(data, _class(operation))
+
+    def list(
+        self,
+        *,
+        parent: str | None = None,
+        filter: str | None = None,
+        done: bool | None = None,
+        kind: str | None = None,
+        page_size: int | None = None,
+    ) -> Pager[Operation]:
+        """Operations under `parent` (all of them when None); `done`/`kind` narrow the filter."""
+        path = _list_path(parent)
+        params = _list_params(filter, done, kind, page_size)
+
+        def fetch(page_token: str | None) -> Page[Operation]:
+            query = params if page_token is None else {**params, "pageToken": page_token}
+            return _page(self._transport.request("GET", path, params=query), self._context)
+
+        return Pager(fetch, fetch(None))
+
+    def cancel(self, operation: Operation | str) -> None:
+        self._transport.send("POST", f"{_name(operation)}:cancel", body={}, idempotent=True)
+
+    def delete(self, operation: Operation | str) -> None:
+        self._transport.send("DELETE", _name(operation))
+
+    @overload
+    def wait(self, operation: OperationT, *, timeout: float | None = None) -> OperationT: ...
+    @overload
+    def wait(self, operation: str, *, timeout: float | None = None) -> Operation: ...
+    def wait(self, operation: Operation | str, *, timeout: float | None = None) -> Operation:
+        """Block until the operation is done or `timeout` seconds pass; return its latest state.
+
+        The server holds each call open until the operation is done, so nothing polls here.
+        Like google.longrunning's WaitOperation, an operation still running at the timeout is
+        returned, not raised.
+        """
+        name, cls = _name(operation), _class(operation)
+        deadline = _deadline(timeout)
+        while True:
+            seconds = _wait_seconds(deadline)
+            data = self._transport.request(
+                "POST",
+                f"{name}:wait",
+                body=_wait_body(seconds),
+                idempotent=True,
+                timeout=seconds + _WAIT_READ_MARGIN,
+            )
+            result = self._context.parse_operation(data, cls)
+            if result.done or _expired(deadline):
+                return result
+
+    def start(
+        self,
+        kind: str,
+        request: Mapping[str, Any] | BaseModel | None = None,
+        *,
+        request_id: str | None = None,
+    ) -> Operation:
+        """Start an operation of `kind`.
+
+        The request id (a fresh UUID unless given) makes the create idempotent, so the
+        transport may retry it without starting the operation twice.
+        """
+        data = self._transport.request(
+            "POST",
+            f"kinds/{resource_name(kind)}:start",
+            params={"requestId": request_id or str(uuid.uuid4())},
+            body=_start_body(request),
+            idempotent=True,
+        )
+        return self._context.parse_operation(data)
+
+
+class AsyncOperations(AsyncResource):
+    """Asynchronous long-running operations API."""
+
+    @overload
+    async def get(self, operation: OperationT) -> OperationT: ...
+    @overload
+    async def get(self, operation: str) -> Operation: ...
+    async def get(self, operation: Operation | str) -> Operation:
+        """The operation's current state: the same class for an Operation, inferred for a name."""
+        name = _name(operation)
+        method, path, body = _poll_request(name, self._context)
+        data = await self._transport.request(method, path, body=body, idempotent=True)
+        return self._context.parse_operation(data, _class(operation))
+
+    async def list(
+        self,
+        *,
+        parent: str | None = None,
+        filter: str | None = None,
+        done: bool | None = None,
+        kind: str | None = None,
+        page_size: int | None = None,
+    ) -> AsyncPager[Operation]:
+        """Operations under `parent` (all of them when None); `done`/`kind` narrow the filter."""
+        path = _list_path(parent)
+        params = _list_params(filter, done, kind, page_size)
+
+        async def fetch(page_token: str | None) -> Page[Operation]:
+            query = params if page_token is None else {**params, "pageToken": page_token}
+            return _page(await self._transport.request("GET", path, params=query), self._context)
+
+        return AsyncPager(fetch, await fetch(None))
+
+    async def cancel(self, operation: Operation | str) -> None:
+        await self._transport.send("POST", f"{_name(operation)}:cancel", body={}, idempotent=True)
+
+    async def delete(self, operation: Operation | str) -> None:
+        await self._transport.send("DELETE", _name(operation))
+
+    @overload
+    async def wait(self, operation: OperationT, *, timeout: float | None = None) -> OperationT: ...
+    @overload
+    async def wait(self, operation: str, *, timeout: float | None = None) -> Operation: ...
+    async def wait(self, operation: Operation | str, *, timeout: float | None = None) -> Operation:
+        """Block until the operation is done or `timeout` seconds pass; return its latest state.
+
+        The server holds each call open until the operation is done, so nothing polls here.
+        Like google.longrunning's WaitOperation, an operation still running at the timeout is
+        returned, not raised.
+        """
+        name, cls = _name(operation), _class(operation)
+        deadline = _deadline(timeout)
+        while True:
+            seconds = _wait_seconds(deadline)
+            data = await self._transport.request(
+                "POST",
+                f"{name}:wait",
+                body=_wait_body(seconds),
+                idempotent=True,
+                timeout=seconds + _WAIT_READ_MARGIN,
+            )
+            result = self._context.parse_operation(data, cls)
+            if result.done or _expired(deadline):
+                return result
+
+    async def start(
+        self,
+        kind: str,
+        request: Mapping[str, Any] | BaseModel | None = None,
+        *,
+        request_id: str | None = None,
+    ) -> Operation:
+        """Start an operation of `kind`.
+
+        The request id (a fresh UUID unless given) makes the create idempotent, so the
+        transport may retry it without starting the operation twice.
+        """
+        data = await self._transport.request(
+            "POST",
+            f"kinds/{resource_name(kind)}:start",
+            params={"requestId": request_id or str(uuid.uuid4())},
+            body=_start_body(request),
+            idempotent=True,
+        )
+        return self._context.parse_operation(data)
+
+
+def _name(operation: Operation | str) -> str:
+    return resource_name(operation.name if isinstance(operation, Operation) else operation)
+
+
+def _class(operation: Operation | str) -> type[Operation] | None:
+    return type(operation) if isinstance(operation, Operation) else None
+
+
+def _poll_request(name: str, context: ApiContext) -> tuple[str, str, dict[str, str] | None]:
+    """How `get` asks for an operation: Vertex serves model operations only through a POST to
+    the model's `:fetchPredictOperation` (wire contract §3); everything else is a GET."""
+    is_model_operation = (
+        name.startswith("publishers/google/models/") or "/publishers/google/models/" in name
+    )
+    if context.vertexai and is_model_operation and "/operations/" in name:
+        model = context.vertex_resource(name.rpartition("/operations/")[0])
+        return "POST", f"{model}:fetchPredictOperation", {"operationName": name}
+    return "GET", name, None
+
+
+def _list_path(parent: str | None) -> str:
+    return "operations" if parent is None else f"{resource_name(parent)}/operations"
+
+
+def _list_params(
+    filter: str | None, done: bool | None, kind: str | None, page_size: int | None
+) -> dict[str, str | int]:
+    # AIP-160 binds OR tighter than AND, so the terms join without parentheses.
+    terms = [filter] if filter else []
+    if done is not None:
+        terms.append(f"done={str(done).lower()}")
+    if kind is not None:
+        terms.append(f"kind={orjson.dumps(kind).decode()}")
+    params: dict[str, str | int] = {}
+    if terms:
+        params["filter"] = " AND ".join(terms)
+    if page_size is not None:
+        params["pageSize"] = page_size
+    return params
+
+
+def _page(data: dict[str, Any], context: ApiContext) -> Page[Operation]:
+    operations = [context.parse_operation(item) for item in data.get("operations") or []]
+    # proto3 JSON writes the last page's token as "" or leaves it out.
+    return operations, data.get("nextPageToken") or None
+
+
+def _deadline(timeout: float | None) -> float | None:
+    if timeout is None:
+        return None
+    if timeout < 0:
+        raise ValueError(f"timeout must not be negative, got {timeout}.")
+    return time.monotonic() + timeout
+
+
+def _wait_seconds(deadline: float | None) -> float:
+    if deadline is None:
+        return _MAX_WAIT_CALL
+    return max(0.0, min(_MAX_WAIT_CALL, deadline - time.monotonic()))
+
+
+def _expired(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
+
+
+def _wait_body(seconds: float) -> dict[str, str]:
+    # A google.protobuf.Duration in JSON: decimal seconds with an "s", e.g. "3.5s".
+    return {"timeout": f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"}
+
+
+def _start_body(request: Mapping[str, Any] | BaseModel | None) -> dict[str, Any]:
+    if request is None:
+        return {}
+    if isinstance(request, BaseModel):
+        return request.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return dict(request)

@@ -1,0 +1,248 @@
+"""Public data types.
+
+Attributes are snake_case in Python and camelCase on the wire; both spellings are accepted
+when parsing, and `model_dump(by_alias=True, exclude_none=True)` gives the wire form.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable, Mapping
+from os import PathLike
+from pathlib import Path
+from typing import Any, TypeVar, overload
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "GenerateVideosOperation",
+    "GenerateVideosResponse",
+    "GeneratedVideo",
+    "HttpOptions",
+    "ImportFileOperation",
+    "Operation",
+    "OperationError",
+    "RetryOptions",
+    "UploadToFileSearchStoreOperation",
+    "Video",
+    "operation_from_wire",
+]
+
+OperationT = TypeVar("OperationT", bound="Operation")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        ser_json_bytes="base64",
+    )
+
+
+class RetryOptions(_Model):
+    """How the transport retries failed requests (full-jitter exponential backoff).
+
+    `attempts` counts the first request too, so `attempts=1` turns retries off.
+    """
+
+    attempts: int = Field(default=4, ge=1)
+    initial_delay: float = Field(default=0.2, ge=0)
+    max_delay: float = Field(default=5.0, ge=0)
+
+
+class HttpOptions(_Model):
+    """Transport settings. `timeout` is in seconds (the official SDK uses milliseconds)."""
+
+    base_url: str | None = None
+    api_version: str | None = None
+    headers: dict[str, str] | None = None
+    timeout: float | None = Field(default=None, gt=0)
+    retry: RetryOptions | None = None
+
+
+class OperationError(_Model):
+    """A google.rpc.Status: `code` is a gRPC code (1 CANCELLED, 5 NOT_FOUND, 13 INTERNAL, …)."""
+
+    code: int
+    # proto3 JSON omits empty strings, so a server may leave the message out.
+    message: str = ""
+    details: list[Any] | None = None
+
+
+class Operation(_Model):
+    """A long-running operation; `error` or `response` is set once `done` is true.
+
+    `done` is None while the server leaves it out, which means not done yet. `metadata` is
+    kept exactly as the server sent it, `@type` included.
+    """
+
+    name: str
+    done: bool | None = None
+    error: OperationError | None = None
+    response: Any | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class Video(_Model):
+    """A generated video: inline bytes, or a `uri` to fetch them from.
+
+    Operations parsed by a longops client carry a downloader, so `data` works either way.
+    """
+
+    uri: str | None = None
+    video_bytes: bytes | None = None
+    mime_type: str | None = None
+
+    _downloader: Callable[[str], bytes] | None = PrivateAttr(default=None)
+
+    @field_validator("video_bytes", mode="before")
+    @classmethod
+    def _decode_base64(cls, value: Any) -> Any:
+        # Bytes travel as base64 in JSON; servers differ on the alphabet and on padding.
+        if not isinstance(value, str):
+            return value
+        standard = value.replace("-", "+").replace("_", "/").rstrip("=")
+        return base64.b64decode(standard + "=" * (-len(standard) % 4), validate=True)
+
+    @property
+    def data(self) -> bytes:
+        """The video's bytes, downloaded from `uri` on first use and kept in `video_bytes`."""
+        if self.video_bytes is None:
+            if self.uri is None:
+                raise ValueError("This video has neither bytes nor a uri.")
+            if self._downloader is None:
+                raise ValueError(
+                    f"This video has only a uri ({self.uri}) and no client to download it with; "
+                    "get it from an operation returned by a longops Client."
+                )
+            self.video_bytes = self._downloader(self.uri)
+        return self.video_bytes
+
+    def save(self, path: str | PathLike[str]) -> None:
+        Path(path).write_bytes(self.data)
+
+
+class GeneratedVideo(_Model):
+    video: Video
+    generation_seed: int | None = None
+
+
+class GenerateVideosResponse(_Model):
+    """The result of a video generation.
+
+    Parses the Gemini wire shape (`generateVideoResponse.generatedSamples[].video`), the Vertex
+    one (`videos[]`) and this model's own dump alike.
+    """
+
+    generated_videos: list[GeneratedVideo] = []
+    rai_media_filtered_count: int | None = None
+    rai_media_filtered_reasons: list[str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_wire(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        if "generateVideoResponse" in data:
+            inner = data["generateVideoResponse"] or {}
+            videos = [_gemini_sample(sample) for sample in inner.get("generatedSamples") or []]
+        elif "videos" in data:
+            inner = data
+            videos = [_vertex_video(video) for video in data["videos"] or []]
+        else:
+            return data
+        return {
+            "generatedVideos": videos,
+            "raiMediaFilteredCount": inner.get(
+                "raiMediaFilteredCount", data.get("raiMediaFilteredCount")
+            ),
+            "raiMediaFilteredReasons": inner.get(
+                "raiMediaFilteredReasons", data.get("raiMediaFilteredReasons")
+            ),
+        }
+
+
+def _gemini_sample(sample: Mapping[str, Any]) -> dict[str, Any]:
+    video = sample.get("video") or {}
+    return {
+        "video": {
+            "uri": video.get("uri"),
+            "videoBytes": video.get("encodedVideo"),
+            "mimeType": video.get("encoding", video.get("mimeType")),
+        },
+        "generationSeed": sample.get("seed", sample.get("generationSeed")),
+    }
+
+
+def _vertex_video(video: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "video": {
+            "uri": video.get("gcsUri"),
+            "videoBytes": video.get("bytesBase64Encoded"),
+            "mimeType": video.get("mimeType"),
+        },
+        "generationSeed": video.get("seed", video.get("generationSeed")),
+    }
+
+
+class GenerateVideosOperation(Operation):
+    response: GenerateVideosResponse | None = None
+
+
+class ImportFileOperation(Operation):
+    """Importing a file into a file search store; `response` is the server's dict verbatim."""
+
+    response: dict[str, Any] | None = None
+
+
+class UploadToFileSearchStoreOperation(Operation):
+    """Uploading straight into a file search store; `response` is the server's dict verbatim."""
+
+    response: dict[str, Any] | None = None
+
+
+# Each flow has its own name pattern (wire contract §3); `@type` decides for the rest.
+_CLASS_BY_NAME: list[tuple[re.Pattern[str], type[Operation]]] = [
+    (
+        re.compile(
+            r"(?:(?:projects/[^/]+/locations/[^/]+/)?publishers/google/)?models/[^/]+/operations/[^/]+"
+        ),
+        GenerateVideosOperation,
+    ),
+    (
+        re.compile(r"fileSearchStores/[^/]+/upload/operations/[^/]+"),
+        UploadToFileSearchStoreOperation,
+    ),
+    (re.compile(r"fileSearchStores/[^/]+/operations/[^/]+"), ImportFileOperation),
+]
+_CLASS_BY_RESPONSE_TYPE: dict[str, type[Operation]] = {
+    "PredictLongRunningResponse": GenerateVideosOperation,
+    "GenerateVideoResponse": GenerateVideosOperation,
+    "ImportFileResponse": ImportFileOperation,
+    "UploadToFileSearchStoreResponse": UploadToFileSearchStoreOperation,
+}
+
+
+@overload
+def operation_from_wire(data: Mapping[str, Any], cls: type[OperationT]) -> OperationT: ...
+@overload
+def operation_from_wire(data: Mapping[str, Any], cls: None = None) -> Operation: ...
+def operation_from_wire(data: Mapping[str, Any], cls: type[Operation] | None = None) -> Operation:
+    """Parse an Operation's JSON as `cls`, or as the subclass its name or `@type` implies."""
+    return (cls or _operation_class(data)).model_validate(data)
+
+
+def _operation_class(data: Mapping[str, Any]) -> type[Operation]:
+    name = data.get("name")
+    if isinstance(name, str):
+        for pattern, cls in _CLASS_BY_NAME:
+            if pattern.fullmatch(name):
+                return cls
+    response = data.get("response")
+    response_type = response.get("@type") if isinstance(response, Mapping) else None
+    if isinstance(response_type, str):
+        return _CLASS_BY_RESPONSE_TYPE.get(response_type.rpartition(".")[2], Operation)
+    return Operation
