@@ -1,0 +1,3 @@
+from longops.cli import app
+
+app(prog_name="longops")

@@ -1,0 +1,58 @@
+"""Kinds used by the tests: each makes a run observable from outside the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from longops.kinds import Context, kind
+
+
+class RecordRequest(BaseModel):
+    journal: str
+    """File that gets one line per attempt started and finished: how tests count runs."""
+    seconds: float = 0.0
+    steps: int = 1
+
+
+@kind("test.record", request=RecordRequest, max_attempts=3)
+async def record(ctx: Context, request: RecordRequest) -> dict[str, object]:
+    """Journal each attempt (start and end), with the worker's pid."""
+    journal = Path(request.journal)
+    with journal.open("a") as f:
+        f.write(f"start {ctx.operation_id} {ctx.attempt} {os.getpid()}\n")
+    for step in range(1, request.steps + 1):
+        await asyncio.sleep(request.seconds / request.steps)
+        await ctx.report_progress(100 * step / request.steps)
+    with journal.open("a") as f:
+        f.write(f"end {ctx.operation_id} {ctx.attempt} {os.getpid()}\n")
+    return {"attempt": ctx.attempt, "pid": os.getpid()}
+
+
+class FlakyRequest(BaseModel):
+    failures: int
+    """Attempts that crash with an unexpected exception before one succeeds."""
+
+
+@kind("test.flaky", request=FlakyRequest, max_attempts=3)
+async def flaky(ctx: Context, request: FlakyRequest) -> dict[str, object]:
+    if ctx.attempt <= request.failures:
+        raise RuntimeError(f"secret internal detail on attempt {ctx.attempt}")
+    return {"attempt": ctx.attempt}
+
+
+class CpuRequest(BaseModel):
+    n: int
+
+
+def _count_primes(n: int) -> int:
+    return sum(all(i % d for d in range(2, int(i**0.5) + 1)) for i in range(2, n))
+
+
+@kind("test.cpu", request=CpuRequest)
+async def cpu(ctx: Context, request: CpuRequest) -> dict[str, object]:
+    primes = await ctx.run_in_process(_count_primes, request.n)
+    return {"primes": primes}
