@@ -269,6 +269,7 @@ async def test_purge_done_keeps_recent_and_unfinished(store: Store) -> None:
     pending, _ = await store.create(new(), 1.0)
     for record, end in ((old, 10.0), (recent, 100.0)):
         [claimed] = await store.claim(["k"], "w", 30, 1, end - 1)
+        assert claimed.id == record.id
         await store.finish(claimed.id, 1, State.SUCCEEDED, end)
     assert await store.purge_done(50.0, batch=1) == 1
     assert await store.get(old.id) is None

@@ -11,6 +11,11 @@ from pydantic import BaseModel
 from longops.kinds import Context, kind
 
 
+def _journal(path: str, line: str) -> None:
+    with Path(path).open("a") as f:
+        f.write(line + "\n")
+
+
 class RecordRequest(BaseModel):
     journal: str
     """File that gets one line per attempt started and finished: how tests count runs."""
@@ -21,14 +26,11 @@ class RecordRequest(BaseModel):
 @kind("test.record", request=RecordRequest, max_attempts=3)
 async def record(ctx: Context, request: RecordRequest) -> dict[str, object]:
     """Journal each attempt (start and end), with the worker's pid."""
-    journal = Path(request.journal)
-    with journal.open("a") as f:
-        f.write(f"start {ctx.operation_id} {ctx.attempt} {os.getpid()}\n")
+    _journal(request.journal, f"start {ctx.operation_id} {ctx.attempt} {os.getpid()}")
     for step in range(1, request.steps + 1):
         await asyncio.sleep(request.seconds / request.steps)
         await ctx.report_progress(100 * step / request.steps)
-    with journal.open("a") as f:
-        f.write(f"end {ctx.operation_id} {ctx.attempt} {os.getpid()}\n")
+    _journal(request.journal, f"end {ctx.operation_id} {ctx.attempt} {os.getpid()}")
     return {"attempt": ctx.attempt, "pid": os.getpid()}
 
 
