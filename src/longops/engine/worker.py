@@ -39,6 +39,7 @@ class WorkerConfig:
     poll_interval: float = 1.0
     """Fallback claim interval; new work normally wakes the worker at once."""
     maintenance_interval: float = 1.0
+    purge_interval: float = 60.0
     shutdown_grace: float = 30.0
     retry_delay: float = 1.0
     kinds: Collection[str] | None = None
@@ -271,7 +272,7 @@ class Worker:
                         self.engine.hub.notify_done(id)
                     else:
                         self.engine.hub.notify_work()
-                if now - last_purge > 60:
+                if now - last_purge >= self.config.purge_interval:
                     last_purge = now
                     await self.engine.store.purge_done(now - self.engine.config.retention_seconds)
             except StoreBusy:
