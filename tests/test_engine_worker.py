@@ -14,6 +14,7 @@ from longops.engine.engine import EngineConfig
 from longops.engine.store import open_store
 from longops.engine.worker import WorkerConfig
 from longops.kinds import default_registry
+from tests.support.waiting import until
 
 FAST = {"retry_delay": 0.01, "maintenance_interval": 0.1, "poll_interval": 0.2}
 
@@ -89,8 +90,7 @@ async def test_shutdown_waits_for_operations_within_grace(make_engine, tmp_path)
     worker, task = run_worker(engine, shutdown_grace=30)
     journal = tmp_path / "journal"
     record = await engine.create("test.record", {"journal": str(journal), "seconds": 0.5})
-    while not journal_lines(journal):
-        await asyncio.sleep(0.01)
+    await until(lambda: journal_lines(journal), what="the attempt to start")
     await stop(worker, task)
     done = await engine.get(record.id, "")
     assert done is not None and done.state is State.SUCCEEDED
@@ -103,16 +103,14 @@ async def test_shutdown_releases_what_cannot_finish_in_time(make_engine, tmp_pat
     record = await engine.create(
         "test.record", {"journal": str(journal), "seconds": 60, "steps": 600}
     )
-    while not journal_lines(journal):
-        await asyncio.sleep(0.01)
+    await until(lambda: journal_lines(journal), what="the attempt to start")
     await stop(worker, task)
     released = await engine.get(record.id, "")
     assert released is not None and released.state is State.PENDING and released.attempt == 1
 
     # The next worker takes it over as attempt 2; a release never burns an attempt.
     next_worker, next_task = run_worker(engine)
-    while len(journal_lines(journal)) < 2:
-        await asyncio.sleep(0.01)
+    await until(lambda: len(journal_lines(journal)) == 2, what="attempt 2 to start")
     running = await engine.get(record.id, "")
     assert running is not None and running.state is State.RUNNING and running.attempt == 2
     await engine.cancel(record.id, "")
@@ -139,8 +137,7 @@ async def test_cancel_from_another_process_stops_the_handler(make_engine, tmp_pa
     worker, task = run_worker(workers_side)
     journal = tmp_path / "journal"
     record = await api.create("test.record", {"journal": str(journal), "seconds": 60, "steps": 600})
-    while not journal_lines(journal):
-        await asyncio.sleep(0.01)
+    await until(lambda: journal_lines(journal), what="the attempt to start")
     await api.cancel(record.id, "")
     done = await api.wait(record.id, "", 30)
     await stop(worker, task)
@@ -163,7 +160,7 @@ async def test_done_operations_are_purged_after_retention(make_engine) -> None:
     worker, task = run_worker(engine, purge_interval=0.1)
     record = await engine.create("longops.sleep", {})
     await engine.wait(record.id, "", 30)
-    for _ in range(300):
+    for _ in range(600):
         if await engine.get(record.id, "") is None:
             break
         await asyncio.sleep(0.05)
