@@ -109,6 +109,10 @@ class Worker:
                     )
                 except StoreBusy:
                     log.warning("store busy while claiming; retrying")
+                except Exception:
+                    # A worker must outlive a database hiccup (a restart, a dropped
+                    # connection): log it and try again at the next poll.
+                    log.exception("claiming failed; retrying")
                 for record in claimed:
                     self._start(record)
                 if claimed:
