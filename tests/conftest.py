@@ -15,6 +15,17 @@ for var in ("LONGOPS_BASE_URL", "LONGOPS_API_KEY", "LONGOPS_DATABASE_URL"):
     os.environ.pop(var, None)
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """On CI a skipped test means a service the suite needs was missing: that is a failure."""
+    if os.environ.get("CI") != "true":
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if skipped:
+        reporter.write_line(f"CI=true: {len(skipped)} test(s) skipped; failing the run.", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @pytest.fixture
 def database_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'longops.db'}"
