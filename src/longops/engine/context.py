@@ -27,10 +27,12 @@ class LeaseLost(Exception):
 class Context:
     """Progress, cancellation and off-loop execution for one attempt.
 
-    Progress is written to the store at most every `progress_interval` seconds (and
-    always when the percentage reaches 100) so a handler can report per frame or
-    per chunk without turning into a write load; each write also reads the cancel
-    flag, so a cancel made by another process is seen at the next report.
+    Progress is written to the store at most every `progress_interval` seconds, the
+    first time only once the attempt has run that long, so a handler can report per
+    frame or per chunk without turning into a write load, and a quick operation
+    writes nothing until it finishes (the final metadata goes with the result).
+    Each write also reads the cancel flag, so a cancel made by another process is
+    seen at the next report (in-process cancels interrupt the handler at once).
     """
 
     def __init__(
@@ -46,7 +48,7 @@ class Context:
         self._process_pool = process_pool
         self._metadata: dict[str, Any] = dict(record.metadata)
         self._progress_interval = progress_interval
-        self._last_write = 0.0
+        self._last_write = time.time()
         self._dirty = False
         self.cancel_requested = record.cancel_requested
 
@@ -84,11 +86,7 @@ class Context:
         self._metadata.update(fields)
         self._dirty = True
         now = time.time()
-        if (
-            force
-            or (percent is not None and percent >= 100)
-            or (now - self._last_write >= self._progress_interval)
-        ):
+        if force or now - self._last_write >= self._progress_interval:
             await self.flush()
         self.check_cancelled()
 
