@@ -60,6 +60,15 @@ Retention = Annotated[
         "--retention-days", envvar="LONGOPS_RETENTION_DAYS", min=0.0, help="Keep done operations."
     ),
 ]
+ShutdownGrace = Annotated[
+    float,
+    typer.Option(
+        "--shutdown-grace",
+        envvar="LONGOPS_SHUTDOWN_GRACE",
+        min=0.0,
+        help="On SIGTERM, seconds to finish in-flight operations before handing them back.",
+    ),
+]
 LogLevel = Annotated[str, typer.Option("--log-level", envvar="LONGOPS_LOG_LEVEL")]
 
 
@@ -103,6 +112,7 @@ def serve(
     max_wait: Annotated[
         float, typer.Option(envvar="LONGOPS_MAX_WAIT_SECONDS", help="Cap on :wait, seconds.")
     ] = 60.0,
+    shutdown_grace: ShutdownGrace = 30.0,
     log_level: LogLevel = "info",
 ) -> None:
     """Serve the API, with workers in the same process unless --no-workers."""
@@ -119,14 +129,25 @@ def serve(
         engine,
         ServerConfig(api_keys=keys, max_wait_seconds=max_wait),
         workers=1 if concurrency else 0,
-        worker_config=WorkerConfig(concurrency=max(concurrency, 1), lease_seconds=lease),
+        worker_config=WorkerConfig(
+            concurrency=max(concurrency, 1), lease_seconds=lease, shutdown_grace=shutdown_grace
+        ),
     )
     typer.echo(
         f"longops serving on http://{host}:{port} ({database}, "
         f"{concurrency or 'no'} worker slots, kinds: {', '.join(engine.registry.names())})",
         err=True,
     )
-    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
+    # Long `:wait` calls must not hold a shutdown for their whole timeout: after a few
+    # seconds they are cut, and the SDK retries them against another server.
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
 
 
 @app.command()
@@ -136,9 +157,7 @@ def worker(
     load: Load = None,
     lease: Lease = 30.0,
     retention_days: Retention = 7.0,
-    shutdown_grace: Annotated[
-        float, typer.Option(envvar="LONGOPS_SHUTDOWN_GRACE", help="Seconds to finish on SIGTERM.")
-    ] = 30.0,
+    shutdown_grace: ShutdownGrace = 30.0,
     log_level: LogLevel = "info",
 ) -> None:
     """Run workers only, against the same database as the API servers."""

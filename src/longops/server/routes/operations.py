@@ -154,7 +154,8 @@ class OperationRoutes:
             if key == "done":
                 done = parse_bool(value, "filter")
             else:
-                kinds = [*(kinds or []), value]
+                # Terms are ANDed: a second, different kind matches nothing.
+                kinds = [value] if kinds is None or kinds == [value] else []
         return done, kinds
 
     async def cancel(self, request: Request) -> Response:
