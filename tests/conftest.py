@@ -32,11 +32,14 @@ def database_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def make_server(database_url: str) -> Iterator[Callable[..., ThreadServer]]:
+def make_server(database_url: str, tmp_path: Path) -> Iterator[Callable[..., ThreadServer]]:
+    """Servers on the test's database; the second and later ones get a file of their own
+    unless told otherwise, so one server's workers never take another's operations."""
     started: list[ThreadServer] = []
 
     def make(**kwargs: Any) -> ThreadServer:
-        kwargs.setdefault("database_url", database_url)
+        own = database_url if not started else f"sqlite:///{tmp_path / f'server-{len(started)}.db'}"
+        kwargs.setdefault("database_url", own)
         server = ThreadServer(**kwargs).start()
         started.append(server)
         return server

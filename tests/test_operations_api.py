@@ -87,10 +87,12 @@ async def running(twin: Twin, op: Operation) -> Operation:
 
 
 async def next_page(twin: Twin, pager: Any) -> list[Operation]:
+    """Fetch the pager's next page, with the sync pager off the event loop."""
     if twin.mode == "sync":
         page: list[Operation] = await asyncio.to_thread(pager.next_page)
-        return page
-    return await pager.next_page()  # type: ignore[no-any-return]
+    else:
+        page = await pager.next_page()
+    return page
 
 
 async def list_names(twin: Twin, **kwargs: Any) -> list[str]:
@@ -312,9 +314,7 @@ async def test_cancel_running_operation(api: Twin) -> None:
     assert cancelled.metadata is not None and cancelled.metadata["state"] == "CANCELLED"
 
 
-async def test_cancelling_a_done_operation_changes_nothing(
-    api: Twin, server: ThreadServer
-) -> None:
+async def test_cancelling_a_done_operation_changes_nothing(api: Twin, server: ThreadServer) -> None:
     succeeded = await api.operations.wait(await api.operations.start(SLEEP), timeout=PATIENCE)
     failed = await api.operations.wait(
         await api.operations.start(SLEEP, {"failWith": {"code": 5, "message": "gone"}}),
@@ -376,6 +376,13 @@ async def test_create_with_the_same_request_id_is_idempotent(idle: Twin) -> None
     assert other.name != first.name
     assert await list_names(idle) == [other.name, first.name]
 
+    # Concurrent creates with one request id still make one operation.
+    racing = await asyncio.gather(
+        *(idle.operations.start(SLEEP, request_id="racing") for _ in range(10))
+    )
+    assert len({op.name for op in racing}) == 1
+    assert await list_names(idle) == [racing[0].name, other.name, first.name]
+
 
 # -- list ----------------------------------------------------------------------------------
 
@@ -411,6 +418,12 @@ async def test_list_filters_by_done_and_kind(idle: Twin, tmp_path: Path) -> None
     assert await list_names(idle, kind=SLEEP, done=True, page_size=1) == [sleeps[2], sleeps[0]]
     assert await list_names(idle, kind="no.such.kind") == []
     assert await list_names(idle, filter='kind="test.record" AND done=true') == [records[1]]
+    # Terms are ANDed: two different kinds match nothing, the same one twice is that kind.
+    assert await list_names(idle, filter=f'kind="{SLEEP}" AND kind="test.record"') == []
+    assert (
+        await list_names(idle, filter='kind="test.record" AND kind="test.record"')
+        == (records[::-1])
+    )
 
 
 async def test_list_under_a_parent(api: Twin, server: ThreadServer) -> None:
@@ -519,9 +532,7 @@ async def test_fetch_predict_operation(server: ThreadServer) -> None:
 
         # A Vertex model operation, polled as the official SDK polls it.
         vertex = await seed(server, model)
-        fetched = await http.post(
-            f"/{model}:fetchPredictOperation", json={"operationName": vertex}
-        )
+        fetched = await http.post(f"/{model}:fetchPredictOperation", json={"operationName": vertex})
         assert fetched.status_code == 200 and fetched.json()["name"] == vertex
         # ... but not through another model's resource.
         elsewhere = await http.post(

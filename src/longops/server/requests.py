@@ -13,6 +13,7 @@ from starlette.requests import Request
 
 from longops.server.errors import ApiError, invalid_argument
 
+_MAX_POSITION = 1 << 63  # positions are signed 64-bit keys in every store
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*s?\s*$")
 
 
@@ -20,7 +21,7 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     """The body as a JSON object; an empty body is `{}` (the official SDK sends none)."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):
             raise invalid_argument("Invalid Content-Length header.")
         if int(declared) > limit:
             raise _too_large(limit)
@@ -85,7 +86,7 @@ def parse_bool(value: str, field_name: str) -> bool:
 def parse_page_size(value: str | None, default: int, maximum: int) -> int:
     if value is None or value == "":
         return default
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise invalid_argument(f"Invalid pageSize: {value!r}.", field="pageSize")
     size = int(value)
     return default if size == 0 else min(size, maximum)
@@ -116,7 +117,8 @@ class PageTokens:
             position, digest = data["p"], data["q"]
         except (binascii.Error, ValueError, TypeError, KeyError):
             raise invalid_argument("Invalid pageToken.", field="pageToken") from None
-        if not isinstance(position, int) or position < 0 or digest != cls._digest(query):
+        valid = type(position) is int and 0 <= position < _MAX_POSITION
+        if not valid or digest != cls._digest(query):
             raise invalid_argument(
                 "Invalid pageToken: it does not belong to this query.", field="pageToken"
             )
