@@ -117,9 +117,12 @@ class PageTokens:
             position, digest = data["p"], data["q"]
         except (binascii.Error, ValueError, TypeError, KeyError):
             raise invalid_argument("Invalid pageToken.", field="pageToken") from None
-        valid = type(position) is int and 0 <= position < _MAX_POSITION
-        if not valid or digest != cls._digest(query):
+        # `type(...) is int` also refuses JSON booleans, which are ints to isinstance.
+        if type(position) is not int or not 0 <= position < _MAX_POSITION:
+            raise invalid_argument("Invalid pageToken.", field="pageToken")
+        if digest != cls._digest(query):
             raise invalid_argument(
                 "Invalid pageToken: it does not belong to this query.", field="pageToken"
             )
-        return position
+        checked: int = position
+        return checked
