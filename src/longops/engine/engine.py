@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,11 +164,23 @@ class Engine:
         self.hub.notify_done(id)
         return deleted
 
-    async def wait(self, id: str, tenant: str, timeout: float) -> OperationRecord | None:
-        """The operation once done, or as it stands when `timeout` seconds have passed."""
+    async def wait(
+        self,
+        id: str,
+        tenant: str,
+        timeout: float,
+        accept: Callable[[OperationRecord], bool] | None = None,
+    ) -> OperationRecord | None:
+        """The operation once done, or as it stands when `timeout` seconds have passed.
+
+        None when it does not exist, or `accept` refuses it (a caller's extra check,
+        made before any waiting).
+        """
         future = self.hub.watch_done(id)
         try:
             record = await self.get(id, tenant)
+            if record is not None and accept is not None and not accept(record):
+                return None
             if record is None or record.done or timeout <= 0:
                 return record
             with contextlib.suppress(TimeoutError):

@@ -12,14 +12,20 @@ _DEFAULT_METADATA_TYPE = "type.googleapis.com/longops.v1.OperationMetadata"
 _DEFAULT_RESPONSE_TYPE = "type.googleapis.com/longops.v1.OperationResponse"
 
 
-@lru_cache(maxsize=65536)
 def timestamp(seconds: float) -> str:
-    """RFC 3339 in UTC with a `Z`, as Google's JSON timestamps are.
+    """RFC 3339 in UTC with a `Z` and microseconds, as Google's JSON timestamps are.
 
-    Cached because polling clients ask for the same operation, and so the same
-    instants, over and over; formatting was a fifth of a GET's cost.
+    Every operation shown carries up to four of these; formatting the date and time
+    once per second (cached) and only the fraction per call keeps them cheap.
     """
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    micros = round(seconds * 1_000_000)
+    whole, fraction = divmod(micros, 1_000_000)
+    return f"{_whole_second(whole)}.{fraction:06d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _whole_second(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def render_operation(record: OperationRecord, kind: Kind[Any] | None) -> dict[str, Any]:

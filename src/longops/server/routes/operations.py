@@ -185,10 +185,13 @@ class OperationRoutes:
             if raw is None
             else min(parse_duration(raw, "timeout"), self.config.max_wait_seconds)
         )
-        record = await self._find(request.path_params["name"], tenant)
-        waited = await self.engine.wait(record.id, tenant, timeout)
+        name: str = request.path_params["name"]
+        id = names.operation_id(name)
+        waited = await self.engine.wait(
+            id, tenant, timeout, accept=lambda record: names.matches(name, record.name, id)
+        )
         if waited is None:
-            raise not_found(f"Operation {record.name} not found.")
+            raise not_found(f"Operation {name} not found.")
         return self.render(waited)
 
     async def start(self, request: Request) -> Response:
