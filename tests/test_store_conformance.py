@@ -289,3 +289,21 @@ async def test_done_among_and_changes_from_other_connections(store: Store, other
     assert record.id in done
     assert await store.done_among(["missing", record.id]) == [record.id]
     await changes.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_failing_write_spoils_nothing_written_beside_it(store: Store) -> None:
+    """Writes issued together may share a transaction; each still succeeds or fails alone."""
+    first = new()
+    clash = NewOperation(id=first.id, name="operations/clash", kind="k", request={})
+    last = new()
+    results = await asyncio.gather(
+        store.create(first, 1.0), store.create(clash, 1.0), store.create(last, 1.0),
+        return_exceptions=True,
+    )  # fmt: skip
+    assert isinstance(results[1], Exception)
+    assert (await store.get(first.id)).name == first.name  # type: ignore[union-attr]
+    assert await store.get(last.id) is not None
+    listed = await store.list_operations(
+        "", name_prefix=None, done=None, kinds=None, before_seq=None, limit=10
+    )
+    assert {r.id for r in listed} == {first.id, last.id}
