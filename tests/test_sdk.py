@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import socket
-import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +16,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -36,7 +32,7 @@ from longops.types import (
     UploadToFileSearchStoreOperation,
     operation_from_wire,
 )
-from tests.support.servers import ThreadServer
+from tests.support.servers import AppThread, ThreadServer
 from tests.support.twin import Mode, Twin
 
 SLEEP = "longops.sleep"
@@ -84,7 +80,7 @@ class Seen:
 Handler = Callable[[Request, int], Awaitable[Response]]
 
 
-class TinyServer:
+class TinyServer(AppThread):
     """A Starlette app under uvicorn on an ephemeral port, in a thread.
 
     Every request is recorded in `seen`; `handler(request, n)` answers the n-th (1-based).
@@ -107,29 +103,9 @@ class TinyServer:
             return await handler(request, len(self.seen))
 
         methods = ["GET", "POST", "DELETE", "PUT", "PATCH"]
-        app = Starlette(routes=[Route("/{path:path}", endpoint, methods=methods)])
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        asyncio.new_event_loop().run_until_complete(self.server.serve(sockets=[self.sock]))
-
-    def start(self) -> TinyServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("tiny server did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-        self.sock.close()
+        super().__init__(
+            Starlette(routes=[Route("/{path:path}", endpoint, methods=methods)]), lifespan="off"
+        )
 
     def requests_to(self, method: str, path_end: str) -> list[Seen]:
         return [s for s in self.seen if s.method == method and s.path.endswith(path_end)]

@@ -96,7 +96,23 @@ async def test_get_sees_writes_of_other_connections(store: Store, other: Store) 
     assert (await store.get(record.id)).state is State.PENDING  # type: ignore[union-attr]
     [claimed] = await other.claim(["k"], "w", 30, 10, 2.0)
     assert claimed.id == record.id
+    await asyncio.sleep(store.max_staleness)
     assert (await store.get(record.id)).state is State.RUNNING  # type: ignore[union-attr]
+
+
+async def test_get_reads_its_own_writes_at_once(store: Store) -> None:
+    record, _ = await store.create(new(), 1.0)
+    assert (await store.get(record.id)).state is State.PENDING  # type: ignore[union-attr]
+    await store.claim(["k"], "w", 30, 10, 2.0)
+    assert (await store.get(record.id)).state is State.RUNNING  # type: ignore[union-attr]
+    await store.cancel(record.id, 3.0, CANCELLED)
+    assert (await store.get(record.id)).cancel_requested  # type: ignore[union-attr]
+    await store.save_progress(record.id, 1, {"p": 5}, 4.0)
+    assert (await store.get(record.id)).metadata == {"p": 5}  # type: ignore[union-attr]
+    await store.finish(record.id, 1, State.CANCELLED, 5.0, error=CANCELLED)
+    assert (await store.get(record.id)).state is State.CANCELLED  # type: ignore[union-attr]
+    await store.delete(record.id)
+    assert await store.get(record.id) is None
 
 
 async def test_claim_takes_oldest_pending_of_served_kinds(store: Store) -> None:

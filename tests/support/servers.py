@@ -11,11 +11,13 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import httpx
 import uvicorn
+from starlette.types import ASGIApp
 
 from longops.engine import Engine
 from longops.engine.store import open_store
@@ -34,32 +36,18 @@ def free_port() -> int:
         return port
 
 
-@dataclass
-class ThreadServer:
-    """uvicorn serving a longops app on an ephemeral port, in a background thread."""
+class AppThread:
+    """uvicorn serving an ASGI app on an ephemeral port, in a background thread."""
 
-    database_url: str
-    config: ServerConfig = field(default_factory=ServerConfig)
-    workers: int = 1
-    worker_config: WorkerConfig = field(default_factory=lambda: WorkerConfig(concurrency=8))
-    load: Sequence[str] = ("tests.support.kinds",)
-
-    def __post_init__(self) -> None:
-        registry = default_registry()
-        for module in self.load:
-            registry.load(module)
-        self.engine = Engine(open_store(self.database_url), registry)
-        app = create_app(
-            self.engine, self.config, workers=self.workers, worker_config=self.worker_config
-        )
+    def __init__(self, app: ASGIApp, *, lifespan: str = "on") -> None:
         # proto IPPROTO_TCP, so asyncio sets TCP_NODELAY on accepted connections (as it does
         # for uvicorn's own sockets); without it every answer waits ~40 ms on a delayed ACK.
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
+        self.port: int = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+            uvicorn.Config(app, log_level="warning", lifespan=lifespan, timeout_graceful_shutdown=5)
         )
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -68,7 +56,7 @@ class ThreadServer:
         self.loop = asyncio.new_event_loop()
         self.loop.run_until_complete(self.server.serve(sockets=[self.sock]))
 
-    def start(self) -> ThreadServer:
+    def start(self) -> Self:
         self.thread.start()
         deadline = time.monotonic() + 10
         while not self.server.started:
@@ -81,6 +69,31 @@ class ThreadServer:
         self.server.should_exit = True
         self.thread.join(timeout=15)
         self.sock.close()
+
+
+class ThreadServer(AppThread):
+    """A longops app (API and, unless `workers=0`, in-process workers) in a thread."""
+
+    def __init__(
+        self,
+        database_url: str,
+        config: ServerConfig | None = None,
+        workers: int = 1,
+        worker_config: WorkerConfig | None = None,
+        load: Sequence[str] = ("tests.support.kinds",),
+    ) -> None:
+        self.database_url = database_url
+        registry = default_registry()
+        for module in load:
+            registry.load(module)
+        self.engine = Engine(open_store(database_url), registry)
+        app = create_app(
+            self.engine,
+            config or ServerConfig(),
+            workers=workers,
+            worker_config=worker_config or WorkerConfig(concurrency=8),
+        )
+        super().__init__(app)
 
 
 def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -40,6 +40,10 @@ class LeaseState:
 
 
 class Store(Protocol):
+    max_staleness: float
+    """The longest `get` may lag behind commits made by other processes; what this
+    process wrote itself it reads back at once."""
+
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
