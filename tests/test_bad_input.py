@@ -170,8 +170,7 @@ def test_unknown_operations_are_not_found(http: httpx.Client, op: str) -> None:
         ("GET", "/v2/operations"),
         ("GET", "/v1beta2/operations"),
         ("GET", "/nothing"),
-        ("GET", "/v1beta/files"),
-        ("GET", "/v1beta/kinds/longops.sleep:start"),
+        ("GET", "/v1beta/nothing/at/all"),
         ("POST", "/nothing"),
         ("POST", "/v2/kinds/longops.sleep:start"),
         ("DELETE", "/v1beta/kinds/longops.sleep"),
@@ -192,6 +191,7 @@ def test_unknown_route(server: ThreadServer, op: str, method: str, path: str) ->
         ("PUT", "/v1beta/operations"),
         ("POST", "/healthz"),
         ("DELETE", "/healthz"),
+        ("GET", "/v1beta/kinds/longops.sleep:start"),
     ],
 )
 def test_wrong_method(server: ThreadServer, op: str, method: str, path: str) -> None:

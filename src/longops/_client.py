@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import re
 from functools import cached_property
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
 
 from longops._transport import AsyncTransport, SyncTransport, TransportConfig
-from longops.resources import AsyncOperations, Operations
+from longops.resources import AsyncFiles, AsyncModels, AsyncOperations, Files, Models, Operations
 from longops.resources._base import ApiContext
 from longops.types import HttpOptions
 
@@ -31,6 +32,8 @@ class Client:
     """
 
     operations: Operations
+    models: Models
+    files: Files
 
     def __init__(
         self,
@@ -56,9 +59,15 @@ class Client:
         )
         self._transport = SyncTransport(self._config, httpx.Client(follow_redirects=True))
         self._context = ApiContext(
-            vertexai=vertexai, project=project, location=location, download=self._download
+            vertexai=vertexai,
+            project=project,
+            location=location,
+            download=self._download,
+            download_to=self._download_to,
         )
         self.operations = Operations(self._transport, self._context)
+        self.models = Models(self._transport, self._context)
+        self.files = Files(self._transport, self._context)
 
     @cached_property
     def aio(self) -> AsyncClient:
@@ -75,6 +84,20 @@ class Client:
             )
         path = f"files/{match.group(1)}:download"
         return self._transport.send("GET", path, params={"alt": "media"}).content
+
+    def _download_to(self, uri: str, destination: Path) -> None:
+        """Stream a video to disk, so saving never holds the whole file in memory."""
+        match = _FILE_URI.match(uri)
+        if match is None:
+            raise ValueError(f"Cannot download {uri!r}: not a files/{{id}} uri.")
+        path = f"files/{match.group(1)}:download"
+        response = self._transport.send("GET", path, params={"alt": "media"}, stream=True)
+        try:
+            with destination.open("wb") as f:
+                for chunk in response.iter_bytes(1 << 20):
+                    f.write(chunk)
+        finally:
+            response.close()
 
     def close(self) -> None:
         """Close the sync connection pool; `client.aio` is closed by `await client.aio.aclose()`."""
@@ -100,10 +123,14 @@ class AsyncClient:
     """
 
     operations: AsyncOperations
+    models: AsyncModels
+    files: AsyncFiles
 
     def __init__(self, transport: AsyncTransport, context: ApiContext) -> None:
         self._transport = transport
         self.operations = AsyncOperations(transport, context)
+        self.models = AsyncModels(transport, context)
+        self.files = AsyncFiles(transport, context)
 
     async def aclose(self) -> None:
         await self._transport.aclose()

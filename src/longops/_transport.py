@@ -162,8 +162,13 @@ class SyncTransport:
         body: Any = None,
         idempotent: bool = False,
         timeout: float | None = None,
+        stream: bool = False,
     ) -> httpx.Response:
-        """Send with retries; raise `APIError` for any answer but 200."""
+        """Send with retries; raise `APIError` for any answer but 200.
+
+        With `stream`, a 200 answer's body is left unread for the caller to iterate (and
+        close); error answers are read in full either way.
+        """
         request = build_request(
             self.config, method, path, params=params, body=body, timeout=timeout
         )
@@ -171,7 +176,9 @@ class SyncTransport:
         while True:
             outcome: httpx.Response | httpx.TransportError
             try:
-                outcome = self._http.send(request)
+                outcome = self._http.send(request, stream=stream)
+                if stream and outcome.status_code != 200:
+                    outcome.read()
             except httpx.TransportError as exc:
                 outcome = exc
             # Only 200 is success on this API: a 201 or 204 means something else answered.

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from longops.engine import Engine, Registry, Worker
+from longops.engine.blobs import LocalBlobs
 from longops.engine.engine import EngineConfig
 from longops.engine.store import open_store
 from longops.engine.worker import WorkerConfig
@@ -70,17 +71,33 @@ ShutdownGrace = Annotated[
     ),
 ]
 LogLevel = Annotated[str, typer.Option("--log-level", envvar="LONGOPS_LOG_LEVEL")]
+Blobs = Annotated[
+    str,
+    typer.Option(
+        "--blobs", envvar="LONGOPS_BLOBS", help="Folder for videos and other large payloads."
+    ),
+]
+PublicUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--public-url",
+        envvar="LONGOPS_PUBLIC_URL",
+        help="Where clients reach the API (used in file links); default from --host/--port.",
+    ),
+]
+DEFAULT_BLOBS = "./longops-blobs"
 
 
-def _engine(database: str, load: list[str] | None, retention_days: float) -> Engine:
+def _engine(
+    database: str, load: list[str] | None, retention_days: float, blobs: str, public_url: str
+) -> Engine:
     registry: Registry = default_registry()
     for module in load or []:
         for name in module.split(","):
             if name.strip():
                 registry.load(name.strip())
-    return Engine(
-        open_store(database), registry, EngineConfig(retention_seconds=retention_days * 86400)
-    )
+    config = EngineConfig(retention_seconds=retention_days * 86400, public_url=public_url)
+    return Engine(open_store(database), registry, config, LocalBlobs(blobs))
 
 
 def _logging(level: str) -> None:
@@ -113,6 +130,8 @@ def serve(
         float, typer.Option(envvar="LONGOPS_MAX_WAIT_SECONDS", help="Cap on :wait, seconds.")
     ] = 60.0,
     shutdown_grace: ShutdownGrace = 30.0,
+    blobs: Blobs = DEFAULT_BLOBS,
+    public_url: PublicUrl = None,
     log_level: LogLevel = "info",
 ) -> None:
     """Serve the API, with workers in the same process unless --no-workers."""
@@ -123,7 +142,10 @@ def serve(
 
     _logging(log_level)
     keys = parse_api_keys(k for entry in api_key or [] for k in entry.split(","))
-    engine = _engine(database, load, retention_days)
+    reachable = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
+    engine = _engine(
+        database, load, retention_days, blobs, public_url or f"http://{reachable}:{port}"
+    )
     concurrency = 0 if no_workers else workers
     application = create_app(
         engine,
@@ -158,11 +180,13 @@ def worker(
     lease: Lease = 30.0,
     retention_days: Retention = 7.0,
     shutdown_grace: ShutdownGrace = 30.0,
+    blobs: Blobs = DEFAULT_BLOBS,
+    public_url: PublicUrl = None,
     log_level: LogLevel = "info",
 ) -> None:
     """Run workers only, against the same database as the API servers."""
     _logging(log_level)
-    engine = _engine(database, load, retention_days)
+    engine = _engine(database, load, retention_days, blobs, public_url or "http://127.0.0.1:8000")
     config = WorkerConfig(
         concurrency=max(workers, 1), lease_seconds=lease, shutdown_grace=shutdown_grace
     )

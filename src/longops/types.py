@@ -17,10 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from pydantic.alias_generators import to_camel
 
 __all__ = [
+    "File",
+    "GenerateVideosConfig",
     "GenerateVideosOperation",
     "GenerateVideosResponse",
     "GeneratedVideo",
     "HttpOptions",
+    "Image",
     "ImportFileOperation",
     "Operation",
     "OperationError",
@@ -97,6 +100,7 @@ class Video(_Model):
     mime_type: str | None = None
 
     _downloader: Callable[[str], bytes] | None = PrivateAttr(default=None)
+    _saver: Callable[[str, Path], None] | None = PrivateAttr(default=None)
 
     @field_validator("video_bytes", mode="before")
     @classmethod
@@ -122,7 +126,11 @@ class Video(_Model):
         return self.video_bytes
 
     def save(self, path: str | PathLike[str]) -> None:
-        Path(path).write_bytes(self.data)
+        """Write the video to `path`, streaming it from `uri` when the bytes aren't here yet."""
+        if self.video_bytes is None and self.uri is not None and self._saver is not None:
+            self._saver(self.uri, Path(path))
+        else:
+            Path(path).write_bytes(self.data)
 
 
 class GeneratedVideo(_Model):
@@ -246,3 +254,50 @@ def _operation_class(data: Mapping[str, Any]) -> type[Operation]:
     if isinstance(response_type, str):
         return _CLASS_BY_RESPONSE_TYPE.get(response_type.rpartition(".")[2], Operation)
     return Operation
+
+
+class Image(_Model):
+    """An input image: inline bytes, or a gs:// object."""
+
+    image_bytes: bytes | None = None
+    gcs_uri: str | None = None
+    mime_type: str | None = None
+
+    @classmethod
+    def from_file(cls, path: str | PathLike[str], mime_type: str | None = None) -> Image:
+        suffix = Path(path).suffix.lower()
+        guessed = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}.get(suffix)
+        return cls(image_bytes=Path(path).read_bytes(), mime_type=mime_type or guessed)
+
+
+class GenerateVideosConfig(_Model):
+    """Options of a video generation; names as in google-genai's GenerateVideosConfig."""
+
+    number_of_videos: int | None = None
+    duration_seconds: int | None = None
+    aspect_ratio: str | None = None
+    resolution: str | None = None
+    fps: int | None = None
+    seed: int | None = None
+    negative_prompt: str | None = None
+    generate_audio: bool | None = None
+    output_gcs_uri: str | None = None
+    person_generation: str | None = None
+    enhance_prompt: bool | None = None
+
+
+class File(_Model):
+    """A file on the server (a generated video, an upload)."""
+
+    name: str | None = None
+    display_name: str | None = None
+    mime_type: str | None = None
+    size_bytes: int | None = None
+    create_time: str | None = None
+    update_time: str | None = None
+    expiration_time: str | None = None
+    sha256_hash: str | None = None
+    uri: str | None = None
+    download_uri: str | None = None
+    state: str | None = None
+    source: str | None = None

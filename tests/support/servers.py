@@ -20,9 +20,11 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from longops.engine import Engine
+from longops.engine.blobs import LocalBlobs
+from longops.engine.engine import EngineConfig
 from longops.engine.store import open_store
 from longops.engine.worker import WorkerConfig
-from longops.kinds import default_registry
+from longops.kinds import VideoSettings, default_registry
 from longops.server import ServerConfig, create_app
 
 TESTS_DIR = Path(__file__).resolve().parent.parent
@@ -81,12 +83,18 @@ class ThreadServer(AppThread):
         workers: int = 1,
         worker_config: WorkerConfig | None = None,
         load: Sequence[str] = ("tests.support.kinds",),
+        videos: VideoSettings | None = None,
+        public_url: str = "http://127.0.0.1",
     ) -> None:
         self.database_url = database_url
-        registry = default_registry()
+        registry = default_registry(videos or VideoSettings())
         for module in load:
             registry.load(module)
-        self.engine = Engine(open_store(database_url), registry)
+        # Blobs beside the test's database, so each test has its own and cleans up with it.
+        blobs = LocalBlobs(Path(database_url.removeprefix("sqlite:///")).parent / "blobs")
+        self.engine = Engine(
+            open_store(database_url), registry, EngineConfig(public_url=public_url), blobs
+        )
         app = create_app(
             self.engine,
             config or ServerConfig(),

@@ -7,10 +7,13 @@ import functools
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from longops.engine.records import OperationRecord
-from longops.engine.store import Store
+from longops.engine.blobs import LocalBlobs
+from longops.engine.records import FileRecord, OperationRecord
+
+if TYPE_CHECKING:
+    from longops.engine.engine import Engine
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -37,13 +40,14 @@ class Context:
 
     def __init__(
         self,
-        store: Store,
+        engine: Engine,
         record: OperationRecord,
         *,
         process_pool: Callable[[], Executor],
         progress_interval: float = 0.25,
     ) -> None:
-        self._store = store
+        self._engine = engine
+        self._store = engine.store
         self._record = record
         self._process_pool = process_pool
         self._metadata: dict[str, Any] = dict(record.metadata)
@@ -72,6 +76,37 @@ class Context:
     def metadata(self) -> dict[str, Any]:
         """The kind's metadata fields as last reported (a copy)."""
         return dict(self._metadata)
+
+    @property
+    def blobs(self) -> LocalBlobs:
+        return self._engine.blobs
+
+    @property
+    def public_url(self) -> str:
+        return self._engine.config.public_url
+
+    async def add_file(
+        self,
+        *,
+        id: str,
+        blob_key: str,
+        mime_type: str,
+        size_bytes: int,
+        sha256: str,
+        source: str = "GENERATED",
+        display_name: str | None = None,
+    ) -> FileRecord:
+        """Publish a blob this attempt wrote as a file of the operation's tenant."""
+        return await self._engine.add_file(
+            id=id,
+            tenant=self._record.tenant,
+            blob_key=blob_key,
+            mime_type=mime_type,
+            size_bytes=size_bytes,
+            sha256=sha256,
+            source=source,
+            display_name=display_name,
+        )
 
     def check_cancelled(self) -> None:
         if self.cancel_requested:

@@ -10,8 +10,9 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
+from longops.engine.blobs import LocalBlobs
 from longops.engine.hub import Hub
-from longops.engine.records import CANCELLED, NewOperation, OperationRecord
+from longops.engine.records import CANCELLED, FileRecord, NewOperation, OperationRecord
 from longops.engine.registry import InvalidRequest, Registry
 from longops.engine.store import Store
 
@@ -28,17 +29,26 @@ class UnknownKind(LookupError):
 class EngineConfig:
     retention_seconds: float = 7 * 24 * 3600
     """Done operations older than this are purged by the workers."""
+    file_ttl_seconds: float = 48 * 3600
+    """Files expire after this, as Google's do."""
+    public_url: str = "http://127.0.0.1:8000"
+    """Where clients reach this service; kinds use it to build links (video URIs)."""
 
 
 class Engine:
     """One per process; shared by the API routes and the in-process workers."""
 
     def __init__(
-        self, store: Store, registry: Registry, config: EngineConfig | None = None
+        self,
+        store: Store,
+        registry: Registry,
+        config: EngineConfig | None = None,
+        blobs: LocalBlobs | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.config = config or EngineConfig()
+        self.blobs = blobs or LocalBlobs("longops-blobs")
         self.hub = Hub()
         self._feed: asyncio.Task[None] | None = None
 
@@ -188,6 +198,57 @@ class Engine:
         finally:
             self.hub.unwatch_done(id, future)
         return await self.get(id, tenant)
+
+    # -- files -----------------------------------------------------------------
+
+    async def add_file(
+        self,
+        *,
+        id: str,
+        tenant: str,
+        blob_key: str,
+        mime_type: str,
+        size_bytes: int,
+        sha256: str,
+        source: str,
+        display_name: str | None = None,
+    ) -> FileRecord:
+        """Record a blob already written under `blob_key` as a file of `tenant`."""
+        now = time.time()
+        return await self.store.create_file(
+            FileRecord(
+                id=id,
+                tenant=tenant,
+                display_name=display_name,
+                mime_type=mime_type,
+                size_bytes=size_bytes,
+                sha256=sha256,
+                source=source,
+                blob_key=blob_key,
+                create_time=now,
+                expire_time=now + self.config.file_ttl_seconds,
+            )
+        )
+
+    async def get_file(self, id: str, tenant: str) -> FileRecord | None:
+        file = await self.store.get_file(id)
+        if file is None or file.tenant != tenant or file.expire_time < time.time():
+            return None
+        return file
+
+    async def delete_file(self, id: str, tenant: str) -> bool:
+        if await self.get_file(id, tenant) is None:
+            return False
+        deleted = await self.store.delete_file(id)
+        if deleted is not None:
+            await asyncio.to_thread(self.blobs.delete, deleted.blob_key)
+        return deleted is not None
+
+    async def purge_expired_files(self) -> int:
+        expired = await self.store.purge_expired_files(time.time())
+        for file in expired:
+            await asyncio.to_thread(self.blobs.delete, file.blob_key)
+        return len(expired)
 
 
 __all__ = ["CANCELLED_STATUS", "Engine", "EngineConfig", "InvalidRequest", "UnknownKind"]

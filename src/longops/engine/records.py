@@ -91,3 +91,21 @@ class Claim:
     @property
     def attempt(self) -> int:
         return self.record.attempt
+
+
+@dataclass(slots=True)
+class FileRecord:
+    """A stored file (an upload or a generated video); its bytes live in the blob store."""
+
+    id: str
+    tenant: str
+    display_name: str | None
+    mime_type: str
+    size_bytes: int
+    sha256: str
+    source: str
+    """UPLOADED or GENERATED, as Google's Files API says."""
+    blob_key: str
+    create_time: float
+    expire_time: float
+    seq: int = 0

@@ -43,12 +43,27 @@ class OperationFailed(Exception):
         return status
 
 
-class InvalidRequest(ValueError):
-    """A create request the kind's model rejected; nothing was stored."""
+class RequestRejected(Exception):
+    """A create request refused before anything was stored, with a google.rpc code.
 
-    def __init__(self, message: str, violations: list[dict[str, str]]) -> None:
+    Kinds raise it from their request model's validators when a check needs more than
+    a field's type (an unknown model is NOT_FOUND, an unwritable output location
+    FAILED_PRECONDITION); `violations` name the offending fields.
+    """
+
+    code = 3
+
+    def __init__(
+        self, message: str, violations: list[dict[str, str]] | None = None, code: int = 3
+    ) -> None:
         super().__init__(message)
-        self.violations = violations
+        self.message = message
+        self.violations = violations or []
+        self.code = code
+
+
+class InvalidRequest(RequestRejected):
+    """A create request the kind's model rejected (INVALID_ARGUMENT); nothing was stored."""
 
 
 def new_token_id(length: int = 20) -> str:
@@ -84,6 +99,8 @@ class Kind(Generic[Req]):
     id_style: Literal["token", "uuid"] = "token"
     max_attempts: int = 3
     description: str = ""
+    check: Callable[[Req], object] | None = None
+    """Further checks on a valid request (raising `RequestRejected`), run before storing."""
 
     def __post_init__(self) -> None:
         if not KIND_NAME.match(self.name):
@@ -94,7 +111,7 @@ class Kind(Generic[Req]):
 
     def validate(self, request: dict[str, Any]) -> Req:
         try:
-            return self.request_model.model_validate(request)
+            validated = self.request_model.model_validate(request)
         except ValidationError as exc:
             violations = [
                 {
@@ -107,6 +124,9 @@ class Kind(Generic[Req]):
             raise InvalidRequest(
                 f"Invalid value for {first['field']}: {first['description']}", violations
             ) from None
+        if self.check is not None:
+            self.check(validated)
+        return validated
 
     def dump_request(self, request: Req) -> dict[str, Any]:
         return request.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -122,7 +122,7 @@ class Worker:
             self._wake.clear()
 
     def _start(self, record: OperationRecord) -> None:
-        context = Context(self.engine.store, record, process_pool=self._process_pool)
+        context = Context(self.engine, record, process_pool=self._process_pool)
         running = _Running(record, context)
         self._running[record.id] = running
         running.task = asyncio.create_task(self._execute(running), name=f"longops:{record.name}")
@@ -279,6 +279,7 @@ class Worker:
                 if now - last_purge >= self.config.purge_interval:
                     last_purge = now
                     await self.engine.store.purge_done(now - self.engine.config.retention_seconds)
+                    await self.engine.purge_expired_files()
             except StoreBusy:
                 log.warning("store busy during maintenance")
             except Exception:

@@ -24,14 +24,18 @@ from typing import Any
 from longops.engine.context import Context, OperationCancelled
 from longops.engine.registry import Kind, OperationFailed, Registry, kind
 from longops.kinds.sleep import sleep
+from longops.kinds.videos.generate import generate_videos_kind
+from longops.kinds.videos.settings import VideoSettings
 
 BUILTIN_KINDS: tuple[Kind[Any], ...] = (sleep,)
 
 
-def default_registry() -> Registry:
+def default_registry(videos: VideoSettings | None = None) -> Registry:
+    """The built-in kinds; video generation configured from `videos` or the environment."""
     registry = Registry()
     for builtin in BUILTIN_KINDS:
         registry.add(builtin)
+    registry.add(generate_videos_kind(videos or VideoSettings.from_env()))
     return registry
 
 
@@ -41,6 +45,7 @@ __all__ = [
     "Kind",
     "OperationCancelled",
     "OperationFailed",
+    "VideoSettings",
     "default_registry",
     "kind",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, overload
 
 from longops._transport import AsyncTransport, SyncTransport
@@ -26,6 +27,7 @@ class ApiContext:
     # Fetches a video's bytes by its uri. Every Video parsed from an answer gets it, so that
     # `Video.data` works wherever the operation travels, without the caller's client at hand.
     download: Callable[[str], bytes]
+    download_to: Callable[[str, Path], None]
 
     def vertex_resource(self, resource: str) -> str:
         """`resource` as Vertex addresses it: under the client's project and location, if set."""
@@ -44,6 +46,7 @@ class ApiContext:
         if isinstance(operation, GenerateVideosOperation) and operation.response is not None:
             for generated in operation.response.generated_videos:
                 generated.video._downloader = self.download
+                generated.video._saver = self.download_to
         return operation
 
 

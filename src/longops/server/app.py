@@ -18,6 +18,8 @@ from longops.engine.worker import WorkerConfig
 from longops.server.auth import Authenticator
 from longops.server.config import ServerConfig
 from longops.server.errors import EXCEPTION_HANDLERS
+from longops.server.routes.files import FileRoutes
+from longops.server.routes.models import ModelRoutes
 from longops.server.routes.operations import OperationRoutes
 
 log = logging.getLogger("longops.server")
@@ -35,7 +37,22 @@ class ApiVersionConvertor(Convertor[str]):
         return value
 
 
+class OperationNameConvertor(Convertor[str]):
+    """Paths that name an operation or an operations collection, and nothing else, so
+    the operation routes can come first (polling is the hot path) without shadowing
+    other resources."""
+
+    regex = "(?:[^:]*/)?operations(?:/[^/:]*)?"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
 register_url_convertor("apiver", ApiVersionConvertor())
+register_url_convertor("opname", OperationNameConvertor())
 
 
 async def healthz(request: Request) -> Response:
@@ -53,6 +70,8 @@ def create_app(
     config = config or ServerConfig()
     auth = Authenticator(config.api_keys)
     operations = OperationRoutes(engine, auth, config)
+    files = FileRoutes(engine, auth, config)
+    models = ModelRoutes(engine, auth, config)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -68,7 +87,12 @@ def create_app(
             await engine.close()
 
     app = Starlette(
-        routes=[Route("/healthz", healthz, methods=["GET"]), *operations.routes()],
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            *operations.routes(),
+            *files.routes(),
+            *models.routes(),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

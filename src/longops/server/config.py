@@ -10,6 +10,8 @@ class ServerConfig:
     api_keys: dict[str, str] = field(default_factory=dict)
     """{key: tenant}; empty means an open server with one anonymous tenant."""
     max_body_bytes: int = 1 << 20
+    max_media_body_bytes: int = 32 << 20
+    """For requests that carry images inline (video generation)."""
     max_wait_seconds: float = 60.0
     """Longest a `:wait` call blocks, whatever timeout the client asks for."""
     default_page_size: int = 50

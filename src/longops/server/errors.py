@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from longops.engine.registry import RequestRejected
 from longops.engine.store import StoreBusy
 
 log = logging.getLogger("longops.server")
@@ -100,6 +101,34 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     return error_response(ApiError(exc.status_code, message, headers=exc.headers))
 
 
+# google.rpc code → (HTTP status, status name), per google.rpc.Code's documented mapping.
+RPC_CODES: dict[int, tuple[int, str]] = {
+    1: (499, "CANCELLED"),
+    3: (400, "INVALID_ARGUMENT"),
+    4: (504, "DEADLINE_EXCEEDED"),
+    5: (404, "NOT_FOUND"),
+    6: (409, "ALREADY_EXISTS"),
+    7: (403, "PERMISSION_DENIED"),
+    8: (429, "RESOURCE_EXHAUSTED"),
+    9: (400, "FAILED_PRECONDITION"),
+    10: (409, "ABORTED"),
+    11: (400, "OUT_OF_RANGE"),
+    12: (501, "UNIMPLEMENTED"),
+    13: (500, "INTERNAL"),
+    14: (503, "UNAVAILABLE"),
+    16: (401, "UNAUTHENTICATED"),
+}
+
+
+async def handle_request_rejected(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestRejected)
+    http_status, status = RPC_CODES.get(exc.code, (400, "INVALID_ARGUMENT"))
+    details = None
+    if exc.violations:
+        details = [{"@type": BAD_REQUEST, "fieldViolations": exc.violations}]
+    return error_response(ApiError(http_status, exc.message, status=status, details=details))
+
+
 async def handle_store_busy(request: Request, exc: Exception) -> Response:
     log.warning("store busy: %s", exc)
     return error_response(
@@ -114,6 +143,7 @@ async def handle_unexpected(request: Request, exc: Exception) -> Response:
 
 EXCEPTION_HANDLERS = {
     ApiError: handle_api_error,
+    RequestRejected: handle_request_rejected,
     HTTPException: handle_http_exception,
     StoreBusy: handle_store_busy,
     Exception: handle_unexpected,

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from longops.engine.records import NewOperation, OperationRecord, State
+from longops.engine.records import FileRecord, NewOperation, OperationRecord, State
 
 
 class StoreBusy(RuntimeError):
@@ -111,6 +111,20 @@ class Store(Protocol):
     async def purge_done(self, ended_before: float, batch: int = 1000) -> int: ...
 
     async def done_among(self, ids: Sequence[str]) -> list[str]: ...
+
+    async def create_file(self, file: FileRecord) -> FileRecord: ...
+
+    async def get_file(self, id: str) -> FileRecord | None: ...
+
+    async def list_files(
+        self, tenant: str, *, before_seq: int | None, limit: int
+    ) -> list[FileRecord]:
+        """Newest first, keyset-paged like operations."""
+
+    async def delete_file(self, id: str) -> FileRecord | None:
+        """The deleted file, so the caller can remove its blob."""
+
+    async def purge_expired_files(self, now: float, batch: int = 1000) -> list[FileRecord]: ...
 
     def changes(self) -> AsyncIterator[Change]:
         """Commits made by other processes, as they happen (or as close as the database allows)."""

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from longops.engine.records import NewOperation, OperationRecord, State
+from longops.engine.records import FileRecord, NewOperation, OperationRecord, State
 from longops.engine.store.base import Change, LeaseState, StoreBusy
 
 T = TypeVar("T")
@@ -66,7 +66,34 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX operations_tenant ON operations (tenant, seq);
     CREATE INDEX operations_ended ON operations (end_time) WHERE end_time IS NOT NULL;
     """,
+    """
+    CREATE TABLE files (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        tenant TEXT NOT NULL,
+        display_name TEXT,
+        mime_type TEXT NOT NULL,
+        size_bytes INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        source TEXT NOT NULL,
+        blob_key TEXT NOT NULL,
+        create_time REAL NOT NULL,
+        expire_time REAL NOT NULL
+    );
+    CREATE INDEX files_tenant ON files (tenant, seq);
+    CREATE INDEX files_expiry ON files (expire_time);
+    """,
 ]
+
+_FILE_COLUMNS = (
+    "id, tenant, display_name, mime_type, size_bytes, sha256, source, blob_key,"
+    " create_time, expire_time, seq"
+)
+
+
+def _file(row: tuple[Any, ...]) -> FileRecord:
+    return FileRecord(*row)
+
 
 _COLUMNS = (
     "seq, id, name, kind, tenant, request_id, request, state, metadata, response, error,"
@@ -580,6 +607,58 @@ class SQLiteStore:
             total += count
             if count < batch:
                 return total
+
+    # -- files ----------------------------------------------------------------
+
+    async def create_file(self, file: FileRecord) -> FileRecord:
+        def tx(conn: sqlite3.Connection) -> FileRecord:
+            row = conn.execute(
+                f"INSERT INTO files ({_FILE_COLUMNS.removesuffix(', seq')})"
+                f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_FILE_COLUMNS}",
+                (
+                    file.id, file.tenant, file.display_name, file.mime_type, file.size_bytes,
+                    file.sha256, file.source, file.blob_key, file.create_time, file.expire_time,
+                ),
+            ).fetchone()  # fmt: skip
+            return _file(row)
+
+        return await self._write(tx)
+
+    async def get_file(self, id: str) -> FileRecord | None:
+        row = await self._read(
+            lambda c: c.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE id = ?", (id,)).fetchone()
+        )
+        return None if row is None else _file(row)
+
+    async def list_files(
+        self, tenant: str, *, before_seq: int | None, limit: int
+    ) -> list[FileRecord]:
+        rows = await self._read(
+            _fetch_all(
+                f"SELECT {_FILE_COLUMNS} FROM files WHERE tenant = ? AND seq < ?"
+                " ORDER BY seq DESC LIMIT ?",
+                (tenant, (1 << 63) - 1 if before_seq is None else before_seq, limit),
+            )
+        )
+        return [_file(r) for r in rows]
+
+    async def delete_file(self, id: str) -> FileRecord | None:
+        row = await self._write(
+            lambda c: c.execute(
+                f"DELETE FROM files WHERE id = ? RETURNING {_FILE_COLUMNS}", (id,)
+            ).fetchone()
+        )
+        return None if row is None else _file(row)
+
+    async def purge_expired_files(self, now: float, batch: int = 1000) -> list[FileRecord]:
+        rows = await self._write(
+            _fetch_all(
+                "DELETE FROM files WHERE seq IN (SELECT seq FROM files WHERE expire_time < ?"
+                f" LIMIT ?) RETURNING {_FILE_COLUMNS}",
+                (now, batch),
+            )
+        )
+        return [_file(r) for r in rows]
 
     async def done_among(self, ids: Sequence[str]) -> list[str]:
         found: list[str] = []

@@ -11,11 +11,11 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from longops.engine import Engine, OperationRecord
-from longops.engine.engine import InvalidRequest, UnknownKind
+from longops.engine.engine import UnknownKind
 from longops.server import names
 from longops.server.auth import Authenticator
 from longops.server.config import ServerConfig
-from longops.server.errors import BAD_REQUEST, ApiError, invalid_argument, not_found
+from longops.server.errors import invalid_argument, not_found
 from longops.server.render import render_operation
 from longops.server.requests import (
     PageTokens,
@@ -51,7 +51,7 @@ class OperationRoutes:
         # GET comes first and dispatches itself: polling is by far the hottest path,
         # and every route tried before the right one costs a regex match.
         return [
-            Route(f"{v}/{{name:path}}", self.get, methods=["GET"]),
+            Route(f"{v}/{{name:opname}}", self.get, methods=["GET"]),
             Route(f"{v}/kinds/{{kind:str}}:start", self.start, methods=["POST"]),
             Route(f"{v}/{{name:path}}:cancel", self.cancel, methods=["POST"]),
             Route(f"{v}/{{name:path}}:wait", self.wait, methods=["POST"]),
@@ -60,7 +60,7 @@ class OperationRoutes:
                 self.fetch_predict_operation,
                 methods=["POST"],
             ),
-            Route(f"{v}/{{name:path}}", self.delete, methods=["DELETE"]),
+            Route(f"{v}/{{name:opname}}", self.delete, methods=["DELETE"]),
         ]
 
     def render(self, record: OperationRecord) -> Response:
@@ -209,10 +209,4 @@ class OperationRoutes:
             record = await self.engine.create(kind, body, tenant=tenant, request_id=request_id)
         except UnknownKind:
             raise not_found(f"Kind {kind} is not registered on this server.") from None
-        except InvalidRequest as exc:
-            raise ApiError(
-                400,
-                str(exc),
-                details=[{"@type": BAD_REQUEST, "fieldViolations": exc.violations}],
-            ) from None
         return self.render(record)

@@ -1,0 +1,1 @@
+"""The built-in `generate_videos` kind and its default renderer."""

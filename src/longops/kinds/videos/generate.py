@@ -1,0 +1,220 @@
+"""`generate_videos`: the built-in video generation kind.
+
+It renders each requested video with the model's backend, publishes it the way the
+calling API expects (Gemini: a generated File and its download URI; Vertex: inline
+base64, or a gs:// object when the request names a storage URI), and reports real
+progress while frames are encoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import threading
+import zlib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from longops.engine.context import Context
+from longops.engine.registry import Kind, OperationFailed, new_token_id
+from longops.kinds.videos.catalogue import VideoModel
+from longops.kinds.videos.render import InvalidImage, RenderSpec, render_mp4
+from longops.kinds.videos.request import VideoRequest, check, decode_base64
+from longops.kinds.videos.settings import VideoSettings
+
+INVALID_ARGUMENT = 3
+GEMINI_RESPONSE = (
+    "type.googleapis.com/google.ai.generativelanguage.v1beta.PredictLongRunningResponse"
+)
+VERTEX_RESPONSE = "type.googleapis.com/cloud.ai.large_models.vision.GenerateVideoResponse"
+METADATA = "type.googleapis.com/google.ai.generativelanguage.v1beta.PredictLongRunningMetadata"
+SUPPORT_CODE = "58061214"
+
+
+def generate_videos_kind(settings: VideoSettings) -> Kind[VideoRequest]:
+    async def handler(ctx: Context, request: VideoRequest) -> dict[str, Any]:
+        return await _generate(ctx, request, settings)
+
+    return Kind(
+        name="generate_videos",
+        handler=handler,
+        request_model=VideoRequest,
+        response_type=GEMINI_RESPONSE,
+        metadata_type=METADATA,
+        check=lambda request: check(request, settings),
+        description="Render videos from a prompt (Veo-compatible).",
+    )
+
+
+def seed_for(request: VideoRequest) -> int:
+    """The request's seed, or one derived from the prompt, so output is always reproducible."""
+    if request.parameters.seed is not None:
+        return request.parameters.seed
+    return zlib.crc32(request.prompt.encode())
+
+
+async def _generate(ctx: Context, request: VideoRequest, settings: VideoSettings) -> dict[str, Any]:
+    model = settings.catalogue.get(request.model)
+    if model is None:  # the catalogue changed since the request was accepted
+        raise OperationFailed(5, f"Model {request.model} is no longer served.")
+    fault = settings.fault_for(request.prompt)
+    if fault is not None and fault.delay_seconds:
+        await asyncio.sleep(fault.delay_seconds)
+    if fault is not None and fault.fail_code is not None:
+        raise OperationFailed(fault.fail_code, fault.fail_message)
+
+    params = request.parameters
+    count = params.sample_count or 1
+    filtered_terms = settings.unsafe_terms(request.prompt)
+    filtered = max(1, count // 2) if filtered_terms else 0
+    seed = seed_for(request)
+    width, height = model.frame_size(params.aspect_ratio or "16:9", params.resolution or "720p")
+    first_frame = await _image_bytes(ctx, request, settings)
+    specs = [
+        RenderSpec(
+            prompt=request.prompt,
+            seed=seed + index,
+            width=width,
+            height=height,
+            fps=params.fps or model.fps[0],
+            duration_seconds=params.duration_seconds or model.default_duration,
+            negative_prompt=params.negative_prompt,
+            first_frame=first_frame,
+            audio=bool(params.generate_audio if params.generate_audio is not None else model.audio),
+        )
+        for index in range(count - filtered)
+    ]
+    await ctx.report_progress(0, force=True, model=model.name, videosRequested=count)
+    videos: list[tuple[RenderSpec, str]] = []
+    try:
+        for index, spec in enumerate(specs):
+            key = f"videos/{ctx.operation_id}/sample_{index}.mp4"
+            await _render(ctx, spec, key, index, len(specs))
+            videos.append((spec, key))
+    except BaseException:
+        for _, key in videos:  # a cancelled or failed attempt leaves no orphan blobs
+            ctx.blobs.delete(key)
+        raise
+    response = await _publish(ctx, request, model, videos, settings)
+    if filtered:
+        reason = (
+            "Some of the requested videos were filtered: the prompt contains words that"
+            f" violate the usage guidelines ({', '.join(filtered_terms)})."
+            f" Support codes: {SUPPORT_CODE}"
+        )
+        target = response["generateVideoResponse"] if request.api == "gemini" else response
+        target["raiMediaFilteredCount"] = filtered
+        target["raiMediaFilteredReasons"] = [reason]
+    elif request.api == "vertex":
+        response["raiMediaFilteredCount"] = 0
+    return response
+
+
+async def _image_bytes(
+    ctx: Context, request: VideoRequest, settings: VideoSettings
+) -> bytes | None:
+    image = request.instance.image
+    if image is None:
+        return None
+    if image.bytes_base64_encoded is not None:
+        return decode_base64(image.bytes_base64_encoded)
+    if image.gcs_uri is not None:
+        path = settings.gcs_path(image.gcs_uri)
+        if not path.is_file():
+            raise OperationFailed(5, f"Image {image.gcs_uri} not found.")
+        return await ctx.run_in_thread(path.read_bytes)
+    raise OperationFailed(
+        INVALID_ARGUMENT, "instances[0].image needs bytesBase64Encoded or gcsUri."
+    )
+
+
+async def _render(ctx: Context, spec: RenderSpec, key: str, index: int, total: int) -> None:
+    """Encode one video in a thread, relaying its progress and stopping it on cancel."""
+    stop = threading.Event()
+    frames = [0, 1]
+
+    def progress(done: int, of: int) -> None:
+        frames[0], frames[1] = done, of
+
+    def work() -> None:
+        with ctx.blobs.writer(key) as out:
+            render_mp4(spec, out, progress=progress, should_stop=stop.is_set)
+
+    task = asyncio.ensure_future(ctx.run_in_thread(work))
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=0.2)
+            percent = 100 * (index + frames[0] / max(frames[1], 1)) / total
+            await ctx.report_progress(min(percent, 99.0), framesEncoded=frames[0])
+        task.result()
+    except InvalidImage as exc:
+        raise OperationFailed(INVALID_ARGUMENT, f"instances[0].image: {exc}") from None
+    finally:
+        stop.set()
+        if not task.done():
+            # Cancelled: let the encoder see `stop` and drop its partial file first.
+            await asyncio.wait({task})
+
+
+async def _publish(
+    ctx: Context,
+    request: VideoRequest,
+    model: VideoModel,
+    videos: list[tuple[RenderSpec, str]],
+    settings: VideoSettings,
+) -> dict[str, Any]:
+    if request.api == "gemini":
+        samples = []
+        host = urlsplit(ctx.public_url)
+        for spec, key in videos:
+            file = await _add_file(ctx, key, f"{model.name} sample")
+            # https even when served over http: Google's SDK keys on the scheme and then
+            # reads only the id, downloading through its own base URL.
+            uri = f"https://{host.netloc}{host.path.rstrip('/')}/v1beta/{file}:download?alt=media"
+            samples.append(
+                {"video": {"uri": uri, "encoding": "video/mp4"}, "generationSeed": spec.seed}
+            )
+        return {"@type": GEMINI_RESPONSE, "generateVideoResponse": {"generatedSamples": samples}}
+
+    items = []
+    storage = request.parameters.storage_uri
+    for index, (spec, key) in enumerate(videos):
+        if storage is not None:
+            uri = f"{storage.rstrip('/')}/{ctx.operation_id}/sample_{index}.mp4"
+            await ctx.run_in_thread(ctx.blobs.copy_to, key, settings.gcs_path(uri))
+            items.append({"gcsUri": uri, "mimeType": "video/mp4", "generationSeed": spec.seed})
+        else:
+            data = await ctx.run_in_thread(ctx.blobs.read, key)
+            items.append(
+                {
+                    "bytesBase64Encoded": base64.b64encode(data).decode(),
+                    "mimeType": "video/mp4",
+                    "generationSeed": spec.seed,
+                }
+            )
+        await ctx.run_in_thread(ctx.blobs.delete, key)
+    return {"@type": VERTEX_RESPONSE, "videos": items}
+
+
+async def _add_file(ctx: Context, key: str, display_name: str) -> str:
+    def digest() -> tuple[int, str]:
+        path: Path = ctx.blobs.local_path(key)
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        return path.stat().st_size, h.hexdigest()
+
+    size, sha256 = await ctx.run_in_thread(digest)
+    id = new_token_id()
+    await ctx.add_file(
+        id=id,
+        blob_key=key,
+        mime_type="video/mp4",
+        size_bytes=size,
+        sha256=sha256,
+        display_name=display_name,
+    )
+    return f"files/{id}"

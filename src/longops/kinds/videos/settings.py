@@ -1,0 +1,84 @@
+"""What an operator configures about video generation, read from the environment."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from longops.kinds.videos.catalogue import Catalogue
+
+_DEFAULT_FAILURE = "Video generation failed (injected fault)."
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """Make matching generations fail or take longer, so apps can rehearse those paths.
+
+    A request matches when its prompt contains `prompt_contains` (case-insensitive).
+    Deterministic and opt-in: nothing is injected unless the operator configures it.
+    """
+
+    prompt_contains: str
+    fail_code: int | None = None
+    fail_message: str = _DEFAULT_FAILURE
+    delay_seconds: float = 0.0
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> Fault:
+        fail = raw.get("failWith") or raw.get("fail_with") or {}
+        return cls(
+            prompt_contains=str(raw.get("promptContains", raw.get("prompt_contains", ""))),
+            fail_code=fail.get("code"),
+            fail_message=fail.get("message", _DEFAULT_FAILURE),
+            delay_seconds=float(raw.get("delaySeconds", raw.get("delay_seconds", 0.0))),
+        )
+
+
+@dataclass(slots=True)
+class VideoSettings:
+    catalogue: Catalogue = field(default_factory=Catalogue)
+    safety_terms: tuple[str, ...] = ()
+    """Prompts containing any of these words have their videos (partly) filtered."""
+    faults: tuple[Fault, ...] = ()
+    gcs_root: Path | None = None
+    """Folder standing in for Cloud Storage: gs://bucket/key is gcs_root/bucket/key."""
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> VideoSettings:
+        """LONGOPS_VIDEO_MODELS (JSON file), LONGOPS_SAFETY_TERMS (comma-separated),
+        LONGOPS_VIDEO_FAULTS (JSON list, or a path to one), LONGOPS_GCS_ROOT (folder)."""
+        env = dict(os.environ) if env is None else env
+        settings = cls()
+        if models := env.get("LONGOPS_VIDEO_MODELS"):
+            settings.catalogue.load(models)
+        if terms := env.get("LONGOPS_SAFETY_TERMS"):
+            settings.safety_terms = tuple(t.strip().lower() for t in terms.split(",") if t.strip())
+        if faults := env.get("LONGOPS_VIDEO_FAULTS"):
+            text = faults if faults.lstrip().startswith("[") else Path(faults).read_text()
+            settings.faults = tuple(Fault.parse(f) for f in json.loads(text))
+        if root := env.get("LONGOPS_GCS_ROOT"):
+            settings.gcs_root = Path(root)
+        return settings
+
+    def fault_for(self, prompt: str) -> Fault | None:
+        lowered = prompt.lower()
+        return next((f for f in self.faults if f.prompt_contains.lower() in lowered), None)
+
+    def unsafe_terms(self, prompt: str) -> list[str]:
+        words = set(prompt.lower().replace(",", " ").replace(".", " ").split())
+        return [t for t in self.safety_terms if t in words or (" " in t and t in prompt.lower())]
+
+    def gcs_path(self, uri: str) -> Path:
+        """The local file for a gs:// URI; ValueError when none is configured or it escapes."""
+        if self.gcs_root is None:
+            raise ValueError("no local folder is configured for gs:// URIs (LONGOPS_GCS_ROOT)")
+        if not uri.startswith("gs://"):
+            raise ValueError(f"not a gs:// URI: {uri!r}")
+        root = self.gcs_root.resolve()
+        path = (root / uri.removeprefix("gs://")).resolve()
+        if not path.is_relative_to(root) or path == root:
+            raise ValueError(f"invalid gs:// URI: {uri!r}")
+        return path

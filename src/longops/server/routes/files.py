@@ -1,0 +1,110 @@
+"""The Files API, as far as generated videos need it: get, list, delete, download."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from longops.engine import Engine
+from longops.engine.blobs import BlobNotFound
+from longops.engine.records import FileRecord
+from longops.server.auth import Authenticator
+from longops.server.config import ServerConfig
+from longops.server.errors import invalid_argument, not_found
+from longops.server.render import timestamp
+from longops.server.requests import PageTokens, parse_page_size
+from longops.server.routes.operations import json_response
+
+_EMPTY = b"{}"
+
+
+def render_file(file: FileRecord, base_url: str, version: str) -> dict[str, Any]:
+    link = f"{base_url}/{version}/files/{file.id}"
+    body: dict[str, Any] = {
+        "name": f"files/{file.id}",
+        "mimeType": file.mime_type,
+        "sizeBytes": str(file.size_bytes),
+        "createTime": timestamp(file.create_time),
+        "updateTime": timestamp(file.create_time),
+        "expirationTime": timestamp(file.expire_time),
+        "sha256Hash": base64.b64encode(bytes.fromhex(file.sha256)).decode(),
+        "uri": link,
+        "downloadUri": f"{link}:download?alt=media",
+        "state": "ACTIVE",
+        "source": file.source,
+    }
+    if file.display_name:
+        body["displayName"] = file.display_name
+    return body
+
+
+class FileRoutes:
+    def __init__(self, engine: Engine, auth: Authenticator, config: ServerConfig) -> None:
+        self.engine = engine
+        self.auth = auth
+        self.config = config
+
+    def routes(self) -> list[BaseRoute]:
+        v = "/{version:apiver}"
+        return [
+            Route(f"{v}/files", self.list_files, methods=["GET"]),
+            Route(f"{v}/files/{{id:str}}:download", self.download, methods=["GET"]),
+            Route(f"{v}/files/{{id:str}}", self.get, methods=["GET"]),
+            Route(f"{v}/files/{{id:str}}", self.delete, methods=["DELETE"]),
+        ]
+
+    async def _find(self, request: Request) -> FileRecord:
+        tenant = self.auth.tenant(request)
+        id: str = request.path_params["id"]
+        file = await self.engine.get_file(id, tenant)
+        if file is None:
+            raise not_found(f"File files/{id} not found.")
+        return file
+
+    @staticmethod
+    def _base(request: Request) -> str:
+        return str(request.base_url).rstrip("/")
+
+    async def get(self, request: Request) -> Response:
+        file = await self._find(request)
+        return json_response(render_file(file, self._base(request), request.path_params["version"]))
+
+    async def list_files(self, request: Request) -> Response:
+        tenant = self.auth.tenant(request)
+        query = request.query_params
+        size = parse_page_size(
+            query.get("pageSize", query.get("page_size")),
+            self.config.default_page_size,
+            self.config.max_page_size,
+        )
+        token = query.get("pageToken", query.get("page_token"))
+        scope = f"files\x00{tenant}"
+        before = PageTokens.decode(token, scope) if token else None
+        files = await self.engine.store.list_files(tenant, before_seq=before, limit=size + 1)
+        base, version = self._base(request), request.path_params["version"]
+        body: dict[str, Any] = {}
+        if files:
+            body["files"] = [render_file(f, base, version) for f in files[:size]]
+        if len(files) > size:
+            body["nextPageToken"] = PageTokens.encode(files[size - 1].seq, scope)
+        return json_response(body)
+
+    async def delete(self, request: Request) -> Response:
+        file = await self._find(request)
+        await self.engine.delete_file(file.id, file.tenant)
+        return Response(_EMPTY, media_type="application/json")
+
+    async def download(self, request: Request) -> Response:
+        alt = request.query_params.get("alt", "media")
+        if alt != "media":
+            raise invalid_argument(f"Unsupported alt={alt!r}; use alt=media.", field="alt")
+        file = await self._find(request)
+        try:
+            path = self.engine.blobs.local_path(file.blob_key)
+        except BlobNotFound:
+            raise not_found(f"The bytes of files/{file.id} are gone.") from None
+        return FileResponse(path, media_type=file.mime_type)
