@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import av
 import httpx
@@ -18,6 +19,7 @@ from longops import Client
 from longops.errors import ClientError
 from longops.kinds import VideoSettings
 from longops.kinds.videos.catalogue import Catalogue, VideoModel
+from longops.kinds.videos.render import RenderResult, RenderSpec
 from longops.kinds.videos.settings import Fault
 from longops.types import GenerateVideosConfig, GenerateVideosOperation, Image
 from tests.support.servers import ThreadServer
@@ -312,3 +314,39 @@ def test_progress_rises_and_cancel_stops_encoding(video_server: ThreadServer) ->
         cancelled = client.operations.wait(operation, timeout=30)
         assert cancelled.error is not None and cancelled.error.code == 1
         assert list(client.files.list()) == []
+
+
+def test_models_choose_their_backend(
+    make_server: Callable[..., ThreadServer], tmp_path: Path
+) -> None:
+    from longops.kinds.videos.render import render_mp4
+
+    seen: list[RenderSpec] = []
+
+    def recording(spec: RenderSpec, out: BinaryIO, **kwargs: Any) -> RenderResult:
+        seen.append(spec)
+        return render_mp4(spec, out, **kwargs)
+
+    videos = settings(tmp_path, backends={"render": render_mp4, "recording": recording})
+    videos.catalogue.models["veo-recorded"] = replace(
+        QUICK, name="veo-recorded", backend="recording"
+    )
+    videos.catalogue.models["veo-missing"] = replace(QUICK, name="veo-missing", backend="nowhere")
+    server = make_server(videos=videos)
+    with Client(base_url=server.url) as client:
+        done = client.operations.wait(
+            client.models.generate_videos(
+                model="veo-recorded",
+                prompt="through my backend",
+                config=GenerateVideosConfig(negative_prompt="no dogs", seed=3),
+            ),
+            timeout=120,
+        )
+        assert done.error is None
+        assert [(s.prompt, s.seed, s.negative_prompt) for s in seen] == [
+            ("through my backend", 3, "no dogs")
+        ]
+        assert done.metadata is not None and done.metadata["negativePrompt"] == "no dogs"
+        with pytest.raises(ClientError) as info:
+            client.models.generate_videos(model="veo-missing", prompt="x")
+        assert info.value.code == 400 and info.value.status == "FAILED_PRECONDITION"

@@ -19,8 +19,9 @@ from urllib.parse import urlsplit
 
 from longops.engine.context import Context
 from longops.engine.registry import Kind, OperationFailed, new_token_id
+from longops.kinds.videos.backends import VideoBackend
 from longops.kinds.videos.catalogue import VideoModel
-from longops.kinds.videos.render import InvalidImage, RenderSpec, render_mp4
+from longops.kinds.videos.render import InvalidImage, RenderSpec
 from longops.kinds.videos.request import VideoRequest, check, decode_base64
 from longops.kinds.videos.settings import VideoSettings
 
@@ -86,12 +87,16 @@ async def _generate(ctx: Context, request: VideoRequest, settings: VideoSettings
         )
         for index in range(count - filtered)
     ]
-    await ctx.report_progress(0, force=True, model=model.name, videosRequested=count)
+    recorded = {"model": model.name, "videosRequested": count, "seed": seed}
+    if params.negative_prompt is not None:
+        recorded["negativePrompt"] = params.negative_prompt
+    await ctx.report_progress(0, force=True, **recorded)
+    backend = settings.backends[model.backend]
     videos: list[tuple[RenderSpec, str]] = []
     try:
         for index, spec in enumerate(specs):
             key = f"videos/{ctx.operation_id}/sample_{index}.mp4"
-            await _render(ctx, spec, key, index, len(specs))
+            await _render(ctx, backend, spec, key, index, len(specs))
             videos.append((spec, key))
     except BaseException:
         for _, key in videos:  # a cancelled or failed attempt leaves no orphan blobs
@@ -130,7 +135,9 @@ async def _image_bytes(
     )
 
 
-async def _render(ctx: Context, spec: RenderSpec, key: str, index: int, total: int) -> None:
+async def _render(
+    ctx: Context, backend: VideoBackend, spec: RenderSpec, key: str, index: int, total: int
+) -> None:
     """Encode one video in a thread, relaying its progress and stopping it on cancel."""
     stop = threading.Event()
     frames = [0, 1]
@@ -140,7 +147,7 @@ async def _render(ctx: Context, spec: RenderSpec, key: str, index: int, total: i
 
     def work() -> None:
         with ctx.blobs.writer(key) as out:
-            render_mp4(spec, out, progress=progress, should_stop=stop.is_set)
+            backend(spec, out, progress=progress, should_stop=stop.is_set)
 
     task = asyncio.ensure_future(ctx.run_in_thread(work))
     try:

@@ -98,6 +98,12 @@ def check(request: VideoRequest, settings: VideoSettings) -> VideoModel:
             " or is not supported for predictLongRunning.",
             code=NOT_FOUND,
         )
+    if model.backend not in settings.backends:
+        raise RequestRejected(
+            f"Model {model.name} is configured with backend {model.backend!r}, which this"
+            " server does not have.",
+            code=FAILED_PRECONDITION,
+        )
     instance, params = request.instance, request.parameters
     if not (instance.prompt or instance.image):
         raise _reject("instances[0].prompt", "a prompt or an image is required")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from longops.kinds.videos.backends import VideoBackend, default_backends
 from longops.kinds.videos.catalogue import Catalogue
 
 _DEFAULT_FAILURE = "Video generation failed (injected fault)."
@@ -45,6 +46,8 @@ class VideoSettings:
     faults: tuple[Fault, ...] = ()
     gcs_root: Path | None = None
     """Folder standing in for Cloud Storage: gs://bucket/key is gcs_root/bucket/key."""
+    backends: dict[str, VideoBackend] = field(default_factory=default_backends)
+    """Backends by name; each catalogue entry names the one that renders it."""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> VideoSettings:
