@@ -78,16 +78,41 @@ def build_request(
     params: Mapping[str, str | int] | None = None,
     body: Any = None,
     timeout: float | None = None,
+    upload: Upload | None = None,
 ) -> httpx.Request:
     """The request for `path` under the API version; resource names go in as they are."""
+    url = f"{config.base_url}/{config.api_version}/{path.lstrip('/')}"
+    headers = config.headers
+    content = None if body is None else orjson.dumps(body)
+    if upload is not None:
+        headers = httpx.Headers(headers)
+        headers.update(upload.headers)
+        if upload.url is not None:
+            # A session URL is its own credential: the API key stays with us.
+            url = upload.url
+            headers.pop("x-goog-api-key", None)
+        else:
+            url = f"{config.base_url}/upload/{config.api_version}/{path.lstrip('/')}"
+        if upload.content is not None:
+            content = upload.content
     return httpx.Request(
         method,
-        f"{config.base_url}/{config.api_version}/{path.lstrip('/')}",
+        url,
         params=params,
-        headers=config.headers,
-        content=None if body is None else orjson.dumps(body),
+        headers=headers,
+        content=content,
         extensions={"timeout": httpx.Timeout(timeout or config.timeout).as_dict()},
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """How a resumable-upload request differs from an API call: the `/upload/` prefix (or
+    the session's own URL), protocol headers, and raw bytes instead of JSON."""
+
+    headers: Mapping[str, str]
+    url: str | None = None
+    content: bytes | None = None
 
 
 def retry_delay(
@@ -163,6 +188,7 @@ class SyncTransport:
         idempotent: bool = False,
         timeout: float | None = None,
         stream: bool = False,
+        upload: Upload | None = None,
     ) -> httpx.Response:
         """Send with retries; raise `APIError` for any answer but 200.
 
@@ -170,7 +196,7 @@ class SyncTransport:
         close); error answers are read in full either way.
         """
         request = build_request(
-            self.config, method, path, params=params, body=body, timeout=timeout
+            self.config, method, path, params=params, body=body, timeout=timeout, upload=upload
         )
         attempt = 0
         while True:
@@ -227,10 +253,11 @@ class AsyncTransport:
         body: Any = None,
         idempotent: bool = False,
         timeout: float | None = None,
+        upload: Upload | None = None,
     ) -> httpx.Response:
         """Send with retries; raise `APIError` for any answer but 200."""
         request = build_request(
-            self.config, method, path, params=params, body=body, timeout=timeout
+            self.config, method, path, params=params, body=body, timeout=timeout, upload=upload
         )
         attempt = 0
         while True:

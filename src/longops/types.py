@@ -28,6 +28,7 @@ __all__ = [
     "Operation",
     "OperationError",
     "RetryOptions",
+    "UploadFileConfig",
     "UploadToFileSearchStoreOperation",
     "Video",
     "operation_from_wire",
@@ -284,6 +285,12 @@ class GenerateVideosConfig(_Model):
     output_gcs_uri: str | None = None
     person_generation: str | None = None
     enhance_prompt: bool | None = None
+
+
+class UploadFileConfig(_Model):
+    name: str | None = None
+    display_name: str | None = None
+    mime_type: str | None = None
 
 
 class File(_Model):

@@ -19,6 +19,14 @@ class BlobNotFound(LookupError):
     pass
 
 
+class OffsetMismatch(ValueError):
+    """An append that does not continue where the blob ends."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"blob holds {size} bytes")
+        self.size = size
+
+
 class LocalBlobs:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
@@ -43,6 +51,33 @@ class LocalBlobs:
             partial.replace(path)
         finally:
             partial.unlink(missing_ok=True)
+
+    def append(self, key: str, data: bytes, expected_size: int) -> int:
+        """Add `data` to a growing blob (a resumable upload) if it now holds exactly
+        `expected_size` bytes; returns the new size, or raises `OffsetMismatch`."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("ab") as f:
+            size = f.tell()
+            if size != expected_size:
+                raise OffsetMismatch(size)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+            return size + len(data)
+
+    def current_size(self, key: str) -> int:
+        path = self._path(key)
+        return path.stat().st_size if path.is_file() else 0
+
+    def rename(self, key: str, new_key: str) -> None:
+        target = self._path(new_key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self._path(key).replace(target)
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        with self.writer(key) as f:
+            f.write(data)
 
     def local_path(self, key: str) -> Path:
         """The file behind `key`, for serving it without copying."""

@@ -21,6 +21,7 @@ from longops.server.errors import EXCEPTION_HANDLERS
 from longops.server.routes.files import FileRoutes
 from longops.server.routes.models import ModelRoutes
 from longops.server.routes.operations import OperationRoutes
+from longops.server.routes.uploads import UploadRoutes
 
 log = logging.getLogger("longops.server")
 
@@ -72,6 +73,7 @@ def create_app(
     operations = OperationRoutes(engine, auth, config)
     files = FileRoutes(engine, auth, config)
     models = ModelRoutes(engine, auth, config)
+    uploads = UploadRoutes(engine, auth, config)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -92,6 +94,7 @@ def create_app(
             *operations.routes(),
             *files.routes(),
             *models.routes(),
+            *uploads.routes(),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

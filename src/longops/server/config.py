@@ -12,6 +12,8 @@ class ServerConfig:
     max_body_bytes: int = 1 << 20
     max_media_body_bytes: int = 32 << 20
     """For requests that carry images inline (video generation)."""
+    max_upload_bytes: int = 2 << 30
+    """Largest file a resumable upload may deliver (Google's limit: 2 GB)."""
     max_wait_seconds: float = 60.0
     """Longest a `:wait` call blocks, whatever timeout the client asks for."""
     default_page_size: int = 50

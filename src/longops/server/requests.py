@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -48,7 +49,7 @@ def _too_large(limit: int) -> ApiError:
     return ApiError(413, f"Request payload size exceeds the limit: {limit} bytes.")
 
 
-def field(body: dict[str, Any], camel: str) -> Any:
+def field(body: Mapping[str, Any], camel: str) -> Any:
     """A top-level field in either spelling (proto-JSON accepts both)."""
     if camel in body:
         return body[camel]

@@ -1,0 +1,1 @@
+"""Document processing for file search stores: text extraction and chunking."""

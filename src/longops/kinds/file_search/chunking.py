@@ -1,0 +1,92 @@
+"""Split extracted text into overlapping chunks of whitespace-separated tokens.
+
+This is Gemini's ``white_space_config``: a token is a run of non-whitespace characters,
+each chunk holds at most ``max_tokens_per_chunk`` of them and consecutive chunks share
+exactly ``max_overlap_tokens``. Chunks prefer to end at a paragraph break, then at the
+end of a sentence, as long as that keeps them at least half of ``max_tokens`` long.
+
+One regex pass over the text and a window of at most ``max_tokens + 1`` word spans:
+linear in the text, with memory for the window and the chunks themselves only.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["Chunk", "chunk_text"]
+
+_WORD = re.compile(r"\S+")
+_SENTENCE_END = re.compile(r"[.!?…。！？][\"'”’)\]]*")
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    index: int
+    text: str
+    start: int  # character offset in the extracted text
+    end: int  # exclusive: text == extracted[start:end]
+
+
+def _cut(text: str, window: list[tuple[int, int]], shortest: int, longest: int) -> int:
+    """How many words of a full window (``longest + 1`` spans) the chunk takes.
+
+    The longest count in ``[shortest, longest]`` that ends at a paragraph break (a blank
+    line before the next word), else at a sentence end, else ``longest``.
+    """
+    for n in range(longest, shortest - 1, -1):
+        if text.count("\n", window[n - 1][1], window[n][0]) >= 2:
+            return n
+    for n in range(longest, shortest - 1, -1):
+        start, end = window[n - 1]
+        if _SENTENCE_END.fullmatch(text, max(start, end - 4), end) or (
+            _SENTENCE_END.search(text, start, end) and _ends_sentence(text, start, end)
+        ):
+            return n
+    return longest
+
+
+def _ends_sentence(text: str, start: int, end: int) -> bool:
+    match = None
+    for match in _SENTENCE_END.finditer(text, start, end):  # noqa: B007 - want the last
+        pass
+    return match is not None and match.end() == end
+
+
+def chunk_text(text: str, max_tokens: int = 200, overlap_tokens: int = 20) -> list[Chunk]:
+    """Chunks of at most `max_tokens` words, consecutive ones sharing `overlap_tokens`.
+
+    Every word of `text` is in at least one chunk; ``chunk.text == text[chunk.start:
+    chunk.end]`` (from the first character of its first word to the last of its last).
+    Whitespace-only text gives no chunks. Raises ValueError when ``max_tokens < 1``,
+    ``overlap_tokens < 0`` or ``overlap_tokens >= max_tokens``.
+    """
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+    if overlap_tokens < 0:
+        raise ValueError(f"overlap_tokens must not be negative, got {overlap_tokens}")
+    if overlap_tokens >= max_tokens:
+        raise ValueError(
+            f"overlap_tokens ({overlap_tokens}) must be smaller than max_tokens ({max_tokens})"
+        )
+    # Shortest chunk a boundary may produce: half of max_tokens, and always more than the
+    # overlap so that every chunk moves forward.
+    shortest = max((max_tokens + 1) // 2, overlap_tokens + 1)
+    chunks: list[Chunk] = []
+    window: list[tuple[int, int]] = []  # spans of the words from the current chunk's start
+    carried = 0  # how many of them the previous chunk also holds
+
+    def emit(count: int) -> None:
+        start, end = window[0][0], window[count - 1][1]
+        chunks.append(Chunk(len(chunks), text[start:end], start, end))
+
+    for match in _WORD.finditer(text):
+        window.append(match.span())
+        if len(window) > max_tokens:  # full, and a word follows: cut here
+            count = _cut(text, window, shortest, max_tokens)
+            emit(count)
+            del window[: count - overlap_tokens]
+            carried = overlap_tokens
+    if len(window) > carried:
+        emit(len(window))
+    return chunks

@@ -1,0 +1,198 @@
+"""Resumable uploads (Google's protocol, as the official SDK speaks it).
+
+`POST /upload/{v}/files` with `x-goog-upload-command: start` opens a session and
+answers its upload URL; the bytes then go to that URL in chunks (`upload`, and
+`upload, finalize` for the last). The session id in the URL is the credential — the
+official SDK sends no API key there — so it is long and random, and the tenant is
+fixed when the session starts. Sessions live in the blob store beside their bytes, so
+any API server sharing that store can continue one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from longops.engine import Engine
+from longops.engine.blobs import BlobNotFound, OffsetMismatch
+from longops.engine.registry import new_token_id
+from longops.server.auth import Authenticator
+from longops.server.config import ServerConfig
+from longops.server.errors import ApiError, error_response, invalid_argument
+from longops.server.requests import field, read_json
+from longops.server.routes.files import render_file
+
+_FILE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+_SESSION = re.compile(r"^[a-z0-9]{32}$")
+
+
+def _status(value: str) -> dict[str, str]:
+    return {"x-goog-upload-status": value}
+
+
+class UploadRoutes:
+    def __init__(self, engine: Engine, auth: Authenticator, config: ServerConfig) -> None:
+        self.engine = engine
+        self.auth = auth
+        self.config = config
+
+    def routes(self) -> list[BaseRoute]:
+        return [Route("/upload/{version:apiver}/files", self.files, methods=["POST"])]
+
+    async def files(self, request: Request) -> Response:
+        session = request.query_params.get("upload_id")
+        if session is None:
+            return await self._start(request)
+        try:
+            return await self._transfer(request, session)
+        except ApiError as exc:
+            # `final` on errors too, or the SDK re-sends the chunk three more times.
+            exc.headers = {**(exc.headers or {}), **_status("final")}
+            return error_response(exc)
+
+    async def _start(self, request: Request) -> Response:
+        tenant = self.auth.tenant(request)
+        headers = request.headers
+        if headers.get("x-goog-upload-protocol", "").lower() != "resumable":
+            raise invalid_argument("Only x-goog-upload-protocol: resumable is supported.")
+        if headers.get("x-goog-upload-command", "").lower() != "start":
+            raise invalid_argument("The first request of an upload must be a start command.")
+        body = await read_json(request, self.config.max_body_bytes)
+        file: Mapping[str, Any] = field(body, "file") or {}
+        if not isinstance(file, Mapping):
+            raise invalid_argument("file must be an object.", field="file")
+        declared = headers.get("x-goog-upload-header-content-length")
+        total = None
+        if declared is not None:
+            if not (declared.isascii() and declared.isdigit()):
+                raise invalid_argument("Invalid x-goog-upload-header-content-length.")
+            total = int(declared)
+            if total > self.config.max_upload_bytes:
+                raise ApiError(413, f"Files are limited to {self.config.max_upload_bytes} bytes.")
+        file_id = self._requested_id(field(file, "name"))
+        if file_id is not None and await self.engine.store.get_file(file_id) is not None:
+            raise ApiError(409, f"File files/{file_id} already exists.")
+        mime = headers.get("x-goog-upload-header-content-type") or field(file, "mimeType")
+        session = new_token_id(32)
+        state = {
+            "tenant": tenant,
+            "fileId": file_id,
+            "displayName": field(file, "displayName"),
+            "mimeType": mime or "application/octet-stream",
+            "total": total,
+        }
+        await asyncio.to_thread(
+            self.engine.blobs.write_bytes, f"uploads/{session}.json", orjson.dumps(state)
+        )
+        version = request.path_params["version"]
+        base = str(request.base_url).rstrip("/")
+        url = f"{base}/upload/{version}/files?upload_id={session}&upload_protocol=resumable"
+        return Response(
+            b"",
+            headers={
+                "x-goog-upload-url": url,
+                "x-goog-upload-chunk-granularity": str(8 << 20),
+                **_status("active"),
+            },
+        )
+
+    @staticmethod
+    def _requested_id(name: Any) -> str | None:
+        if name is None or name == "":
+            return None
+        id = str(name).removeprefix("files/")
+        if not _FILE_ID.match(id):
+            raise invalid_argument(
+                f"Invalid file name {name!r}: use files/ and up to 40 of [a-z0-9-].",
+                field="file.name",
+            )
+        return id
+
+    async def _transfer(self, request: Request, session: str) -> Response:
+        if not _SESSION.match(session):
+            raise ApiError(404, "No such upload session.")
+        blobs = self.engine.blobs
+        try:
+            state = orjson.loads(await asyncio.to_thread(blobs.read, f"uploads/{session}.json"))
+        except BlobNotFound:
+            raise ApiError(404, "No such upload session (finished, or never started).") from None
+        part = f"uploads/{session}.part"
+        commands = {c.strip() for c in request.headers.get("x-goog-upload-command", "").split(",")}
+        if commands == {"query"}:
+            received = blobs.current_size(part)
+            return Response(
+                b"", headers={"x-goog-upload-size-received": str(received), **_status("active")}
+            )
+        if not commands or not commands <= {"upload", "finalize"}:
+            raise invalid_argument("x-goog-upload-command must be upload, finalize or query.")
+        received = blobs.current_size(part)
+        if "upload" in commands:
+            offset = request.headers.get("x-goog-upload-offset")
+            if offset is None or not (offset.isascii() and offset.isdigit()):
+                raise invalid_argument("x-goog-upload-offset is required.")
+            data = await request.body()
+            if int(offset) + len(data) > self.config.max_upload_bytes:
+                raise ApiError(413, f"Files are limited to {self.config.max_upload_bytes} bytes.")
+            try:
+                received = await asyncio.to_thread(blobs.append, part, data, int(offset))
+            except OffsetMismatch as exc:
+                raise invalid_argument(
+                    f"x-goog-upload-offset {offset} does not match the {exc.size} bytes"
+                    " received so far."
+                ) from None
+        if "finalize" not in commands:
+            return Response(b"", headers=_status("active"))
+        if state["total"] is not None and received != state["total"]:
+            raise invalid_argument(
+                f"Upload finalized after {received} bytes; {state['total']} were announced."
+            )
+        return await self._finish(request, session, state, part, received)
+
+    async def _finish(
+        self, request: Request, session: str, state: dict[str, Any], part: str, size: int
+    ) -> Response:
+        blobs = self.engine.blobs
+        file_id = state["fileId"] or new_token_id(12)
+        key = f"files/{file_id}"
+        if size == 0:
+            await asyncio.to_thread(blobs.write_bytes, part, b"")
+
+        def digest() -> str:
+            h = hashlib.sha256()
+            with blobs.local_path(part).open("rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+            return h.hexdigest()
+
+        sha256 = await asyncio.to_thread(digest)
+        await asyncio.to_thread(blobs.rename, part, key)
+        record = await self.engine.add_file(
+            id=file_id,
+            tenant=state["tenant"],
+            blob_key=key,
+            mime_type=state["mimeType"],
+            size_bytes=size,
+            sha256=sha256,
+            source="UPLOADED",
+            display_name=state["displayName"],
+        )
+        await asyncio.to_thread(blobs.delete, f"uploads/{session}.json")
+        return Response(
+            orjson.dumps(
+                {
+                    "file": render_file(
+                        record, str(request.base_url).rstrip("/"), request.path_params["version"]
+                    )
+                }
+            ),
+            media_type="application/json",
+            headers=_status("final"),
+        )

@@ -1,0 +1,120 @@
+"""Resumable uploads through the longops SDK, the official SDK, and raw HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types as genai_types
+
+from longops.server import ServerConfig
+from tests.support.servers import ThreadServer
+from tests.support.twin import Twin
+
+NINE_MIB = os.urandom(9 << 20)  # two chunks of the SDKs' 8 MiB
+
+
+@pytest.mark.parametrize(
+    "payload", [b"hello uploads\n", b"", NINE_MIB], ids=["small", "empty", "9MiB"]
+)
+async def test_upload_download_round_trip(api: Twin, payload: bytes, tmp_path: Path) -> None:
+    path = tmp_path / "data.txt"
+    path.write_bytes(payload)
+    file = await api.files.upload(file=path, config={"mime_type": "text/plain"})
+    assert file.name is not None and file.name.startswith("files/")
+    assert (file.size_bytes, file.mime_type, file.source) == (
+        len(payload),
+        "text/plain",
+        "UPLOADED",
+    )
+    assert file.display_name == "data.txt"
+    assert file.sha256_hash is not None
+    assert await api.files.download(file=file.name) == payload
+    assert (await api.files.get(name=file.name)).size_bytes == len(payload)
+
+
+async def test_upload_from_bytes_with_a_chosen_name(api: Twin) -> None:
+    file = await api.files.upload(
+        file=b'{"a": 1}', config={"name": "files/my-doc-1", "mime_type": "application/json"}
+    )
+    assert file.name == "files/my-doc-1"
+    with pytest.raises(Exception) as info:
+        await api.files.upload(
+            file=b"x", config={"name": "files/my-doc-1", "mime_type": "text/plain"}
+        )
+    assert getattr(info.value, "code", None) == 409
+
+
+def official(server: ThreadServer) -> genai.Client:
+    return genai.Client(api_key="KEY", http_options=genai_types.HttpOptions(base_url=server.url))
+
+
+@pytest.mark.parametrize("size", [100, 9 << 20])
+def test_official_sdk_upload(
+    make_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    for var in [v for v in os.environ if v.startswith(("GOOGLE_", "GEMINI_"))]:
+        monkeypatch.delenv(var)
+    server = make_server(config=ServerConfig(api_keys={"KEY": "t"}), workers=0)
+    data = NINE_MIB[:size]
+    path = tmp_path / "doc.txt"
+    path.write_bytes(data)
+    client = official(server)
+    uploaded = client.files.upload(file=str(path))
+    assert uploaded.size_bytes == size and uploaded.state.name == "ACTIVE"
+    assert uploaded.name in {f.name for f in client.files.list()}
+    got = httpx.get(
+        f"{server.url}/v1beta/{uploaded.name}:download?alt=media", headers={"x-goog-api-key": "KEY"}
+    )
+    assert hashlib.sha256(got.content).digest() == hashlib.sha256(data).digest()
+    client.files.delete(name=uploaded.name)
+    with pytest.raises(genai_errors.ClientError) as info:
+        client.files.get(name=uploaded.name)
+    assert info.value.code == 404
+
+
+def test_upload_protocol_errors(server: ThreadServer) -> None:
+    start = httpx.post(
+        f"{server.url}/upload/v1beta/files",
+        headers={
+            "x-goog-upload-protocol": "resumable",
+            "x-goog-upload-command": "start",
+            "x-goog-upload-header-content-length": "6",
+            "x-goog-upload-header-content-type": "text/plain",
+        },
+    )
+    assert start.status_code == 200 and start.headers["x-goog-upload-status"] == "active"
+    url = start.headers["x-goog-upload-url"]
+    wrong = httpx.post(
+        url,
+        content=b"abc",
+        headers={"x-goog-upload-command": "upload", "x-goog-upload-offset": "3"},
+    )
+    assert wrong.status_code == 400 and wrong.headers["x-goog-upload-status"] == "final"
+    first = httpx.post(
+        url,
+        content=b"abc",
+        headers={"x-goog-upload-command": "upload", "x-goog-upload-offset": "0"},
+    )
+    assert first.headers["x-goog-upload-status"] == "active"
+    query = httpx.post(url, headers={"x-goog-upload-command": "query"})
+    assert query.headers["x-goog-upload-size-received"] == "3"
+    short = httpx.post(
+        url,
+        content=b"d",
+        headers={"x-goog-upload-command": "upload, finalize", "x-goog-upload-offset": "3"},
+    )
+    assert short.status_code == 400 and "announced" in short.json()["error"]["message"]
+    unknown = httpx.post(
+        f"{server.url}/upload/v1beta/files?upload_id={'a' * 32}",
+        content=b"x",
+        headers={"x-goog-upload-command": "upload", "x-goog-upload-offset": "0"},
+    )
+    assert unknown.status_code == 404 and unknown.headers["x-goog-upload-status"] == "final"
+    no_protocol = httpx.post(f"{server.url}/upload/v1beta/files", json={})
+    assert no_protocol.status_code == 400
