@@ -17,7 +17,9 @@ from dataclasses import dataclass
 __all__ = ["Chunk", "chunk_text"]
 
 _WORD = re.compile(r"\S+")
-_SENTENCE_END = re.compile(r"[.!?…。！？][\"'”’)\]]*")
+# A sentence-ending mark (also ellipsis and CJK/fullwidth ones), then closing quotes or
+# brackets, at the end of a word.
+_SENTENCE_END = re.compile("[.!?\u2026\u3002\uff01\uff1f][\"')\\]\u201d\u2019]*\\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,19 +40,10 @@ def _cut(text: str, window: list[tuple[int, int]], shortest: int, longest: int) 
         if text.count("\n", window[n - 1][1], window[n][0]) >= 2:
             return n
     for n in range(longest, shortest - 1, -1):
-        start, end = window[n - 1]
-        if _SENTENCE_END.fullmatch(text, max(start, end - 4), end) or (
-            _SENTENCE_END.search(text, start, end) and _ends_sentence(text, start, end)
-        ):
+        end = window[n - 1][1]
+        if _SENTENCE_END.search(text, max(window[n - 1][0], end - 8), end):
             return n
     return longest
-
-
-def _ends_sentence(text: str, start: int, end: int) -> bool:
-    match = None
-    for match in _SENTENCE_END.finditer(text, start, end):  # noqa: B007 - want the last
-        pass
-    return match is not None and match.end() == end
 
 
 def chunk_text(text: str, max_tokens: int = 200, overlap_tokens: int = 20) -> list[Chunk]:
@@ -74,7 +67,6 @@ def chunk_text(text: str, max_tokens: int = 200, overlap_tokens: int = 20) -> li
     shortest = max((max_tokens + 1) // 2, overlap_tokens + 1)
     chunks: list[Chunk] = []
     window: list[tuple[int, int]] = []  # spans of the words from the current chunk's start
-    carried = 0  # how many of them the previous chunk also holds
 
     def emit(count: int) -> None:
         start, end = window[0][0], window[count - 1][1]
@@ -85,8 +77,7 @@ def chunk_text(text: str, max_tokens: int = 200, overlap_tokens: int = 20) -> li
         if len(window) > max_tokens:  # full, and a word follows: cut here
             count = _cut(text, window, shortest, max_tokens)
             emit(count)
-            del window[: count - overlap_tokens]
-            carried = overlap_tokens
-    if len(window) > carried:
+            del window[: count - overlap_tokens]  # keeps the overlap and the next word
+    if window:  # never only the overlap: a cut always leaves the word after it
         emit(len(window))
     return chunks

@@ -45,6 +45,8 @@ class ExtractionError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Extracted:
+    """A document's searchable text and what it was detected to be."""
+
     mime_type: str  # detected type, e.g. "application/pdf", "text/plain", "text/csv"
     text: str
     pages: int | None  # PDFs: page count
@@ -79,8 +81,12 @@ _MAGIC: tuple[tuple[bytes, int, str, str], ...] = (
     (b"7z\xbc\xaf\x27\x1c", 0, "application/x-7z-compressed", "7-Zip archive"),
     (b"Rar!\x1a\x07", 0, "application/vnd.rar", "RAR archive"),
     (b"(\xb5/\xfd", 0, "application/zstd", "Zstandard archive"),
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", 0, "application/x-ole-storage",
-     "legacy Microsoft Office document"),
+    (
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
+        0,
+        "application/x-ole-storage",
+        "legacy Microsoft Office document",
+    ),
     (b"{\\rtf", 0, "application/rtf", "RTF document"),
     (b"SQLite format 3\x00", 0, "application/vnd.sqlite3", "SQLite database"),
     (b"\x7fELF", 0, "application/x-executable", "executable program"),
@@ -103,8 +109,13 @@ _MD_TYPES = frozenset({"text/markdown", "text/x-markdown"})
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _JSON_TYPES = frozenset({"application/json", "text/json"})
 _CSV_TYPES = frozenset(
-    {"text/csv", "application/csv", "text/x-csv", "text/comma-separated-values",
-     "text/tab-separated-values"}
+    {
+        "text/csv",
+        "application/csv",
+        "text/x-csv",
+        "text/comma-separated-values",
+        "text/tab-separated-values",
+    }
 )
 _EXT_HINTS = {
     ".md": "markdown", ".markdown": "markdown", ".mdown": "markdown", ".mkd": "markdown",
@@ -168,14 +179,14 @@ def _decode(data: bytes) -> str | None:
 
 
 def _bomless_utf16(data: bytes) -> str | None:
-    """UTF-16 without a BOM, recognised by ASCII-range text having every other byte NUL."""
+    """UTF-16 without a BOM: mostly Latin text has NUL high bytes, and only those."""
     head = data[:4096]
     if len(data) % 2 or len(head) < 4:
         return None
     even, odd = head[0::2], head[1::2]
-    if odd.count(0) == len(odd) and even.count(0) == 0:
+    if odd.count(0) * 2 >= len(odd) and even.count(0) == 0:
         encoding = "utf-16-le"
-    elif even.count(0) == len(even) and odd.count(0) == 0:
+    elif even.count(0) * 2 >= len(even) and odd.count(0) == 0:
         encoding = "utf-16-be"
     else:
         return None
@@ -205,6 +216,9 @@ def _binary_kind(data: bytes) -> tuple[str, str]:
             if offset == 8 and data[:4] != b"RIFF":
                 continue
             return mime, label
+    head = data[:8192]
+    if b"\x00" not in head and _looks_textual(head.decode("latin-1")):
+        return OCTET_STREAM, "text in an unsupported encoding (save it as UTF-8)"
     return OCTET_STREAM, "binary data"
 
 
@@ -279,7 +293,12 @@ def _consistent_delimiter(text: str, candidates: str, min_rows: int, strict: boo
             continue
         if strict:
             header = [cell.strip() for cell in rows[0]]
-            if not all(header) or len(set(header)) != width or max(map(len, header)) > 64:
+            if (
+                not all(header)
+                or len(set(header)) != width
+                or max(map(len, header)) > 64
+                or any(cell.endswith((".", "!", "?", ":")) for cell in header)  # prose
+            ):
                 continue
         if best is None or width > best[0]:
             best = (width, delimiter)
@@ -294,7 +313,8 @@ def _csv_delimiter(text: str, hints: set[str]) -> str | None:
         if found:
             return found
         try:
-            return csv.Sniffer().sniff(text[:_SAMPLE], delimiters=",\t;|").delimiter
+            sample = text[:8192]  # the sniffer is slow on long samples
+            return csv.Sniffer().sniff(sample, delimiters=",\t;|").delimiter
         except csv.Error:
             return "\t" if "tsv" in hints else ","
     return _consistent_delimiter(text, ",\t;", min_rows=3, strict=True)
@@ -313,6 +333,16 @@ def _looks_markdown(head: str) -> bool:
     """A heading plus another heading or any other Markdown construct."""
     headings = _MD_HEADING.findall(head)
     return bool(headings) and (len(headings) > 1 or any(s.search(head) for s in _MD_SIGNALS))
+
+
+def _untyped(name: str | None, declared: str | None) -> bool:
+    """Neither a file extension nor a specific declared type: content heuristics decide.
+
+    (A ``.py`` or ``.sh`` file full of ``#`` comments is not Markdown.)
+    """
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    generic = {"", "application/octet-stream", "binary/octet-stream"}
+    return "." not in base.lstrip(".") and (declared or "").split(";")[0].strip().lower() in generic
 
 
 def _sniff(data: bytes, name: str | None, declared: str | None) -> _Sniffed:
@@ -341,7 +371,7 @@ def _sniff(data: bytes, name: str | None, declared: str | None) -> _Sniffed:
     delimiter = _csv_delimiter(text, hints)
     if delimiter is not None:
         return _Sniffed(CSV, text, delimiter=delimiter)
-    if "plain" not in hints and _looks_markdown(head):
+    if _untyped(name, declared) and _looks_markdown(head):
         return _Sniffed(MARKDOWN, text)
     return _Sniffed(PLAIN, text)
 
@@ -456,24 +486,30 @@ _VOID_TAGS = frozenset(
     {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
      "track", "wbr"}
 )  # fmt: skip
+_WHITESPACE = re.compile(r"\s+")
 _SPACES = re.compile(r"[ \t\f\v\r\u00a0]+")
 _BLANK_RUNS = re.compile(r"\n{3,}")
 
 
 class _TextParser(HTMLParser):
+    """Visible text; block elements become line or paragraph breaks, never piled up."""
+
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self._skip: list[str] = []  # open skipped elements
         self._pre = 0
+        self._pending = 0  # newlines owed before the next text: 0, 1 (line) or 2 (paragraph)
 
     def _break(self, tag: str) -> None:
-        if tag in _PARAGRAPH_TAGS:
-            self.parts.append("\n\n")
+        if tag == "br":
+            self._pending = min(self._pending + 1, 2)
+        elif tag in _PARAGRAPH_TAGS:
+            self._pending = 2
         elif tag in _LINE_TAGS:
-            self.parts.append("\n")
-        elif tag in _CELL_TAGS:
-            self.parts.append(" \t ")
+            self._pending = max(self._pending, 1)
+        elif tag in _CELL_TAGS and not self._pending:
+            self.parts.append(" ")
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if self._skip:
@@ -481,7 +517,8 @@ class _TextParser(HTMLParser):
                 self._skip.append(tag)
             return
         if tag in _SKIP_TAGS:
-            self._skip.append(tag)
+            if tag not in _VOID_TAGS:
+                self._skip.append(tag)
             return
         if tag == "pre":
             self._pre += 1
@@ -505,10 +542,14 @@ class _TextParser(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self._skip:
             return
-        if self._pre:
-            self.parts.append(data)  # keeps its line breaks
-        else:
-            self.parts.append(re.sub(r"\s+", " ", data))
+        if not self._pre:
+            data = _WHITESPACE.sub(" ", data)
+            if data == " " and self._pending:
+                return
+        if self._pending:
+            self.parts.append("\n" * self._pending)
+            self._pending = 0
+        self.parts.append(data)  # in <pre>, with its line breaks
 
 
 def _html_text(html: str) -> str:
@@ -525,11 +566,17 @@ def _html_text(html: str) -> str:
 def _scalar(value: Any) -> str:
     if isinstance(value, str):
         return value
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return "null"
     if isinstance(value, dict):
         return "{}"
     if isinstance(value, list):
         return "[]"
-    return json.dumps(value)
+    return repr(value)  # int or float, all json.loads makes besides the above
 
 
 def _flatten_json(root: Any) -> str:
@@ -543,8 +590,8 @@ def _flatten_json(root: Any) -> str:
             stack.extend((f"{prefix}{key}", item) for key, item in reversed(value.items()))
         elif isinstance(value, list) and value:
             stack.extend((f"{path}[{i}]", value[i]) for i in range(len(value) - 1, -1, -1))
-        else:
-            lines.append(f"{path}: {_scalar(value)}" if path else _scalar(value))
+        elif path:  # an empty root holds nothing to index
+            lines.append(f"{path}: {_scalar(value)}")
     return "\n".join(lines)
 
 
@@ -553,21 +600,20 @@ def _flatten_json(root: Any) -> str:
 
 def _csv_text(text: str, delimiter: str) -> str:
     lines: list[str] = []
+    header: list[str] | None = None
     try:
-        rows = csv.reader(io.StringIO(text), delimiter=delimiter)
-        header: list[str] | None = None
-        for row in rows:
-            if not any(cell.strip() for cell in row):
+        for row in csv.reader(io.StringIO(text), delimiter=delimiter):
+            cells = [cell.strip() for cell in row]
+            if not any(cells):
                 continue
             if header is None:
-                header = [cell.strip() or f"column {i + 1}" for i, cell in enumerate(row)]
+                header = [cell or f"column {i + 1}" for i, cell in enumerate(cells)]
                 continue
-            pairs = [
-                f"{header[i] if i < len(header) else f'column {i + 1}'}: {cell.strip()}"
-                for i, cell in enumerate(row)
-                if cell.strip()
-            ]
-            lines.append(", ".join(pairs))
+            if len(cells) > len(header):
+                header.extend(f"column {i + 1}" for i in range(len(header), len(cells)))
+            lines.append(
+                ", ".join(f"{h}: {cell}" for h, cell in zip(header, cells, strict=False) if cell)
+            )
     except csv.Error:  # e.g. a field over csv.field_size_limit(): index it as plain text
         return text
     if header is not None and not lines:  # only a header row
