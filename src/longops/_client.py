@@ -12,7 +12,16 @@ from typing import Any, Self
 import httpx
 
 from longops._transport import AsyncTransport, SyncTransport, TransportConfig
-from longops.resources import AsyncFiles, AsyncModels, AsyncOperations, Files, Models, Operations
+from longops.resources import (
+    AsyncFiles,
+    AsyncFileSearchStores,
+    AsyncModels,
+    AsyncOperations,
+    Files,
+    FileSearchStores,
+    Models,
+    Operations,
+)
 from longops.resources._base import ApiContext
 from longops.types import HttpOptions
 
@@ -34,6 +43,7 @@ class Client:
     operations: Operations
     models: Models
     files: Files
+    file_search_stores: FileSearchStores
 
     def __init__(
         self,
@@ -68,6 +78,7 @@ class Client:
         self.operations = Operations(self._transport, self._context)
         self.models = Models(self._transport, self._context)
         self.files = Files(self._transport, self._context)
+        self.file_search_stores = FileSearchStores(self._transport, self._context)
 
     @cached_property
     def aio(self) -> AsyncClient:
@@ -125,12 +136,14 @@ class AsyncClient:
     operations: AsyncOperations
     models: AsyncModels
     files: AsyncFiles
+    file_search_stores: AsyncFileSearchStores
 
     def __init__(self, transport: AsyncTransport, context: ApiContext) -> None:
         self._transport = transport
         self.operations = AsyncOperations(transport, context)
         self.models = AsyncModels(transport, context)
         self.files = AsyncFiles(transport, context)
+        self.file_search_stores = AsyncFileSearchStores(transport, context)
 
     async def aclose(self) -> None:
         await self._transport.aclose()

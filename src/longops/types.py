@@ -17,20 +17,36 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from pydantic.alias_generators import to_camel
 
 __all__ = [
+    "Chunk",
+    "ChunkData",
+    "ChunkingConfig",
+    "Condition",
+    "CreateFileSearchStoreConfig",
+    "CustomMetadata",
+    "Document",
     "File",
+    "FileSearchStore",
     "GenerateVideosConfig",
     "GenerateVideosOperation",
     "GenerateVideosResponse",
     "GeneratedVideo",
     "HttpOptions",
     "Image",
+    "ImportFileConfig",
     "ImportFileOperation",
+    "ImportFileSource",
+    "MetadataFilter",
     "Operation",
     "OperationError",
+    "QueryResult",
+    "RelevantChunk",
     "RetryOptions",
+    "StringList",
     "UploadFileConfig",
+    "UploadToFileSearchStoreConfig",
     "UploadToFileSearchStoreOperation",
     "Video",
+    "WhiteSpaceConfig",
     "operation_from_wire",
 ]
 
@@ -308,3 +324,117 @@ class File(_Model):
     download_uri: str | None = None
     state: str | None = None
     source: str | None = None
+
+
+class StringList(_Model):
+    values: list[str] = []
+
+
+class CustomMetadata(_Model):
+    """One key of a document's metadata, holding exactly one of the three kinds of value."""
+
+    key: str
+    string_value: str | None = None
+    numeric_value: float | None = None
+    string_list_value: StringList | None = None
+
+
+class WhiteSpaceConfig(_Model):
+    max_tokens_per_chunk: int | None = None
+    max_overlap_tokens: int | None = None
+
+
+class ChunkingConfig(_Model):
+    """How a document is cut into chunks before it is embedded."""
+
+    white_space_config: WhiteSpaceConfig | None = None
+
+
+class FileSearchStore(_Model):
+    """A store of documents, chunked and embedded for retrieval."""
+
+    name: str | None = None
+    display_name: str | None = None
+    create_time: str | None = None
+    update_time: str | None = None
+    active_documents_count: int | None = None
+    pending_documents_count: int | None = None
+    failed_documents_count: int | None = None
+    size_bytes: int | None = None
+    embedding_model: str | None = None
+
+
+class Document(_Model):
+    """A document in a file search store; `state` is STATE_PENDING, STATE_ACTIVE or STATE_FAILED."""
+
+    name: str | None = None
+    display_name: str | None = None
+    custom_metadata: list[CustomMetadata] | None = None
+    state: str | None = None
+    size_bytes: int | None = None
+    mime_type: str | None = None
+    create_time: str | None = None
+    update_time: str | None = None
+
+
+class CreateFileSearchStoreConfig(_Model):
+    display_name: str | None = None
+    embedding_model: str | None = None
+
+
+class ImportFileSource(_Model):
+    """What `import_file` imports: exactly one of a gs:// object, an uploaded file or a URL."""
+
+    gcs_uri: str | None = None
+    file_name: str | None = None
+    uri: str | None = None
+
+
+class ImportFileConfig(_Model):
+    custom_metadata: list[CustomMetadata] | None = None
+    chunking_config: ChunkingConfig | None = None
+
+
+class UploadToFileSearchStoreConfig(_Model):
+    display_name: str | None = None
+    mime_type: str | None = None
+    custom_metadata: list[CustomMetadata] | None = None
+    chunking_config: ChunkingConfig | None = None
+
+
+class Condition(_Model):
+    """`operation` is EQUAL, NOT_EQUAL, LESS, LESS_EQUAL, GREATER, GREATER_EQUAL, INCLUDES, …"""
+
+    operation: str
+    string_value: str | None = None
+    numeric_value: float | None = None
+
+
+class MetadataFilter(_Model):
+    """Keeps chunks whose document's metadata `key` meets any of `conditions`."""
+
+    key: str
+    conditions: list[Condition] = []
+
+
+class ChunkData(_Model):
+    string_value: str | None = None
+
+
+class Chunk(_Model):
+    name: str | None = None
+    data: ChunkData | None = None
+    custom_metadata: list[CustomMetadata] | None = None
+
+
+class RelevantChunk(_Model):
+    # proto3 JSON leaves a score of 0 out.
+    chunk_relevance_score: float = 0.0
+    chunk: Chunk
+    document: Document | None = None
+
+
+class QueryResult(_Model):
+    """The answer of `file_search_stores.query`, most relevant chunk first."""
+
+    relevant_chunks: list[RelevantChunk] = []

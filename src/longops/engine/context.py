@@ -10,7 +10,12 @@ from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from longops.engine.blobs import LocalBlobs
-from longops.engine.records import FileRecord, OperationRecord
+from longops.engine.records import (
+    DocumentRecord,
+    FileRecord,
+    OperationRecord,
+    SearchStoreRecord,
+)
 
 if TYPE_CHECKING:
     from longops.engine.engine import Engine
@@ -107,6 +112,25 @@ class Context:
             source=source,
             display_name=display_name,
         )
+
+    async def get_file(self, id: str) -> FileRecord | None:
+        """A file of the operation's tenant."""
+        return await self._engine.get_file(id, self._record.tenant)
+
+    async def get_search_store(self, id: str) -> SearchStoreRecord | None:
+        store = await self._store.get_search_store(id)
+        return store if store is not None and store.tenant == self._record.tenant else None
+
+    async def begin_document(self, document: DocumentRecord) -> DocumentRecord:
+        return await self._store.begin_document(document)
+
+    async def index_document(
+        self, document: DocumentRecord, chunks: list[str]
+    ) -> DocumentRecord | None:
+        return await self._store.index_document(document, chunks, time.time())
+
+    async def abandon_document(self, id: str) -> None:
+        await self._store.abandon_document(id)
 
     def check_cancelled(self) -> None:
         if self.cancel_requested:

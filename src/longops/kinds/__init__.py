@@ -23,6 +23,7 @@ from typing import Any
 
 from longops.engine.context import Context, OperationCancelled
 from longops.engine.registry import Kind, OperationFailed, Registry, kind
+from longops.kinds.file_search.importer import FileSearchSettings, file_search_kinds
 from longops.kinds.sleep import sleep
 from longops.kinds.videos.generate import generate_videos_kind
 from longops.kinds.videos.settings import VideoSettings
@@ -36,6 +37,8 @@ def default_registry(videos: VideoSettings | None = None) -> Registry:
     for builtin in BUILTIN_KINDS:
         registry.add(builtin)
     registry.add(generate_videos_kind(videos or VideoSettings.from_env()))
+    for search in file_search_kinds(FileSearchSettings.from_env()):
+        registry.add(search)
     return registry
 
 

@@ -1,5 +1,22 @@
+from longops.resources.file_search_stores import (
+    AsyncDocuments,
+    AsyncFileSearchStores,
+    Documents,
+    FileSearchStores,
+)
 from longops.resources.files import AsyncFiles, Files
 from longops.resources.models import AsyncModels, Models
 from longops.resources.operations import AsyncOperations, Operations
 
-__all__ = ["AsyncFiles", "AsyncModels", "AsyncOperations", "Files", "Models", "Operations"]
+__all__ = [
+    "AsyncDocuments",
+    "AsyncFileSearchStores",
+    "AsyncFiles",
+    "AsyncModels",
+    "AsyncOperations",
+    "Documents",
+    "FileSearchStores",
+    "Files",
+    "Models",
+    "Operations",
+]

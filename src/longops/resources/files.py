@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import httpx
+
 from longops._pagers import AsyncPager, Page, Pager
-from longops._transport import Upload
+from longops._transport import AsyncTransport, SyncTransport, Upload
 from longops.resources._base import AsyncResource, SyncResource, resource_name
 from longops.types import File, GeneratedVideo, UploadFileConfig, Video
 
@@ -43,46 +45,55 @@ CHUNK_BYTES = 8 << 20
 
 @dataclass(slots=True)
 class _Source:
-    """What is being uploaded, opened: its stream, size and the start request."""
+    """What is being uploaded, opened: its stream, size and content type.
+
+    Shared by every resumable upload (files, file search stores); each caller builds its own
+    start body. Use it as a context manager: a file opened from a path is closed on exit.
+    """
 
     stream: IO[bytes]
     size: int
-    start: Upload
-    body: dict[str, Any]
+    mime_type: str
+    # The file's name when uploading from a path, the default display name.
+    path_name: str | None
     close: bool
 
     @classmethod
     def open(
-        cls, file: str | os.PathLike[str] | bytes | IO[bytes], config: UploadFileConfig | None
+        cls, file: str | os.PathLike[str] | bytes | IO[bytes], mime_type: str | None
     ) -> _Source:
-        config = config or UploadFileConfig()
-        name = None
+        name = Path(file).name if isinstance(file, str | os.PathLike) else None
+        mime = mime_type or (name and mimetypes.guess_type(name)[0])
+        if not mime:
+            raise ValueError("Pass config.mime_type: it cannot be guessed for this upload.")
         if isinstance(file, bytes):
             stream: IO[bytes] = io.BytesIO(file)
             close = False
         elif isinstance(file, str | os.PathLike):
-            name = Path(file).name
-            stream, close = Path(file).open("rb"), True  # noqa: SIM115 - upload() closes it
+            stream, close = Path(file).open("rb"), True  # noqa: SIM115 - closed by __exit__
         else:
             stream, close = file, False
         start_position = stream.tell()
         size = stream.seek(0, io.SEEK_END) - start_position
         stream.seek(start_position)
-        mime = config.mime_type or (name and mimetypes.guess_type(name)[0])
-        if mime is None:
-            raise ValueError("Pass config.mime_type: it cannot be guessed for this upload.")
-        headers = {
-            "x-goog-upload-protocol": "resumable",
-            "x-goog-upload-command": "start",
-            "x-goog-upload-header-content-length": str(size),
-            "x-goog-upload-header-content-type": mime,
-        }
-        described: dict[str, Any] = {"mime_type": mime, "size_bytes": size}
-        if config.display_name or name:
-            described["display_name"] = config.display_name or name
-        if config.name:
-            described["name"] = _file_name(config.name)
-        return cls(stream, size, Upload(headers), {"file": described}, close)
+        return cls(stream, size, mime, name, close)
+
+    def __enter__(self) -> _Source:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.close:
+            self.stream.close()
+
+    def start_request(self) -> Upload:
+        return Upload(
+            {
+                "x-goog-upload-protocol": "resumable",
+                "x-goog-upload-command": "start",
+                "x-goog-upload-header-content-length": str(self.size),
+                "x-goog-upload-header-content-type": self.mime_type,
+            }
+        )
 
     def chunks(self) -> list[tuple[int, int]]:
         """(offset, length) of every chunk; one empty chunk for an empty file."""
@@ -102,6 +113,40 @@ class _Source:
         )
 
 
+def send_resumable(
+    transport: SyncTransport, path: str, body: dict[str, Any], source: _Source
+) -> httpx.Response:
+    """Start a session at `upload/{ver}/{path}` with `body`, send `source` in 8 MiB chunks,
+    and return the answer to the final chunk."""
+    started = transport.send("POST", path, body=body, upload=source.start_request())
+    url = started.headers["x-goog-upload-url"]
+    for offset, length in source.chunks():
+        answer = transport.send("POST", "", upload=source.chunk_request(url, offset, length))
+    return answer
+
+
+async def asend_resumable(
+    transport: AsyncTransport, path: str, body: dict[str, Any], source: _Source
+) -> httpx.Response:
+    """The async twin of `send_resumable`; the stream is read off the event loop."""
+    started = await transport.send("POST", path, body=body, upload=source.start_request())
+    url = started.headers["x-goog-upload-url"]
+    for offset, length in source.chunks():
+        chunk = await asyncio.to_thread(source.chunk_request, url, offset, length)
+        answer = await transport.send("POST", "", upload=chunk)
+    return answer
+
+
+def _upload_body(source: _Source, config: UploadFileConfig) -> dict[str, Any]:
+    # snake_case inside `file`, as the official SDK sends it (wire contract §5.1).
+    described: dict[str, Any] = {"mime_type": source.mime_type, "size_bytes": source.size}
+    if config.display_name or source.path_name:
+        described["display_name"] = config.display_name or source.path_name
+    if config.name:
+        described["name"] = _file_name(config.name)
+    return {"file": described}
+
+
 def _page(data: dict[str, Any]) -> Page[File]:
     return [File.model_validate(f) for f in data.get("files") or []], data.get("nextPageToken")
 
@@ -114,18 +159,10 @@ class Files(SyncResource):
         config: UploadFileConfig | dict[str, Any] | None = None,
     ) -> File:
         """Upload with Google's resumable protocol, in 8 MiB chunks; returns the new File."""
-        source = _Source.open(file, UploadFileConfig.model_validate(config or {}))
-        try:
-            started = self._transport.send("POST", "files", body=source.body, upload=source.start)
-            url = started.headers["x-goog-upload-url"]
-            for offset, length in source.chunks():
-                answer = self._transport.send(
-                    "POST", "", upload=source.chunk_request(url, offset, length)
-                )
-            return File.model_validate(answer.json()["file"])
-        finally:
-            if source.close:
-                source.stream.close()
+        options = UploadFileConfig.model_validate(config or {})
+        with _Source.open(file, options.mime_type) as source:
+            answer = send_resumable(self._transport, "files", _upload_body(source, options), source)
+        return File.model_validate(answer.json()["file"])
 
     def get(self, *, name: str) -> File:
         return File.model_validate(self._transport.request("GET", _file_name(name)))
@@ -159,19 +196,12 @@ class AsyncFiles(AsyncResource):
         file: str | os.PathLike[str] | bytes | IO[bytes],
         config: UploadFileConfig | dict[str, Any] | None = None,
     ) -> File:
-        source = _Source.open(file, UploadFileConfig.model_validate(config or {}))
-        try:
-            started = await self._transport.send(
-                "POST", "files", body=source.body, upload=source.start
+        options = UploadFileConfig.model_validate(config or {})
+        with _Source.open(file, options.mime_type) as source:
+            answer = await asend_resumable(
+                self._transport, "files", _upload_body(source, options), source
             )
-            url = started.headers["x-goog-upload-url"]
-            for offset, length in source.chunks():
-                chunk = await asyncio.to_thread(source.chunk_request, url, offset, length)
-                answer = await self._transport.send("POST", "", upload=chunk)
-            return File.model_validate(answer.json()["file"])
-        finally:
-            if source.close:
-                source.stream.close()
+        return File.model_validate(answer.json()["file"])
 
     async def get(self, *, name: str) -> File:
         return File.model_validate(await self._transport.request("GET", _file_name(name)))

@@ -18,6 +18,7 @@ from longops.engine.worker import WorkerConfig
 from longops.server.auth import Authenticator
 from longops.server.config import ServerConfig
 from longops.server.errors import EXCEPTION_HANDLERS
+from longops.server.routes.file_search import FileSearchRoutes
 from longops.server.routes.files import FileRoutes
 from longops.server.routes.models import ModelRoutes
 from longops.server.routes.operations import OperationRoutes
@@ -74,6 +75,7 @@ def create_app(
     files = FileRoutes(engine, auth, config)
     models = ModelRoutes(engine, auth, config)
     uploads = UploadRoutes(engine, auth, config)
+    file_search = FileSearchRoutes(engine, auth, config)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -95,6 +97,7 @@ def create_app(
             *files.routes(),
             *models.routes(),
             *uploads.routes(),
+            *file_search.routes(),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

@@ -12,7 +12,15 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from longops.engine.records import FileRecord, NewOperation, OperationRecord, State
+from longops.engine.records import (
+    ChunkHit,
+    DocumentRecord,
+    FileRecord,
+    NewOperation,
+    OperationRecord,
+    SearchStoreRecord,
+    State,
+)
 
 
 class StoreBusy(RuntimeError):
@@ -125,6 +133,40 @@ class Store(Protocol):
         """The deleted file, so the caller can remove its blob."""
 
     async def purge_expired_files(self, now: float, batch: int = 1000) -> list[FileRecord]: ...
+
+    async def create_search_store(self, store: SearchStoreRecord) -> SearchStoreRecord: ...
+
+    async def get_search_store(self, id: str) -> SearchStoreRecord | None: ...
+
+    async def list_search_stores(
+        self, tenant: str, *, before_seq: int | None, limit: int
+    ) -> list[SearchStoreRecord]: ...
+
+    async def delete_search_store(self, id: str, *, force: bool) -> bool | None: ...
+
+    async def begin_document(self, document: DocumentRecord) -> DocumentRecord: ...
+
+    async def index_document(
+        self, document: DocumentRecord, chunks: Sequence[str], now: float
+    ) -> DocumentRecord | None: ...
+
+    async def abandon_document(self, id: str) -> None: ...
+
+    async def get_document(self, id: str) -> DocumentRecord | None: ...
+
+    async def list_documents(
+        self, store_id: str, *, before_seq: int | None, limit: int
+    ) -> list[DocumentRecord]: ...
+
+    async def delete_document(self, id: str, *, force: bool) -> bool | None: ...
+
+    async def query_chunks(
+        self,
+        store_id: str,
+        terms: Sequence[str],
+        filters: Sequence[tuple[str, str, Any]],
+        limit: int,
+    ) -> list[ChunkHit]: ...
 
     def changes(self) -> AsyncIterator[Change]:
         """Commits made by other processes, as they happen (or as close as the database allows)."""

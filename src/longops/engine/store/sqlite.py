@@ -24,7 +24,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from longops.engine.records import FileRecord, NewOperation, OperationRecord, State
+from longops.engine.records import (
+    ChunkHit,
+    DocumentRecord,
+    FileRecord,
+    NewOperation,
+    OperationRecord,
+    SearchStoreRecord,
+    State,
+)
 from longops.engine.store.base import Change, LeaseState, StoreBusy
 
 T = TypeVar("T")
@@ -83,7 +91,76 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX files_tenant ON files (tenant, seq);
     CREATE INDEX files_expiry ON files (expire_time);
     """,
+    """
+    CREATE TABLE search_stores (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        tenant TEXT NOT NULL,
+        display_name TEXT,
+        embedding_model TEXT,
+        create_time REAL NOT NULL,
+        update_time REAL NOT NULL
+    );
+    CREATE INDEX search_stores_tenant ON search_stores (tenant, seq);
+    CREATE TABLE documents (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        store_id TEXT NOT NULL,
+        source_key TEXT NOT NULL,
+        display_name TEXT,
+        mime_type TEXT,
+        size_bytes INTEGER NOT NULL,
+        custom_metadata TEXT NOT NULL,
+        state TEXT NOT NULL,
+        create_time REAL NOT NULL,
+        update_time REAL NOT NULL,
+        UNIQUE (store_id, source_key)
+    );
+    CREATE INDEX documents_store ON documents (store_id, seq);
+    CREATE TABLE chunks (
+        id INTEGER PRIMARY KEY,
+        document_id TEXT NOT NULL,
+        store_id TEXT NOT NULL,
+        chunk_index INTEGER NOT NULL,
+        text TEXT NOT NULL
+    );
+    CREATE INDEX chunks_document ON chunks (document_id);
+    CREATE VIRTUAL TABLE chunks_fts USING fts5(
+        text, content='chunks', content_rowid='id', tokenize='porter unicode61'
+    );
+    CREATE TRIGGER chunks_indexed AFTER INSERT ON chunks BEGIN
+        INSERT INTO chunks_fts (rowid, text) VALUES (new.id, new.text);
+    END;
+    CREATE TRIGGER chunks_unindexed AFTER DELETE ON chunks BEGIN
+        INSERT INTO chunks_fts (chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    END;
+    """,
 ]
+
+_STORE_COLUMNS = (
+    "s.id, s.tenant, s.display_name, s.embedding_model, s.create_time, s.update_time,"
+    " (SELECT count(*) FROM documents d WHERE d.store_id = s.id AND d.state = 'ACTIVE'),"
+    " (SELECT count(*) FROM documents d WHERE d.store_id = s.id AND d.state = 'PENDING'),"
+    " (SELECT count(*) FROM documents d WHERE d.store_id = s.id AND d.state = 'FAILED'),"
+    " (SELECT coalesce(sum(size_bytes), 0) FROM documents d WHERE d.store_id = s.id),"
+    " s.seq"
+)
+_DOCUMENT_COLUMNS = (
+    "d.id, d.store_id, d.source_key, d.display_name, d.mime_type, d.size_bytes,"
+    " d.custom_metadata, d.state, d.create_time, d.update_time,"
+    " (SELECT count(*) FROM chunks c WHERE c.document_id = d.id), d.seq"
+)
+
+
+def _search_store(row: tuple[Any, ...]) -> SearchStoreRecord:
+    return SearchStoreRecord(*row)
+
+
+def _document(row: tuple[Any, ...]) -> DocumentRecord:
+    values = list(row)
+    values[6] = orjson.loads(values[6])
+    return DocumentRecord(*values)
+
 
 _FILE_COLUMNS = (
     "id, tenant, display_name, mime_type, size_bytes, sha256, source, blob_key,"
@@ -203,8 +280,15 @@ class SQLiteStore:
     def _migrate(self, conn: sqlite3.Connection) -> None:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
-            for statement in filter(str.strip, script.split(";")):
-                conn.execute(statement)
+            # Statement by statement inside our transaction (executescript would commit);
+            # pieces are joined until complete, since triggers hold `;` of their own.
+            statement = ""
+            for piece in script.split(";"):
+                statement += piece + ";"
+                if sqlite3.complete_statement(statement):
+                    if statement.strip(" \n;"):
+                        conn.execute(statement)
+                    statement = ""
             conn.execute(f"PRAGMA user_version = {number}")
 
     async def _retry(self, fn: Callable[[], T]) -> T:
@@ -659,6 +743,208 @@ class SQLiteStore:
             )
         )
         return [_file(r) for r in rows]
+
+    # -- file search ------------------------------------------------------------
+
+    async def create_search_store(self, store: SearchStoreRecord) -> SearchStoreRecord:
+        await self._write(
+            lambda c: c.execute(
+                "INSERT INTO search_stores (id, tenant, display_name, embedding_model,"
+                " create_time, update_time) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    store.id,
+                    store.tenant,
+                    store.display_name,
+                    store.embedding_model,
+                    store.create_time,
+                    store.update_time,
+                ),
+            )
+        )
+        created = await self.get_search_store(store.id)
+        assert created is not None
+        return created
+
+    async def get_search_store(self, id: str) -> SearchStoreRecord | None:
+        row = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_STORE_COLUMNS} FROM search_stores s WHERE s.id = ?", (id,)
+            ).fetchone()
+        )
+        return None if row is None else _search_store(row)
+
+    async def list_search_stores(
+        self, tenant: str, *, before_seq: int | None, limit: int
+    ) -> list[SearchStoreRecord]:
+        rows = await self._read(
+            _fetch_all(
+                f"SELECT {_STORE_COLUMNS} FROM search_stores s WHERE s.tenant = ? AND s.seq < ?"
+                " ORDER BY s.seq DESC LIMIT ?",
+                (tenant, (1 << 63) - 1 if before_seq is None else before_seq, limit),
+            )
+        )
+        return [_search_store(r) for r in rows]
+
+    async def delete_search_store(self, id: str, *, force: bool) -> bool | None:
+        """True when deleted, False when it holds documents and `force` is off, None if absent."""
+
+        def tx(conn: sqlite3.Connection) -> bool | None:
+            if conn.execute("SELECT 1 FROM search_stores WHERE id = ?", (id,)).fetchone() is None:
+                return None
+            if (
+                not force
+                and conn.execute(
+                    "SELECT 1 FROM documents WHERE store_id = ? LIMIT 1", (id,)
+                ).fetchone()
+            ):
+                return False
+            conn.execute("DELETE FROM chunks WHERE store_id = ?", (id,))
+            conn.execute("DELETE FROM documents WHERE store_id = ?", (id,))
+            conn.execute("DELETE FROM search_stores WHERE id = ?", (id,))
+            return True
+
+        return await self._write(tx)
+
+    async def begin_document(self, document: DocumentRecord) -> DocumentRecord:
+        """The store's document for `document.source_key`, made PENDING if it is new."""
+
+        def tx(conn: sqlite3.Connection) -> DocumentRecord:
+            conn.execute(
+                "INSERT INTO documents (id, store_id, source_key, display_name, mime_type,"
+                " size_bytes, custom_metadata, state, create_time, update_time)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'PENDING', ?, ?)"
+                " ON CONFLICT (store_id, source_key) DO NOTHING",
+                (
+                    document.id, document.store_id, document.source_key, document.display_name,
+                    document.mime_type, document.size_bytes,
+                    orjson.dumps(document.custom_metadata).decode(),
+                    document.create_time, document.update_time,
+                ),
+            )  # fmt: skip
+            row = conn.execute(
+                f"SELECT {_DOCUMENT_COLUMNS} FROM documents d"
+                " WHERE d.store_id = ? AND d.source_key = ?",
+                (document.store_id, document.source_key),
+            ).fetchone()
+            return _document(row)
+
+        return await self._write(tx)
+
+    async def index_document(
+        self, document: DocumentRecord, chunks: Sequence[str], now: float
+    ) -> DocumentRecord | None:
+        """Replace the document's chunks and make it ACTIVE, all in one transaction, so a
+        query sees the old version or the new one, never half of either. None when the
+        document (or its store) was deleted meanwhile."""
+
+        def tx(conn: sqlite3.Connection) -> DocumentRecord | None:
+            updated = conn.execute(
+                "UPDATE documents SET state = 'ACTIVE', display_name = ?, mime_type = ?,"
+                " size_bytes = ?, custom_metadata = ?, update_time = ? WHERE id = ?"
+                " AND EXISTS (SELECT 1 FROM search_stores WHERE id = documents.store_id)",
+                (
+                    document.display_name, document.mime_type, document.size_bytes,
+                    orjson.dumps(document.custom_metadata).decode(), now, document.id,
+                ),
+            ).rowcount  # fmt: skip
+            if not updated:
+                return None
+            conn.execute("DELETE FROM chunks WHERE document_id = ?", (document.id,))
+            conn.executemany(
+                "INSERT INTO chunks (document_id, store_id, chunk_index, text) VALUES (?, ?, ?, ?)",
+                ((document.id, document.store_id, i, text) for i, text in enumerate(chunks)),
+            )
+            row = conn.execute(
+                f"SELECT {_DOCUMENT_COLUMNS} FROM documents d WHERE d.id = ?", (document.id,)
+            ).fetchone()
+            return _document(row)
+
+        return await self._write(tx)
+
+    async def abandon_document(self, id: str) -> None:
+        """Forget a document whose first import failed; an indexed one stays as it was."""
+        await self._write(
+            lambda c: c.execute("DELETE FROM documents WHERE id = ? AND state = 'PENDING'", (id,))
+        )
+
+    async def get_document(self, id: str) -> DocumentRecord | None:
+        row = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_DOCUMENT_COLUMNS} FROM documents d WHERE d.id = ?", (id,)
+            ).fetchone()
+        )
+        return None if row is None else _document(row)
+
+    async def list_documents(
+        self, store_id: str, *, before_seq: int | None, limit: int
+    ) -> list[DocumentRecord]:
+        rows = await self._read(
+            _fetch_all(
+                f"SELECT {_DOCUMENT_COLUMNS} FROM documents d WHERE d.store_id = ? AND d.seq < ?"
+                " ORDER BY d.seq DESC LIMIT ?",
+                (store_id, (1 << 63) - 1 if before_seq is None else before_seq, limit),
+            )
+        )
+        return [_document(r) for r in rows]
+
+    async def delete_document(self, id: str, *, force: bool) -> bool | None:
+        def tx(conn: sqlite3.Connection) -> bool | None:
+            if conn.execute("SELECT 1 FROM documents WHERE id = ?", (id,)).fetchone() is None:
+                return None
+            if (
+                not force
+                and conn.execute(
+                    "SELECT 1 FROM chunks WHERE document_id = ? LIMIT 1", (id,)
+                ).fetchone()
+            ):
+                return False
+            conn.execute("DELETE FROM chunks WHERE document_id = ?", (id,))
+            conn.execute("DELETE FROM documents WHERE id = ?", (id,))
+            return True
+
+        return await self._write(tx)
+
+    async def query_chunks(
+        self,
+        store_id: str,
+        terms: Sequence[str],
+        filters: Sequence[tuple[str, str, Any]],
+        limit: int,
+    ) -> list[ChunkHit]:
+        """Chunks matching any of `terms`, best first by BM25; `filters` are
+        (key, operator, value) conditions every hit's document must meet."""
+        if not terms:
+            return []
+        match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        where, args = (
+            ["chunks_fts MATCH ?", "c.store_id = ?", "d.state = 'ACTIVE'"],
+            [
+                match,
+                store_id,
+            ],
+        )
+        for key, operator, value in filters:
+            column = "numericValue" if isinstance(value, int | float) else "stringValue"
+            where.append(
+                "EXISTS (SELECT 1 FROM json_each(d.custom_metadata) m"
+                " WHERE json_extract(m.value, '$.key') = ?"
+                f" AND json_extract(m.value, '$.{column}') {operator} ?)"
+            )
+            args += [key, value]
+        sql = (
+            f"SELECT {_DOCUMENT_COLUMNS}, c.chunk_index, c.text, bm25(chunks_fts)"
+            " FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid"
+            " JOIN documents d ON d.id = c.document_id"
+            f" WHERE {' AND '.join(where)} ORDER BY bm25(chunks_fts) LIMIT ?"
+        )
+        rows = await self._read(_fetch_all(sql, (*args, limit)))
+        hits = []
+        for row in rows:
+            strength = max(-row[-1], 0.0)
+            hits.append(
+                ChunkHit(_document(row[:12]), row[12], row[13], strength / (1.0 + strength))
+            )
+        return hits
 
     async def done_among(self, ids: Sequence[str]) -> list[str]:
         found: list[str] = []

@@ -23,10 +23,12 @@ from starlette.routing import BaseRoute, Route
 
 from longops.engine import Engine
 from longops.engine.blobs import BlobNotFound, OffsetMismatch
-from longops.engine.registry import new_token_id
+from longops.engine.records import OperationRecord
+from longops.engine.registry import RequestRejected, new_token_id
 from longops.server.auth import Authenticator
 from longops.server.config import ServerConfig
 from longops.server.errors import ApiError, error_response, invalid_argument
+from longops.server.render import render_operation
 from longops.server.requests import field, read_json
 from longops.server.routes.files import render_file
 
@@ -45,12 +47,68 @@ class UploadRoutes:
         self.config = config
 
     def routes(self) -> list[BaseRoute]:
-        return [Route("/upload/{version:apiver}/files", self.files, methods=["POST"])]
+        return [
+            Route("/upload/{version:apiver}/files", self.files, methods=["POST"]),
+            Route(
+                "/upload/{version:apiver}/fileSearchStores/{store:str}:uploadToFileSearchStore",
+                self.store_upload,
+                methods=["POST"],
+            ),
+        ]
 
     async def files(self, request: Request) -> Response:
-        session = request.query_params.get("upload_id")
-        if session is None:
-            return await self._start(request)
+        if "upload_id" in request.query_params:
+            return await self._transfer_or_final_error(request)
+        body, total = await self._check_start(request)
+        file: Mapping[str, Any] = field(body, "file") or {}
+        if not isinstance(file, Mapping):
+            raise invalid_argument("file must be an object.", field="file")
+        file_id = self._requested_id(field(file, "name"))
+        if file_id is not None and await self.engine.store.get_file(file_id) is not None:
+            raise ApiError(409, f"File files/{file_id} already exists.")
+        return await self._open_session(
+            request,
+            {
+                "target": "file",
+                "total": total,
+                "tenant": self.auth.tenant(request),
+                "fileId": file_id,
+                "displayName": field(file, "displayName")
+                or request.headers.get("x-goog-upload-file-name"),
+                "mimeType": self._mime(request, field(file, "mimeType")),
+            },
+        )
+
+    async def store_upload(self, request: Request) -> Response:
+        """Upload straight into a file search store; the answer is an operation."""
+        if "upload_id" in request.query_params:
+            return await self._transfer_or_final_error(request)
+        body, total = await self._check_start(request)
+        tenant = self.auth.tenant(request)
+        store = await self.engine.store.get_search_store(request.path_params["store"])
+        if store is None or store.tenant != tenant:
+            raise ApiError(404, f"fileSearchStores/{request.path_params['store']} not found.")
+        return await self._open_session(
+            request,
+            {
+                "target": "store",
+                "total": total,
+                "tenant": tenant,
+                "store": store.id,
+                "displayName": field(body, "displayName"),
+                "mimeType": self._mime(request, field(body, "mimeType")),
+                "customMetadata": field(body, "customMetadata") or [],
+                "chunkingConfig": field(body, "chunkingConfig") or {},
+            },
+        )
+
+    @staticmethod
+    def _mime(request: Request, declared: Any) -> str:
+        header = request.headers.get("x-goog-upload-header-content-type")
+        return str(declared or header or "application/octet-stream")
+
+    async def _transfer_or_final_error(self, request: Request) -> Response:
+        session = request.query_params["upload_id"]
         try:
             return await self._transfer(request, session)
         except ApiError as exc:
@@ -58,17 +116,15 @@ class UploadRoutes:
             exc.headers = {**(exc.headers or {}), **_status("final")}
             return error_response(exc)
 
-    async def _start(self, request: Request) -> Response:
-        tenant = self.auth.tenant(request)
+    async def _check_start(self, request: Request) -> tuple[dict[str, Any], int | None]:
+        """The start request's checks; returns its JSON body and the announced size."""
+        self.auth.tenant(request)
         headers = request.headers
         if headers.get("x-goog-upload-protocol", "").lower() != "resumable":
             raise invalid_argument("Only x-goog-upload-protocol: resumable is supported.")
         if headers.get("x-goog-upload-command", "").lower() != "start":
             raise invalid_argument("The first request of an upload must be a start command.")
         body = await read_json(request, self.config.max_body_bytes)
-        file: Mapping[str, Any] = field(body, "file") or {}
-        if not isinstance(file, Mapping):
-            raise invalid_argument("file must be an object.", field="file")
         declared = headers.get("x-goog-upload-header-content-length")
         total = None
         if declared is not None:
@@ -77,24 +133,14 @@ class UploadRoutes:
             total = int(declared)
             if total > self.config.max_upload_bytes:
                 raise ApiError(413, f"Files are limited to {self.config.max_upload_bytes} bytes.")
-        file_id = self._requested_id(field(file, "name"))
-        if file_id is not None and await self.engine.store.get_file(file_id) is not None:
-            raise ApiError(409, f"File files/{file_id} already exists.")
-        mime = headers.get("x-goog-upload-header-content-type") or field(file, "mimeType")
+        return body, total
+
+    async def _open_session(self, request: Request, state: dict[str, Any]) -> Response:
         session = new_token_id(32)
-        state = {
-            "tenant": tenant,
-            "fileId": file_id,
-            "displayName": field(file, "displayName"),
-            "mimeType": mime or "application/octet-stream",
-            "total": total,
-        }
         await asyncio.to_thread(
             self.engine.blobs.write_bytes, f"uploads/{session}.json", orjson.dumps(state)
         )
-        version = request.path_params["version"]
-        base = str(request.base_url).rstrip("/")
-        url = f"{base}/upload/{version}/files?upload_id={session}&upload_protocol=resumable"
+        url = str(request.url.replace_query_params(upload_id=session, upload_protocol="resumable"))
         return Response(
             b"",
             headers={
@@ -159,6 +205,8 @@ class UploadRoutes:
     async def _finish(
         self, request: Request, session: str, state: dict[str, Any], part: str, size: int
     ) -> Response:
+        if state["target"] == "store":
+            return await self._finish_store_upload(request, session, state, part, size)
         blobs = self.engine.blobs
         file_id = state["fileId"] or new_token_id(12)
         key = f"files/{file_id}"
@@ -195,4 +243,36 @@ class UploadRoutes:
             ),
             media_type="application/json",
             headers=_status("final"),
+        )
+
+    async def _finish_store_upload(
+        self, request: Request, session: str, state: dict[str, Any], part: str, size: int
+    ) -> Response:
+        blobs = self.engine.blobs
+        key = f"search-uploads/{session}"
+        if size == 0:
+            await asyncio.to_thread(blobs.write_bytes, part, b"")
+        await asyncio.to_thread(blobs.rename, part, key)
+        try:
+            record = await self._create_store_upload(state, key)
+        except RequestRejected as exc:
+            await asyncio.to_thread(blobs.delete, key)
+            raise invalid_argument(exc.message) from None
+        await asyncio.to_thread(blobs.delete, f"uploads/{session}.json")
+        body = render_operation(record, self.engine.registry.get(record.kind))
+        return Response(orjson.dumps(body), media_type="application/json", headers=_status("final"))
+
+    async def _create_store_upload(self, state: dict[str, Any], key: str) -> OperationRecord:
+        return await self.engine.create(
+            "upload_to_file_search_store",
+            {
+                "store": state["store"],
+                "blobKey": key,
+                "displayName": state["displayName"],
+                "mimeType": state["mimeType"],
+                "customMetadata": state["customMetadata"],
+                "chunkingConfig": state["chunkingConfig"],
+            },
+            tenant=state["tenant"],
+            parent=f"fileSearchStores/{state['store']}/upload",
         )

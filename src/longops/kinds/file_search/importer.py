@@ -1,0 +1,237 @@
+"""`import_file` and `upload_to_file_search_store`: fetch, extract, chunk, index.
+
+Both kinds end the same way: the document's chunks replace its previous ones in a
+single transaction, so a query sees the old version or the new one; a cancelled or
+failed import leaves the store as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from longops.engine.context import Context
+from longops.engine.records import DocumentRecord
+from longops.engine.registry import Kind, OperationFailed, new_token_id
+from longops.kinds.file_search.chunking import chunk_text
+from longops.kinds.file_search.extract import ExtractionError, extract_text
+
+INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION = 3, 5, 7, 9
+IMPORT_RESPONSE = "type.googleapis.com/google.ai.generativelanguage.v1main.ImportFileResponse"
+UPLOAD_RESPONSE = (
+    "type.googleapis.com/google.ai.generativelanguage.v1main.UploadToFileSearchStoreResponse"
+)
+METADATA = "type.googleapis.com/google.ai.generativelanguage.v1main.ImportFileMetadata"
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True, extra="ignore")
+
+
+class WhiteSpaceConfig(_Wire):
+    max_tokens_per_chunk: int = Field(default=200, ge=1, le=2048)
+    max_overlap_tokens: int = Field(default=20, ge=0)
+
+    @model_validator(mode="after")
+    def _overlap(self) -> WhiteSpaceConfig:
+        if self.max_overlap_tokens >= self.max_tokens_per_chunk:
+            raise ValueError("maxOverlapTokens must be smaller than maxTokensPerChunk")
+        return self
+
+
+class ChunkingConfig(_Wire):
+    white_space_config: WhiteSpaceConfig = Field(default_factory=WhiteSpaceConfig)
+
+
+class StringList(_Wire):
+    values: list[str] = Field(default_factory=list)
+
+
+class CustomMetadata(_Wire):
+    key: str = Field(min_length=1, max_length=256)
+    string_value: str | None = None
+    numeric_value: float | None = None
+    string_list_value: StringList | None = None
+
+
+class ImportRequest(_Wire):
+    store: str
+    file_name: str | None = None
+    gcs_uri: str | None = None
+    uri: str | None = None
+    blob_key: str | None = None
+    """Set by the upload route: bytes already in the blob store."""
+    display_name: str | None = None
+    mime_type: str | None = None
+    custom_metadata: list[CustomMetadata] = Field(default_factory=list, max_length=20)
+    chunking_config: ChunkingConfig = Field(default_factory=ChunkingConfig)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ImportRequest:
+        given = [s for s in (self.file_name, self.gcs_uri, self.uri, self.blob_key) if s]
+        if len(given) != 1:
+            raise ValueError("give exactly one of fileName, gcsUri or uri")
+        return self
+
+
+_MAX_BYTES = 100 << 20
+
+
+@dataclass(slots=True)
+class FileSearchSettings:
+    gcs_root: Path | None = None
+    """Folder standing in for Cloud Storage: gs://bucket/key is gcs_root/bucket/key."""
+    max_bytes: int = _MAX_BYTES
+
+    @classmethod
+    def from_env(cls) -> FileSearchSettings:
+        root = os.environ.get("LONGOPS_GCS_ROOT")
+        limit = os.environ.get("LONGOPS_IMPORT_MAX_BYTES")
+        return cls(
+            gcs_root=Path(root) if root else None,
+            max_bytes=int(limit) if limit else _MAX_BYTES,
+        )
+
+
+async def _fetch(
+    ctx: Context, request: ImportRequest, settings: FileSearchSettings
+) -> tuple[bytes, str | None]:
+    """The source's bytes and a name for it, refusing anything over the size limit before
+    reading it all."""
+    limit = settings.max_bytes
+    if request.blob_key is not None:
+        return await ctx.run_in_thread(ctx.blobs.read, request.blob_key), None
+    if request.file_name is not None:
+        id = request.file_name.removeprefix("files/")
+        file = await ctx.get_file(id)
+        if file is None:
+            raise OperationFailed(NOT_FOUND, f"File {request.file_name} not found.")
+        if file.size_bytes > limit:
+            raise OperationFailed(INVALID_ARGUMENT, f"{request.file_name} is over {limit} bytes.")
+        data = await ctx.run_in_thread(ctx.blobs.read, file.blob_key)
+        return data, file.display_name
+    if request.gcs_uri is not None:
+        if settings.gcs_root is None:
+            raise OperationFailed(
+                FAILED_PRECONDITION, "gs:// sources need LONGOPS_GCS_ROOT on this server."
+            )
+        root = settings.gcs_root.resolve()
+        path = (root / request.gcs_uri.removeprefix("gs://")).resolve()
+        if not request.gcs_uri.startswith("gs://") or not path.is_relative_to(root):
+            raise OperationFailed(INVALID_ARGUMENT, f"Invalid gs:// URI {request.gcs_uri!r}.")
+        if not path.is_file():
+            raise OperationFailed(NOT_FOUND, f"{request.gcs_uri} not found.")
+        if path.stat().st_size > limit:
+            raise OperationFailed(INVALID_ARGUMENT, f"{request.gcs_uri} is over {limit} bytes.")
+        return await ctx.run_in_thread(path.read_bytes), path.name
+    assert request.uri is not None
+    if not request.uri.startswith(("http://", "https://")):
+        raise OperationFailed(INVALID_ARGUMENT, f"Unsupported uri {request.uri!r}.")
+    async with httpx.AsyncClient(follow_redirects=True, timeout=60) as client:
+        try:
+            async with client.stream("GET", request.uri) as answer:
+                if answer.status_code != 200:
+                    raise OperationFailed(
+                        NOT_FOUND, f"{request.uri} answered HTTP {answer.status_code}."
+                    )
+                received = bytearray()
+                async for chunk in answer.aiter_bytes():
+                    received += chunk
+                    if len(received) > limit:
+                        raise OperationFailed(
+                            INVALID_ARGUMENT, f"{request.uri} is over {limit} bytes."
+                        )
+                name = request.uri.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
+                return bytes(received), name
+        except httpx.HTTPError as exc:
+            raise OperationFailed(NOT_FOUND, f"Could not fetch {request.uri}: {exc}.") from None
+
+
+def _source_key(request: ImportRequest) -> str:
+    return request.file_name or request.gcs_uri or request.uri or request.display_name or ""
+
+
+async def _import(
+    ctx: Context, request: ImportRequest, settings: FileSearchSettings, upload: bool
+) -> dict[str, Any]:
+    store = await ctx.get_search_store(request.store)
+    if store is None:
+        raise OperationFailed(NOT_FOUND, f"fileSearchStores/{request.store} not found.")
+    await ctx.report_progress(0, force=True)
+    data, source_name = await _fetch(ctx, request, settings)
+    await ctx.report_progress(30, bytesFetched=len(data))
+    name = request.display_name or source_name
+    try:
+        extracted = await ctx.run_in_thread(extract_text, data, name, request.mime_type)
+    except ExtractionError as exc:
+        raise OperationFailed(INVALID_ARGUMENT, str(exc)) from None
+    whitespace = request.chunking_config.white_space_config
+    chunks = await ctx.run_in_thread(
+        chunk_text,
+        extracted.text,
+        whitespace.max_tokens_per_chunk,
+        whitespace.max_overlap_tokens,
+    )
+    await ctx.report_progress(60, chunksToIndex=len(chunks))
+    now = time.time()
+    # Re-importing a source replaces its document; every upload is a document of its own.
+    key = ctx.operation_id if upload else _source_key(request)
+    metadata = [m.model_dump(by_alias=True, exclude_none=True) for m in request.custom_metadata]
+    document = await ctx.begin_document(
+        DocumentRecord(
+            id=new_token_id(12),
+            store_id=request.store,
+            source_key=key,
+            display_name=name,
+            mime_type=extracted.mime_type,
+            size_bytes=len(data),
+            custom_metadata=metadata,
+            state="PENDING",
+            create_time=now,
+            update_time=now,
+        )
+    )
+    try:
+        ctx.check_cancelled()
+        document.display_name, document.mime_type = name, extracted.mime_type
+        document.size_bytes, document.custom_metadata = len(data), metadata
+        indexed = await ctx.index_document(document, [c.text for c in chunks])
+    except BaseException:
+        await ctx.abandon_document(document.id)
+        raise
+    if indexed is None:
+        raise OperationFailed(NOT_FOUND, f"fileSearchStores/{request.store} was deleted.")
+    await ctx.report_progress(100, chunksIndexed=len(chunks), pages=extracted.pages)
+    parent = f"fileSearchStores/{request.store}"
+    response: dict[str, Any] = {
+        "@type": UPLOAD_RESPONSE if upload else IMPORT_RESPONSE,
+        "parent": parent,
+        "documentName": f"{parent}/documents/{indexed.id}",
+    }
+    if upload:
+        response |= {"mimeType": extracted.mime_type, "sizeBytes": str(len(data))}
+    return response
+
+
+def file_search_kinds(settings: FileSearchSettings) -> list[Kind[ImportRequest]]:
+    async def import_file(ctx: Context, request: ImportRequest) -> dict[str, Any]:
+        return await _import(ctx, request, settings, upload=False)
+
+    async def upload(ctx: Context, request: ImportRequest) -> dict[str, Any]:
+        try:
+            return await _import(ctx, request, settings, upload=True)
+        finally:
+            if request.blob_key is not None:
+                await ctx.run_in_thread(ctx.blobs.delete, request.blob_key)
+
+    return [
+        Kind("import_file", import_file, ImportRequest, IMPORT_RESPONSE, METADATA),
+        Kind("upload_to_file_search_store", upload, ImportRequest, UPLOAD_RESPONSE, METADATA),
+    ]

@@ -1,0 +1,283 @@
+"""File search stores, their documents, imports and queries (Gemini's File Search API)."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from longops.engine import Engine
+from longops.engine.records import DocumentRecord, SearchStoreRecord
+from longops.engine.registry import new_token_id
+from longops.server.auth import Authenticator
+from longops.server.config import ServerConfig
+from longops.server.errors import ApiError, invalid_argument, not_found
+from longops.server.render import timestamp
+from longops.server.requests import PageTokens, field, parse_bool, parse_page_size, read_json
+from longops.server.routes.operations import OperationRoutes, json_response
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_WORDS = re.compile(r"\w+", re.UNICODE)
+_OPERATORS = {
+    "EQUAL": "=",
+    "NOT_EQUAL": "!=",
+    "LESS": "<",
+    "LESS_EQUAL": "<=",
+    "GREATER": ">",
+    "GREATER_EQUAL": ">=",
+}
+_EMPTY = b"{}"
+
+
+def render_store(store: SearchStoreRecord) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": f"fileSearchStores/{store.id}",
+        "createTime": timestamp(store.create_time),
+        "updateTime": timestamp(store.update_time),
+        "activeDocumentsCount": str(store.active_documents),
+        "pendingDocumentsCount": str(store.pending_documents),
+        "failedDocumentsCount": str(store.failed_documents),
+        "sizeBytes": str(store.size_bytes),
+    }
+    if store.display_name:
+        body["displayName"] = store.display_name
+    if store.embedding_model:
+        body["embeddingModel"] = store.embedding_model
+    return body
+
+
+def render_document(document: DocumentRecord) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": f"fileSearchStores/{document.store_id}/documents/{document.id}",
+        "customMetadata": document.custom_metadata,
+        "state": f"STATE_{document.state}",
+        "sizeBytes": str(document.size_bytes),
+        "createTime": timestamp(document.create_time),
+        "updateTime": timestamp(document.update_time),
+    }
+    if document.display_name:
+        body["displayName"] = document.display_name
+    if document.mime_type:
+        body["mimeType"] = document.mime_type
+    return body
+
+
+def slug(display_name: str | None) -> str:
+    """Google derives store ids from the display name plus a random suffix."""
+    words = re.findall(r"[a-z0-9]+", (display_name or "").lower())
+    stem = "-".join(words)[:40].strip("-")
+    suffix = new_token_id(12)
+    return f"{stem}-{suffix}" if stem else suffix
+
+
+class FileSearchRoutes:
+    def __init__(self, engine: Engine, auth: Authenticator, config: ServerConfig) -> None:
+        self.engine = engine
+        self.auth = auth
+        self.config = config
+        self.operations = OperationRoutes(engine, auth, config)
+
+    def routes(self) -> list[BaseRoute]:
+        v = "/{version:apiver}/fileSearchStores"
+        return [
+            Route(v, self.create, methods=["POST"]),
+            Route(v, self.list_stores, methods=["GET"]),
+            Route(f"{v}/{{store:str}}:importFile", self.import_file, methods=["POST"]),
+            Route(f"{v}/{{store:str}}:query", self.query, methods=["POST"]),
+            Route(f"{v}/{{store:str}}/documents", self.list_documents, methods=["GET"]),
+            Route(f"{v}/{{store:str}}/documents/{{doc:str}}", self.get_document, methods=["GET"]),
+            Route(
+                f"{v}/{{store:str}}/documents/{{doc:str}}", self.delete_document, methods=["DELETE"]
+            ),
+            Route(f"{v}/{{store:str}}", self.get_store, methods=["GET"]),
+            Route(f"{v}/{{store:str}}", self.delete_store, methods=["DELETE"]),
+        ]
+
+    async def find_store(self, request: Request, store_id: str) -> SearchStoreRecord:
+        tenant = self.auth.tenant(request)
+        store = None
+        if _ID.match(store_id):
+            store = await self.engine.store.get_search_store(store_id)
+        if store is None or store.tenant != tenant:
+            raise not_found(f"fileSearchStores/{store_id} not found.")
+        return store
+
+    async def _document(self, request: Request) -> DocumentRecord:
+        store = await self.find_store(request, request.path_params["store"])
+        doc_id: str = request.path_params["doc"]
+        document = await self.engine.store.get_document(doc_id) if _ID.match(doc_id) else None
+        if document is None or document.store_id != store.id:
+            raise not_found(f"fileSearchStores/{store.id}/documents/{doc_id} not found.")
+        return document
+
+    def _force(self, request: Request) -> bool:
+        raw = request.query_params.get("force")
+        return False if raw is None else parse_bool(raw, "force")
+
+    # -- stores ------------------------------------------------------------------
+
+    async def create(self, request: Request) -> Response:
+        tenant = self.auth.tenant(request)
+        body = await read_json(request, self.config.max_body_bytes)
+        display = field(body, "displayName")
+        if display is not None and (not isinstance(display, str) or len(display) > 512):
+            raise invalid_argument("displayName must be a string of at most 512 characters.")
+        model = field(body, "embeddingModel")
+        now = time.time()
+        store = await self.engine.store.create_search_store(
+            SearchStoreRecord(
+                id=slug(display),
+                tenant=tenant,
+                display_name=display,
+                embedding_model=model if isinstance(model, str) else None,
+                create_time=now,
+                update_time=now,
+            )
+        )
+        return json_response(render_store(store))
+
+    async def get_store(self, request: Request) -> Response:
+        return json_response(
+            render_store(await self.find_store(request, request.path_params["store"]))
+        )
+
+    async def list_stores(self, request: Request) -> Response:
+        tenant = self.auth.tenant(request)
+        size, before, scope = self._page(request, f"stores\x00{tenant}")
+        stores = await self.engine.store.list_search_stores(
+            tenant, before_seq=before, limit=size + 1
+        )
+        body: dict[str, Any] = {}
+        if stores:
+            body["fileSearchStores"] = [render_store(s) for s in stores[:size]]
+        if len(stores) > size:
+            body["nextPageToken"] = PageTokens.encode(stores[size - 1].seq, scope)
+        return json_response(body)
+
+    def _page(self, request: Request, scope: str) -> tuple[int, int | None, str]:
+        query = request.query_params
+        size = parse_page_size(
+            query.get("pageSize", query.get("page_size")),
+            self.config.default_page_size,
+            self.config.max_page_size,
+        )
+        token = query.get("pageToken", query.get("page_token"))
+        return size, (PageTokens.decode(token, scope) if token else None), scope
+
+    async def delete_store(self, request: Request) -> Response:
+        store = await self.find_store(request, request.path_params["store"])
+        if (
+            await self.engine.store.delete_search_store(store.id, force=self._force(request))
+            is False
+        ):
+            raise ApiError(
+                400,
+                f"fileSearchStores/{store.id} holds documents; delete with force=true.",
+                status="FAILED_PRECONDITION",
+            )
+        return Response(_EMPTY, media_type="application/json")
+
+    # -- documents ---------------------------------------------------------------
+
+    async def list_documents(self, request: Request) -> Response:
+        store = await self.find_store(request, request.path_params["store"])
+        size, before, scope = self._page(request, f"documents\x00{store.id}")
+        documents = await self.engine.store.list_documents(
+            store.id, before_seq=before, limit=size + 1
+        )
+        body: dict[str, Any] = {}
+        if documents:
+            body["documents"] = [render_document(d) for d in documents[:size]]
+        if len(documents) > size:
+            body["nextPageToken"] = PageTokens.encode(documents[size - 1].seq, scope)
+        return json_response(body)
+
+    async def get_document(self, request: Request) -> Response:
+        return json_response(render_document(await self._document(request)))
+
+    async def delete_document(self, request: Request) -> Response:
+        document = await self._document(request)
+        if (
+            await self.engine.store.delete_document(document.id, force=self._force(request))
+            is False
+        ):
+            raise ApiError(
+                400,
+                "The document holds chunks; delete with force=true.",
+                status="FAILED_PRECONDITION",
+            )
+        return Response(_EMPTY, media_type="application/json")
+
+    # -- import and query ----------------------------------------------------------
+
+    async def import_file(self, request: Request) -> Response:
+        store = await self.find_store(request, request.path_params["store"])
+        body = await read_json(request, self.config.max_body_bytes)
+        if "fileName" in body and not body["fileName"]:
+            raise invalid_argument("fileName must not be empty.", field="fileName")
+        body["store"] = store.id
+        record = await self.engine.create(
+            "import_file",
+            body,
+            tenant=store.tenant,
+            request_id=request.query_params.get("requestId"),
+            parent=f"fileSearchStores/{store.id}",
+        )
+        return self.operations.render(record)
+
+    async def query(self, request: Request) -> Response:
+        store = await self.find_store(request, request.path_params["store"])
+        body = await read_json(request, self.config.max_body_bytes)
+        text = field(body, "query")
+        if not isinstance(text, str) or not text.strip():
+            raise invalid_argument("query is required.", field="query")
+        count = field(body, "resultsCount") or 10
+        if not isinstance(count, int) or not 1 <= count <= 100:
+            raise invalid_argument("resultsCount must be 1 to 100.", field="resultsCount")
+        filters = self._filters(field(body, "metadataFilters") or [])
+        hits = await self.engine.store.query_chunks(
+            store.id, _WORDS.findall(text.lower()), filters, count
+        )
+        chunks = [
+            {
+                "chunkRelevanceScore": round(hit.score, 6),
+                "chunk": {
+                    "name": f"{render_document(hit.document)['name']}/chunks/{hit.chunk_index}",
+                    "data": {"stringValue": hit.text},
+                    "customMetadata": hit.document.custom_metadata,
+                },
+                "document": render_document(hit.document),
+            }
+            for hit in hits
+        ]
+        return Response(orjson.dumps({"relevantChunks": chunks}), media_type="application/json")
+
+    @staticmethod
+    def _filters(raw: Any) -> list[tuple[str, str, Any]]:
+        if not isinstance(raw, list):
+            raise invalid_argument("metadataFilters must be a list.", field="metadataFilters")
+        filters = []
+        for item in raw:
+            key = item.get("key") if isinstance(item, dict) else None
+            conditions = field(item, "conditions") if isinstance(item, dict) else None
+            if not isinstance(key, str) or not isinstance(conditions, list) or not conditions:
+                raise invalid_argument(
+                    "Each metadata filter needs a key and conditions.", field="metadataFilters"
+                )
+            for condition in conditions:
+                operator = _OPERATORS.get(str(condition.get("operation", "")).upper())
+                value = field(condition, "stringValue")
+                if value is None:
+                    value = field(condition, "numericValue")
+                if operator is None or value is None:
+                    raise invalid_argument(
+                        "A condition needs an operation (EQUAL, LESS, …) and a value.",
+                        field="metadataFilters.conditions",
+                    )
+                filters.append((key, operator, value))
+        return filters

@@ -1,0 +1,172 @@
+"""File search stores end to end: uploads, imports, documents and queries."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types as gt
+
+from longops.server import ServerConfig
+from tests.support.servers import ThreadServer
+from tests.test_extract_chunking import make_pdf  # a real multi-page PDF, made in the test
+
+ARTICLE = (
+    "Lighthouses guide ships along dangerous coasts. The Fresnel lens made their beams visible "
+    "for miles.\n\nVolcanoes form where magma reaches the surface; basalt flows build islands."
+)
+
+
+@pytest.fixture
+def server(make_server: Callable[..., ThreadServer], tmp_path: Path) -> ThreadServer:
+    (tmp_path / "gcs" / "my-bucket").mkdir(parents=True)
+    os.environ["LONGOPS_GCS_ROOT"] = str(tmp_path / "gcs")
+    try:
+        return make_server(config=ServerConfig(api_keys={"KEY": "t"}))
+    finally:
+        del os.environ["LONGOPS_GCS_ROOT"]
+
+
+@pytest.fixture
+def client(server: ThreadServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[genai.Client]:
+    for var in [v for v in os.environ if v.startswith(("GOOGLE_", "GEMINI_"))]:
+        monkeypatch.delenv(var)
+    yield genai.Client(api_key="KEY", http_options=gt.HttpOptions(base_url=server.url))
+
+
+def finish(client: genai.Client, operation: gt.Operation) -> gt.Operation:
+    deadline = time.monotonic() + 60
+    while not operation.done:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+        operation = client.operations.get(operation)
+    return operation
+
+
+def test_official_sdk_import_upload_documents_and_query(
+    client: genai.Client, server: ThreadServer, tmp_path: Path
+) -> None:
+    store = client.file_search_stores.create(config={"display_name": "Field notes"})
+    assert store.name is not None and store.name.startswith("fileSearchStores/field-notes-")
+
+    path = tmp_path / "article.txt"
+    path.write_text(ARTICLE)
+    uploaded = client.files.upload(file=str(path))
+    imported = finish(
+        client,
+        client.file_search_stores.import_file(
+            file_search_store_name=store.name,
+            file_name=uploaded.name,
+            config=gt.ImportFileConfig(
+                custom_metadata=[
+                    gt.CustomMetadata(key="author", string_value="bob"),
+                    gt.CustomMetadata(key="year", numeric_value=2024),
+                ],
+                chunking_config=gt.ChunkingConfig(
+                    white_space_config=gt.WhiteSpaceConfig(
+                        max_tokens_per_chunk=12, max_overlap_tokens=2
+                    )
+                ),
+            ),
+        ),
+    )
+    assert imported.error is None, imported.error
+    assert imported.response is not None
+    assert imported.response.parent == store.name
+
+    pdf = tmp_path / "volcanoes.pdf"
+    pdf.write_bytes(make_pdf(["Page one about lava.", "Page two: basalt columns."]))
+    upload_op = finish(
+        client,
+        client.file_search_stores.upload_to_file_search_store(
+            file_search_store_name=store.name,
+            file=str(pdf),
+            config={
+                "display_name": "volcanoes.pdf",
+                "custom_metadata": [{"key": "author", "string_value": "ann"}],
+            },
+        ),
+    )
+    assert upload_op.error is None, upload_op.error
+    assert upload_op.name.startswith(f"{store.name}/upload/operations/")
+
+    documents = list(client.file_search_stores.documents.list(parent=store.name))
+    assert {d.display_name for d in documents} == {"article.txt", "volcanoes.pdf"}
+    article = next(d for d in documents if d.display_name == "article.txt")
+    assert article.state.name == "STATE_ACTIVE"
+    assert {m.key for m in article.custom_metadata or []} == {"author", "year"}
+    assert imported.response.document_name == article.name
+    assert client.file_search_stores.get(name=store.name).active_documents_count == 2
+
+    def query(text: str, **extra: object) -> list[dict[str, object]]:
+        answer = httpx.post(
+            f"{server.url}/v1beta/{store.name}:query",
+            headers={"x-goog-api-key": "KEY"},
+            json={"query": text, "resultsCount": 5, **extra},
+        )
+        assert answer.status_code == 200, answer.text
+        return answer.json()["relevantChunks"]
+
+    hits = query("Fresnel lens")
+    assert hits and "Fresnel" in hits[0]["chunk"]["data"]["stringValue"]
+    assert 0 < hits[0]["chunkRelevanceScore"] <= 1
+    basalt = query("basalt")
+    assert {h["document"]["displayName"] for h in basalt} == {"article.txt", "volcanoes.pdf"}
+    only_ann = query(
+        "basalt",
+        metadataFilters=[
+            {"key": "author", "conditions": [{"operation": "EQUAL", "stringValue": "ann"}]}
+        ],
+    )
+    assert {h["document"]["displayName"] for h in only_ann} == {"volcanoes.pdf"}
+    assert query("zeppelin") == []
+
+    # Re-importing the same file replaces its document instead of adding one.
+    finish(
+        client,
+        client.file_search_stores.import_file(
+            file_search_store_name=store.name, file_name=uploaded.name
+        ),
+    )
+    assert len(list(client.file_search_stores.documents.list(parent=store.name))) == 2
+
+    with pytest.raises(genai_errors.ClientError) as info:
+        client.file_search_stores.delete(name=store.name)
+    assert info.value.code == 400 and info.value.status == "FAILED_PRECONDITION"
+    client.file_search_stores.delete(name=store.name, config={"force": True})
+    with pytest.raises(genai_errors.ClientError) as missing:
+        client.file_search_stores.get(name=store.name)
+    assert missing.value.code == 404
+
+
+def test_bad_files_fail_their_operation_and_leave_the_store_unchanged(
+    client: genai.Client, tmp_path: Path
+) -> None:
+    store = client.file_search_stores.create()
+    for name, data in [
+        ("empty.txt", b""),
+        ("picture.png", b"\x89PNG\r\n\x1a\n" + os.urandom(64)),
+        ("broken.pdf", b"%PDF-1.4\n" + os.urandom(200)),
+    ]:
+        path = tmp_path / name
+        path.write_bytes(data)
+        uploaded = client.files.upload(
+            file=str(path), config={"mime_type": "application/octet-stream"}
+        )
+        operation = finish(
+            client,
+            client.file_search_stores.import_file(
+                file_search_store_name=store.name, file_name=uploaded.name
+            ),
+        )
+        assert operation.error is not None and operation.error["code"] == 3, name
+    assert list(client.file_search_stores.documents.list(parent=store.name)) == []
+    with pytest.raises(genai_errors.ClientError) as info:
+        client.file_search_stores.import_file(file_search_store_name=store.name, file_name="")
+    assert info.value.code == 400
