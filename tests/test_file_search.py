@@ -170,3 +170,82 @@ def test_bad_files_fail_their_operation_and_leave_the_store_unchanged(
     with pytest.raises(genai_errors.ClientError) as info:
         client.file_search_stores.import_file(file_search_store_name=store.name, file_name="")
     assert info.value.code == 400
+
+
+def test_spec_file_import_example(server: ThreadServer, tmp_path: Path) -> None:
+    """The spec's example, with only the import, the server and a key added."""
+    from longops import Client
+    from longops.types import ImportFileSource
+
+    (tmp_path / "gcs" / "my-bucket" / "document.pdf").write_bytes(
+        make_pdf(["Quarterly report: revenue grew.", "Outlook: steady."])
+    )
+    store = Client(api_key="KEY", base_url=server.url).file_search_stores.create()
+
+    client = Client(
+        vertexai=True, project="PROJECT_ID", location="us-central1", api_key="KEY",
+        base_url=server.url,
+    )  # fmt: skip
+    source = ImportFileSource(gcs_uri="gs://my-bucket/document.pdf")
+    operation = client.file_search_stores.import_file(store=store.name, source=source)
+    assert operation.name.startswith(f"{store.name}/operations/")
+    while not operation.done:
+        time.sleep(0.05)
+        operation = client.operations.get(operation)
+    assert operation.error is None
+    assert operation.response is not None and operation.response["documentName"].startswith(
+        f"{store.name}/documents/"
+    )
+    assert operation.metadata is not None and operation.metadata["chunksIndexed"] >= 1
+
+
+async def test_longops_sdk_stores_documents_and_query_sync_and_async(
+    server: ThreadServer,
+) -> None:
+    from longops import Client
+    from longops.types import MetadataFilter
+
+    client = Client(api_key="KEY", base_url=server.url)
+    store = await client.aio.file_search_stores.create(config={"display_name": "async notes"})
+    operation = await client.aio.file_search_stores.upload_to_file_search_store(
+        file_search_store_name=store.name,
+        file=ARTICLE.encode(),
+        config={
+            "display_name": "article.txt",
+            "mime_type": "text/plain",
+            "custom_metadata": [{"key": "topic", "string_value": "sea"}],
+        },
+    )
+    done = await client.aio.operations.wait(operation, timeout=60)
+    assert done.error is None
+    result = await client.aio.file_search_stores.query(
+        name=store.name,
+        query="lighthouse beams",
+        metadata_filters=[
+            MetadataFilter.model_validate(
+                {"key": "topic", "conditions": [{"operation": "EQUAL", "string_value": "sea"}]}
+            )
+        ],
+    )
+    assert (
+        result.relevant_chunks
+        and "Lighthouses" in result.relevant_chunks[0].chunk.data.string_value
+    )
+    documents = [
+        d async for d in await client.aio.file_search_stores.documents.list(parent=store.name)
+    ]
+    assert [d.display_name for d in documents] == ["article.txt"]
+    sync_docs = list(client.file_search_stores.documents.list(parent=store.name))
+    assert [d.name for d in sync_docs] == [d.name for d in documents]
+    none = client.file_search_stores.query(
+        name=store.name,
+        query="lighthouse",
+        metadata_filters=[
+            {"key": "topic", "conditions": [{"operation": "EQUAL", "string_value": "land"}]}
+        ],
+    )
+    assert none.relevant_chunks == []
+    client.file_search_stores.documents.delete(name=documents[0].name, force=True)
+    assert list(client.file_search_stores.documents.list(parent=store.name)) == []
+    await client.aio.aclose()
+    client.close()
