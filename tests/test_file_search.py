@@ -249,3 +249,45 @@ async def test_longops_sdk_stores_documents_and_query_sync_and_async(
     assert list(client.file_search_stores.documents.list(parent=store.name)) == []
     await client.aio.aclose()
     client.close()
+
+
+def test_http_and_file_sources(
+    make_server: Callable[..., ThreadServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from longops import Client
+    from longops.types import ImportFileSource
+    from tests.support.servers import AppThread
+
+    async def page(request: object) -> PlainTextResponse:
+        return PlainTextResponse("Glaciers carve valleys into a U shape over millennia.")
+
+    web = AppThread(Starlette(routes=[Route("/notes.txt", page)]), lifespan="off").start()
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "local.md").write_text("# Tides\n\nThe moon pulls the oceans into tides.")
+    (tmp_path / "secret.txt").write_text("not for import")
+    monkeypatch.setenv("LONGOPS_IMPORT_FOLDER", str(allowed))
+    server = make_server(workers=1)
+    try:
+        with Client(base_url=server.url) as client:
+            store = client.file_search_stores.create()
+
+            def run(source: ImportFileSource) -> object:
+                operation = client.file_search_stores.import_file(store=store.name, source=source)
+                return client.operations.wait(operation, timeout=60)
+
+            assert run(ImportFileSource(uri=f"{web.url}/notes.txt")).error is None  # type: ignore[attr-defined]
+            assert run(ImportFileSource(uri="file:///local.md")).error is None  # type: ignore[attr-defined]
+            outside = run(ImportFileSource(uri="file:///../secret.txt"))
+            assert outside.error.code == 7  # type: ignore[attr-defined]
+            missing = run(ImportFileSource(uri=f"{web.url}/nothing"))
+            assert missing.error.code == 5  # type: ignore[attr-defined]
+            hits = client.file_search_stores.query(name=store.name, query="glaciers tides")
+            names = {h.document.display_name for h in hits.relevant_chunks if h.document}
+            assert names == {"notes.txt", "local.md"}
+    finally:
+        web.stop()

@@ -88,14 +88,18 @@ _MAX_BYTES = 100 << 20
 class FileSearchSettings:
     gcs_root: Path | None = None
     """Folder standing in for Cloud Storage: gs://bucket/key is gcs_root/bucket/key."""
+    import_folder: Path | None = None
+    """The one folder of the server's own disk that `file://` sources may read."""
     max_bytes: int = _MAX_BYTES
 
     @classmethod
     def from_env(cls) -> FileSearchSettings:
         root = os.environ.get("LONGOPS_GCS_ROOT")
+        folder = os.environ.get("LONGOPS_IMPORT_FOLDER")
         limit = os.environ.get("LONGOPS_IMPORT_MAX_BYTES")
         return cls(
             gcs_root=Path(root) if root else None,
+            import_folder=Path(folder) if folder else None,
             max_bytes=int(limit) if limit else _MAX_BYTES,
         )
 
@@ -118,20 +122,17 @@ async def _fetch(
         data = await ctx.run_in_thread(ctx.blobs.read, file.blob_key)
         return data, file.display_name
     if request.gcs_uri is not None:
-        if settings.gcs_root is None:
-            raise OperationFailed(
-                FAILED_PRECONDITION, "gs:// sources need LONGOPS_GCS_ROOT on this server."
-            )
-        root = settings.gcs_root.resolve()
-        path = (root / request.gcs_uri.removeprefix("gs://")).resolve()
-        if not request.gcs_uri.startswith("gs://") or not path.is_relative_to(root):
+        if not request.gcs_uri.startswith("gs://"):
             raise OperationFailed(INVALID_ARGUMENT, f"Invalid gs:// URI {request.gcs_uri!r}.")
-        if not path.is_file():
-            raise OperationFailed(NOT_FOUND, f"{request.gcs_uri} not found.")
-        if path.stat().st_size > limit:
-            raise OperationFailed(INVALID_ARGUMENT, f"{request.gcs_uri} is over {limit} bytes.")
-        return await ctx.run_in_thread(path.read_bytes), path.name
+        bucket_path = request.gcs_uri.removeprefix("gs://")
+        path = _local(settings.gcs_root, bucket_path, "LONGOPS_GCS_ROOT")
+        return await ctx.run_in_thread(_read_local, path, request.gcs_uri, limit)
     assert request.uri is not None
+    if request.uri.startswith("file://"):
+        path = _local(
+            settings.import_folder, request.uri.removeprefix("file://"), "LONGOPS_IMPORT_FOLDER"
+        )
+        return await ctx.run_in_thread(_read_local, path, request.uri, limit)
     if not request.uri.startswith(("http://", "https://")):
         raise OperationFailed(INVALID_ARGUMENT, f"Unsupported uri {request.uri!r}.")
     async with httpx.AsyncClient(follow_redirects=True, timeout=60) as client:
@@ -152,6 +153,26 @@ async def _fetch(
                 return bytes(received), name
         except httpx.HTTPError as exc:
             raise OperationFailed(NOT_FOUND, f"Could not fetch {request.uri}: {exc}.") from None
+
+
+def _local(root: Path | None, relative: str, setting: str) -> Path:
+    """A file under an operator-configured folder, never outside it."""
+    if root is None:
+        raise OperationFailed(PERMISSION_DENIED, f"This server reads no such source ({setting}).")
+    base = root.resolve()
+    path = (base / relative.lstrip("/")).resolve()
+    if not path.is_relative_to(base):
+        raise OperationFailed(PERMISSION_DENIED, "That path is outside the allowed folder.")
+    return path
+
+
+def _read_local(path: Path, shown: str, limit: int) -> tuple[bytes, str | None]:
+    """Run in a thread: every step here touches the disk."""
+    if not path.is_file():
+        raise OperationFailed(NOT_FOUND, f"{shown} not found.")
+    if path.stat().st_size > limit:
+        raise OperationFailed(INVALID_ARGUMENT, f"{shown} is over {limit} bytes.")
+    return path.read_bytes(), path.name
 
 
 def _source_key(request: ImportRequest) -> str:
