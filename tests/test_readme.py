@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +50,26 @@ def test_readme_metadata_example_runs_on_a_real_operation(server: ThreadServer) 
     )
     assert result.returncode == 0, result.stderr
     assert f"Operation: {name.group(1)}" in result.stdout
+
+
+def test_readme_file_import_example_runs(
+    make_server: Callable[..., ThreadServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_extract_chunking import make_pdf
+
+    [code] = [b for b in BLOCKS if "ImportFileSource" in b]
+    bucket = tmp_path / "gcs" / "my-bucket"
+    bucket.mkdir(parents=True)
+    (bucket / "document.pdf").write_bytes(make_pdf(["Revenue grew this quarter.", "Outlook."]))
+    monkeypatch.setenv("LONGOPS_GCS_ROOT", str(tmp_path / "gcs"))
+    server = make_server()
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=subprocess_env({"LONGOPS_BASE_URL": server.url}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Import completed successfully" in result.stdout
+    assert "Revenue grew" in result.stdout

@@ -31,6 +31,7 @@ def _whole_second(seconds: int) -> str:
 def render_operation(record: OperationRecord, kind: Kind[Any] | None) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "@type": kind.metadata_type if kind else _DEFAULT_METADATA_TYPE,
+        "progressPercent": 0,  # until the handler reports, so every client can read it
         **record.metadata,
         "state": record.state.value,
         "createTime": timestamp(record.create_time),
