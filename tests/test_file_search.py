@@ -291,3 +291,35 @@ def test_http_and_file_sources(
             assert names == {"notes.txt", "local.md"}
     finally:
         web.stop()
+
+
+def test_cancelled_import_leaves_no_half_indexed_document(
+    make_server: Callable[..., ThreadServer],
+) -> None:
+    from longops import Client
+
+    words = ("tide", "reef", "kelp", "gull", "dune", "surf", "wave", "foam")
+    text = " ".join(words[i % 8] + str(i % 997) for i in range(400_000))  # about 3 MB
+    server = make_server()
+    with Client(base_url=server.url) as client:
+        store = client.file_search_stores.create()
+        uploaded = client.files.upload(file=text.encode(), config={"mime_type": "text/plain"})
+        for _ in range(3):
+            operation = client.file_search_stores.import_file(
+                store=store.name, source={"file_name": uploaded.name}
+            )
+            deadline = time.monotonic() + 30
+            while (client.operations.get(operation).metadata or {}).get("state") == "PENDING":
+                assert time.monotonic() < deadline
+                time.sleep(0.001)
+            client.operations.cancel(operation)  # mid-import, or just after it finished
+            done = client.operations.wait(operation, timeout=60)
+            documents = list(client.file_search_stores.documents.list(parent=store.name))
+            if done.error is not None:
+                assert done.error.code == 1
+                assert documents == []
+            else:
+                assert [d.state for d in documents] == ["STATE_ACTIVE"]
+                assert documents[0].size_bytes == len(text)
+            for document in documents:
+                client.file_search_stores.documents.delete(name=document.name, force=True)
