@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -323,3 +324,32 @@ def test_cancelled_import_leaves_no_half_indexed_document(
                 assert documents[0].size_bytes == len(text)
             for document in documents:
                 client.file_search_stores.documents.delete(name=document.name, force=True)
+
+
+async def test_official_sdk_async_flows(client: genai.Client, tmp_path: Path) -> None:
+    aio = client.aio
+    store = await aio.file_search_stores.create(config={"display_name": "async"})
+    path = tmp_path / "notes.md"
+    path.write_text("# Owls\n\nOwls hunt at night and fly silently.")
+    uploaded = await aio.files.upload(file=str(path))
+    operation = await aio.file_search_stores.import_file(
+        file_search_store_name=store.name, file_name=uploaded.name
+    )
+    deadline = time.monotonic() + 60
+    while not operation.done:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+        operation = await aio.operations.get(operation)
+    assert operation.error is None
+    upload = await aio.file_search_stores.upload_to_file_search_store(
+        file_search_store_name=store.name, file=str(path), config={"display_name": "again.md"}
+    )
+    while not upload.done:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+        upload = await aio.operations.get(upload)
+    assert upload.error is None
+    pager = await aio.file_search_stores.documents.list(parent=store.name)
+    names = {d.display_name async for d in pager}
+    assert names == {"notes.md", "again.md"}
+    await aio.file_search_stores.delete(name=store.name, config={"force": True})
