@@ -73,9 +73,9 @@ def create_app(
     auth = Authenticator(config.api_keys)
     operations = OperationRoutes(engine, auth, config)
     files = FileRoutes(engine, auth, config)
-    models = ModelRoutes(engine, auth, config)
+    models = ModelRoutes(engine, auth, config, operations)
     uploads = UploadRoutes(engine, auth, config)
-    file_search = FileSearchRoutes(engine, auth, config)
+    file_search = FileSearchRoutes(engine, auth, config, operations)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -18,7 +18,8 @@ from longops.server.auth import Authenticator
 from longops.server.config import ServerConfig
 from longops.server.errors import ApiError, invalid_argument, not_found
 from longops.server.render import timestamp
-from longops.server.requests import PageTokens, field, parse_bool, parse_page_size, read_json
+from longops.server.requests import field, parse_bool, read_json
+from longops.server.routes.base import Routes
 from longops.server.routes.operations import OperationRoutes, json_response
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -75,12 +76,16 @@ def slug(display_name: str | None) -> str:
     return f"{stem}-{suffix}" if stem else suffix
 
 
-class FileSearchRoutes:
-    def __init__(self, engine: Engine, auth: Authenticator, config: ServerConfig) -> None:
-        self.engine = engine
-        self.auth = auth
-        self.config = config
-        self.operations = OperationRoutes(engine, auth, config)
+class FileSearchRoutes(Routes):
+    def __init__(
+        self,
+        engine: Engine,
+        auth: Authenticator,
+        config: ServerConfig,
+        operations: OperationRoutes,
+    ) -> None:
+        super().__init__(engine, auth, config)
+        self.operations = operations
 
     def routes(self) -> list[BaseRoute]:
         v = "/{version:apiver}/fileSearchStores"
@@ -148,26 +153,17 @@ class FileSearchRoutes:
 
     async def list_stores(self, request: Request) -> Response:
         tenant = self.auth.tenant(request)
-        size, before, scope = self._page(request, f"stores\x00{tenant}")
+        scope = f"stores\x00{tenant}"
+        size, before = self.page(request, scope)
         stores = await self.engine.store.list_search_stores(
             tenant, before_seq=before, limit=size + 1
         )
         body: dict[str, Any] = {}
         if stores:
             body["fileSearchStores"] = [render_store(s) for s in stores[:size]]
-        if len(stores) > size:
-            body["nextPageToken"] = PageTokens.encode(stores[size - 1].seq, scope)
+        if token := self.next_page_token(stores, size, scope):
+            body["nextPageToken"] = token
         return json_response(body)
-
-    def _page(self, request: Request, scope: str) -> tuple[int, int | None, str]:
-        query = request.query_params
-        size = parse_page_size(
-            query.get("pageSize", query.get("page_size")),
-            self.config.default_page_size,
-            self.config.max_page_size,
-        )
-        token = query.get("pageToken", query.get("page_token"))
-        return size, (PageTokens.decode(token, scope) if token else None), scope
 
     async def delete_store(self, request: Request) -> Response:
         store = await self.find_store(request, request.path_params["store"])
@@ -186,15 +182,16 @@ class FileSearchRoutes:
 
     async def list_documents(self, request: Request) -> Response:
         store = await self.find_store(request, request.path_params["store"])
-        size, before, scope = self._page(request, f"documents\x00{store.id}")
+        scope = f"documents\x00{store.id}"
+        size, before = self.page(request, scope)
         documents = await self.engine.store.list_documents(
             store.id, before_seq=before, limit=size + 1
         )
         body: dict[str, Any] = {}
         if documents:
             body["documents"] = [render_document(d) for d in documents[:size]]
-        if len(documents) > size:
-            body["nextPageToken"] = PageTokens.encode(documents[size - 1].seq, scope)
+        if token := self.next_page_token(documents, size, scope):
+            body["nextPageToken"] = token
         return json_response(body)
 
     async def get_document(self, request: Request) -> Response:

@@ -9,14 +9,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from longops.engine import Engine
 from longops.engine.blobs import BlobNotFound
 from longops.engine.records import FileRecord
-from longops.server.auth import Authenticator
-from longops.server.config import ServerConfig
 from longops.server.errors import invalid_argument, not_found
 from longops.server.render import timestamp
-from longops.server.requests import PageTokens, parse_page_size
+from longops.server.routes.base import Routes
 from longops.server.routes.operations import json_response
 
 _EMPTY = b"{}"
@@ -42,12 +39,7 @@ def render_file(file: FileRecord, base_url: str, version: str) -> dict[str, Any]
     return body
 
 
-class FileRoutes:
-    def __init__(self, engine: Engine, auth: Authenticator, config: ServerConfig) -> None:
-        self.engine = engine
-        self.auth = auth
-        self.config = config
-
+class FileRoutes(Routes):
     def routes(self) -> list[BaseRoute]:
         v = "/{version:apiver}"
         return [
@@ -75,22 +67,15 @@ class FileRoutes:
 
     async def list_files(self, request: Request) -> Response:
         tenant = self.auth.tenant(request)
-        query = request.query_params
-        size = parse_page_size(
-            query.get("pageSize", query.get("page_size")),
-            self.config.default_page_size,
-            self.config.max_page_size,
-        )
-        token = query.get("pageToken", query.get("page_token"))
         scope = f"files\x00{tenant}"
-        before = PageTokens.decode(token, scope) if token else None
+        size, before = self.page(request, scope)
         files = await self.engine.store.list_files(tenant, before_seq=before, limit=size + 1)
         base, version = self._base(request), request.path_params["version"]
         body: dict[str, Any] = {}
         if files:
             body["files"] = [render_file(f, base, version) for f in files[:size]]
-        if len(files) > size:
-            body["nextPageToken"] = PageTokens.encode(files[size - 1].seq, scope)
+        if token := self.next_page_token(files, size, scope):
+            body["nextPageToken"] = token
         return json_response(body)
 
     async def delete(self, request: Request) -> Response:

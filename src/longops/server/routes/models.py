@@ -20,6 +20,7 @@ from longops.server.auth import Authenticator
 from longops.server.config import ServerConfig
 from longops.server.errors import invalid_argument, not_found
 from longops.server.requests import read_json
+from longops.server.routes.base import Routes
 from longops.server.routes.operations import OperationRoutes
 
 _MODEL = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$")
@@ -27,12 +28,16 @@ _SEGMENT = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$")
 KIND = "generate_videos"
 
 
-class ModelRoutes:
-    def __init__(self, engine: Engine, auth: Authenticator, config: ServerConfig) -> None:
-        self.engine = engine
-        self.auth = auth
-        self.config = config
-        self.operations = OperationRoutes(engine, auth, config)
+class ModelRoutes(Routes):
+    def __init__(
+        self,
+        engine: Engine,
+        auth: Authenticator,
+        config: ServerConfig,
+        operations: OperationRoutes,
+    ) -> None:
+        super().__init__(engine, auth, config)
+        self.operations = operations
 
     def routes(self) -> list[BaseRoute]:
         v = "/{version:apiver}"

@@ -18,13 +18,12 @@ from longops.server.config import ServerConfig
 from longops.server.errors import invalid_argument, not_found
 from longops.server.render import render_operation
 from longops.server.requests import (
-    PageTokens,
     field,
     parse_bool,
     parse_duration,
-    parse_page_size,
     read_json,
 )
+from longops.server.routes.base import Routes
 
 _FILTER_TERM = re.compile(r"^\s*(done|kind)\s*[=:]\s*(\"[^\"]*\"|'[^']*'|\S+)\s*$")
 _AND = re.compile(r"\s+AND\s+", re.IGNORECASE)
@@ -37,11 +36,9 @@ def json_response(body: Any) -> Response:
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-class OperationRoutes:
+class OperationRoutes(Routes):
     def __init__(self, engine: Engine, auth: Authenticator, config: ServerConfig) -> None:
-        self.engine = engine
-        self.auth = auth
-        self.config = config
+        super().__init__(engine, auth, config)
         # Rendered JSON per operation id, reused while the store hands back the very
         # same record object (it does until the operation changes).
         self._rendered: dict[str, tuple[OperationRecord, bytes]] = {}
@@ -116,14 +113,8 @@ class OperationRoutes:
         query = request.query_params
         filter_text = query.get("filter", "")
         done, kinds = self._parse_filter(filter_text)
-        size = parse_page_size(
-            query.get("pageSize", query.get("page_size")),
-            self.config.default_page_size,
-            self.config.max_page_size,
-        )
-        fingerprint = f"{tenant}\x00{parent}\x00{filter_text}"
-        token = query.get("pageToken", query.get("page_token"))
-        before = PageTokens.decode(token, fingerprint) if token else None
+        scope = f"{tenant}\x00{parent}\x00{filter_text}"
+        size, before = self.page(request, scope)
         records = await self.engine.list_operations(
             tenant, name_prefix=prefix, done=done, kinds=kinds, before_seq=before, limit=size + 1
         )
@@ -132,8 +123,8 @@ class OperationRoutes:
                 render_operation(r, self.engine.registry.get(r.kind)) for r in records[:size]
             ]
         }
-        if len(records) > size:
-            body["nextPageToken"] = PageTokens.encode(records[size - 1].seq, fingerprint)
+        if token := self.next_page_token(records, size, scope):
+            body["nextPageToken"] = token
         return json_response(body)
 
     @staticmethod

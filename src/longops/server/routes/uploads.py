@@ -21,15 +21,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from longops.engine import Engine
 from longops.engine.blobs import BlobNotFound, OffsetMismatch
 from longops.engine.records import OperationRecord
 from longops.engine.registry import RequestRejected, new_token_id
-from longops.server.auth import Authenticator
-from longops.server.config import ServerConfig
 from longops.server.errors import ApiError, error_response, invalid_argument
 from longops.server.render import render_operation
 from longops.server.requests import field, read_json
+from longops.server.routes.base import Routes
 from longops.server.routes.files import render_file
 
 _FILE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
@@ -40,12 +38,7 @@ def _status(value: str) -> dict[str, str]:
     return {"x-goog-upload-status": value}
 
 
-class UploadRoutes:
-    def __init__(self, engine: Engine, auth: Authenticator, config: ServerConfig) -> None:
-        self.engine = engine
-        self.auth = auth
-        self.config = config
-
+class UploadRoutes(Routes):
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/upload/{version:apiver}/files", self.files, methods=["POST"]),
