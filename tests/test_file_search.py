@@ -353,3 +353,81 @@ async def test_official_sdk_async_flows(client: genai.Client, tmp_path: Path) ->
     names = {d.display_name async for d in pager}
     assert names == {"notes.md", "again.md"}
     await aio.file_search_stores.delete(name=store.name, config={"force": True})
+
+
+def test_gs_uri_through_gcsfs_against_a_storage_emulator(
+    make_server: Callable[..., ThreadServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without LONGOPS_GCS_ROOT, gs:// goes to Cloud Storage through gcsfs. The bucket
+    here is the edge of the world, so a minimal emulator of the GCS JSON API stands in."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    from longops import Client
+    from longops.types import ImportFileSource
+    from tests.support.servers import AppThread
+
+    objects = {("bucket", "docs/moon.txt"): b"The moon raises tides twice a day."}
+    seen: list[str] = []
+
+    async def storage(request: Request) -> Response:
+        seen.append(request.url.path)
+        bucket, name = request.path_params["bucket"], request.path_params["name"]
+        data = objects.get((bucket, name))
+        if data is None:
+            return JSONResponse({"error": {"code": 404, "message": "No such object"}}, 404)
+        if request.query_params.get("alt") == "media":
+            return Response(data, media_type="application/octet-stream")
+        return JSONResponse(
+            {"kind": "storage#object", "bucket": bucket, "name": name, "size": str(len(data))}
+        )
+
+    async def listing(request: Request) -> Response:
+        prefix = request.query_params.get("prefix", "")
+        bucket = request.path_params["bucket"]
+        items = [
+            {"kind": "storage#object", "bucket": b, "name": n, "size": str(len(d))}
+            for (b, n), d in objects.items()
+            if b == bucket and n.startswith(prefix)
+        ]
+        return JSONResponse({"kind": "storage#objects", "items": items})
+
+    emulator = AppThread(
+        Starlette(
+            routes=[
+                Route("/storage/v1/b/{bucket}/o", listing),
+                Route("/storage/v1/b/{bucket}/o/{name:path}", storage),
+                Route("/download/storage/v1/b/{bucket}/o/{name:path}", storage),
+            ]
+        ),
+        lifespan="off",
+    ).start()
+    monkeypatch.delenv("LONGOPS_GCS_ROOT", raising=False)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.url)
+    server = make_server()
+    try:
+        with Client(base_url=server.url) as client:
+            store = client.file_search_stores.create()
+            done = client.operations.wait(
+                client.file_search_stores.import_file(
+                    store=store.name, source=ImportFileSource(gcs_uri="gs://bucket/docs/moon.txt")
+                ),
+                timeout=60,
+            )
+            assert done.error is None, done.error
+            missing = client.operations.wait(
+                client.file_search_stores.import_file(
+                    store=store.name, source=ImportFileSource(gcs_uri="gs://bucket/nothing.txt")
+                ),
+                timeout=60,
+            )
+            assert missing.error is not None and missing.error.code == 5
+            hits = client.file_search_stores.query(name=store.name, query="tides")
+            assert [h.document.display_name for h in hits.relevant_chunks if h.document] == [
+                "moon.txt"
+            ]
+        assert seen  # the bytes really came through the emulator
+    finally:
+        emulator.stop()

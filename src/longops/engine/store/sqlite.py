@@ -931,8 +931,13 @@ class SQLiteStore:
                 f" AND json_extract(m.value, '$.{column}') {operator} ?)"
             )
             args += [key, value]
+        # Not _DOCUMENT_COLUMNS: its chunk count would be computed for every ranked row
+        # (18.9 ms instead of 0.11 ms on a 27,000-chunk document); a hit doesn't need it.
+        columns = _DOCUMENT_COLUMNS.replace(
+            "(SELECT count(*) FROM chunks c WHERE c.document_id = d.id)", "0"
+        )
         sql = (
-            f"SELECT {_DOCUMENT_COLUMNS}, c.chunk_index, c.text, bm25(chunks_fts)"
+            f"SELECT {columns}, c.chunk_index, c.text, bm25(chunks_fts)"
             " FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid"
             " JOIN documents d ON d.id = c.document_id"
             f" WHERE {' AND '.join(where)} ORDER BY bm25(chunks_fts) LIMIT ?"

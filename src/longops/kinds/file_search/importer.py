@@ -122,9 +122,11 @@ async def _fetch(
         data = await ctx.run_in_thread(ctx.blobs.read, file.blob_key)
         return data, file.display_name
     if request.gcs_uri is not None:
-        if not request.gcs_uri.startswith("gs://"):
+        if not request.gcs_uri.startswith("gs://") or "/" not in request.gcs_uri[5:]:
             raise OperationFailed(INVALID_ARGUMENT, f"Invalid gs:// URI {request.gcs_uri!r}.")
         bucket_path = request.gcs_uri.removeprefix("gs://")
+        if settings.gcs_root is None:
+            return await ctx.run_in_thread(_read_gcs, bucket_path, limit)
         path = _local(settings.gcs_root, bucket_path, "LONGOPS_GCS_ROOT")
         return await ctx.run_in_thread(_read_local, path, request.gcs_uri, limit)
     assert request.uri is not None
@@ -173,6 +175,36 @@ def _read_local(path: Path, shown: str, limit: int) -> tuple[bytes, str | None]:
     if path.stat().st_size > limit:
         raise OperationFailed(INVALID_ARGUMENT, f"{shown} is over {limit} bytes.")
     return path.read_bytes(), path.name
+
+
+def _read_gcs(bucket_path: str, limit: int) -> tuple[bytes, str | None]:
+    """Read from Cloud Storage itself, with Google's default credentials (or the emulator
+    that STORAGE_EMULATOR_HOST names). Runs in a thread: gcsfs calls block."""
+    try:
+        import gcsfs
+        import gcsfs.core
+    except ImportError:
+        raise OperationFailed(
+            FAILED_PRECONDITION,
+            "gs:// sources need LONGOPS_GCS_ROOT, or gcsfs (pip install 'longops[gcs]').",
+        ) from None
+    uri = f"gs://{bucket_path}"
+    emulated = bool(os.environ.get("STORAGE_EMULATOR_HOST"))
+    # An emulator speaks only the JSON API: skip gcsfs' gRPC probe for bucket layouts.
+    filesystem = gcsfs.core.GCSFileSystem if emulated else gcsfs.GCSFileSystem
+    fs = filesystem(token="anon" if emulated else "google_default", skip_instance_cache=True)
+    try:
+        size = int(fs.info(bucket_path)["size"])
+        if size > limit:
+            raise OperationFailed(INVALID_ARGUMENT, f"{uri} is over {limit} bytes.")
+        data: bytes = fs.cat_file(bucket_path)
+    except FileNotFoundError:
+        raise OperationFailed(NOT_FOUND, f"{uri} not found.") from None
+    except OperationFailed:
+        raise
+    except Exception as exc:  # credentials, network, permissions: all the caller can act on
+        raise OperationFailed(FAILED_PRECONDITION, f"Could not read {uri}: {exc}") from None
+    return data, bucket_path.rsplit("/", 1)[-1]
 
 
 def _source_key(request: ImportRequest) -> str:
