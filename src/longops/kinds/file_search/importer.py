@@ -22,6 +22,7 @@ from longops.engine.records import DocumentRecord
 from longops.engine.registry import Kind, OperationFailed, new_token_id
 from longops.kinds.file_search.chunking import chunk_text
 from longops.kinds.file_search.extract import ExtractionError, extract_text
+from longops.kinds.folders import OutsideFolder, inside
 
 INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION = 3, 5, 7, 9
 IMPORT_RESPONSE = "type.googleapis.com/google.ai.generativelanguage.v1main.ImportFileResponse"
@@ -161,11 +162,12 @@ def _local(root: Path | None, relative: str, setting: str) -> Path:
     """A file under an operator-configured folder, never outside it."""
     if root is None:
         raise OperationFailed(PERMISSION_DENIED, f"This server reads no such source ({setting}).")
-    base = root.resolve()
-    path = (base / relative.lstrip("/")).resolve()
-    if not path.is_relative_to(base):
-        raise OperationFailed(PERMISSION_DENIED, "That path is outside the allowed folder.")
-    return path
+    try:
+        return inside(root, relative)
+    except OutsideFolder:
+        raise OperationFailed(
+            PERMISSION_DENIED, "That path is outside the allowed folder."
+        ) from None
 
 
 def _read_local(path: Path, shown: str, limit: int) -> tuple[bytes, str | None]:

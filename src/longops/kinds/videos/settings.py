@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from longops.kinds.folders import inside
 from longops.kinds.videos.backends import VideoBackend, default_backends
 from longops.kinds.videos.catalogue import Catalogue
 
@@ -80,8 +81,4 @@ class VideoSettings:
             raise ValueError("no local folder is configured for gs:// URIs (LONGOPS_GCS_ROOT)")
         if not uri.startswith("gs://"):
             raise ValueError(f"not a gs:// URI: {uri!r}")
-        root = self.gcs_root.resolve()
-        path = (root / uri.removeprefix("gs://")).resolve()
-        if not path.is_relative_to(root) or path == root:
-            raise ValueError(f"invalid gs:// URI: {uri!r}")
-        return path
+        return inside(self.gcs_root, uri.removeprefix("gs://"))
