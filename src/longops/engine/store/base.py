@@ -178,4 +178,8 @@ def open_store(url: str) -> Store:
         from longops.engine.store.sqlite import SQLiteStore
 
         return SQLiteStore.from_url(url)
-    raise ValueError(f"unsupported database URL {url!r}: expected sqlite:///PATH")
+    if url.startswith(("postgresql:", "postgres:")):
+        from longops.engine.store.postgres import PostgresStore
+
+        return PostgresStore.from_url(url)
+    raise ValueError(f"unsupported database URL {url!r}: expected sqlite:///PATH or postgresql://…")

@@ -1,0 +1,807 @@
+"""PostgreSQL store: for many processes on many machines sharing one database.
+
+Every statement runs on a connection from an asyncpg pool; nothing is cached, so
+`get` always reads the database (`max_staleness` is zero). A claim takes rows with
+`FOR UPDATE SKIP LOCKED`, so concurrent workers never wait on each other, and every
+worker write is fenced by its attempt exactly as in the SQLite store.
+
+Other processes learn of commits through `LISTEN longops_changes`: a write that
+ends an operation notifies its id, a write that makes work claimable (create,
+release, retry) notifies an empty payload. With `?schema=NAME` the channel is
+`longops_changes:NAME`, so deployments in other schemas don't wake each other.
+
+Add `?schema=NAME` to the URL to keep the tables in a schema of their own (made
+if missing); every pool connection then runs with that `search_path`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from collections.abc import AsyncIterator, Collection, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg  # type: ignore[import-untyped]
+import orjson
+
+from longops.engine.records import (
+    ChunkHit,
+    DocumentRecord,
+    FileRecord,
+    NewOperation,
+    OperationRecord,
+    SearchStoreRecord,
+    State,
+)
+from longops.engine.store.base import Change, LeaseState
+
+CHANNEL = "longops_changes"
+# Any constant will do: it only has to be the same in every process migrating a database.
+_MIGRATION_LOCK = 0x6C6F6E676F7073  # "longops"
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_OPERATORS = frozenset({"=", "!=", "<", "<=", ">", ">="})
+_MAX_SEQ = (1 << 63) - 1
+
+_MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE operations (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        request_id TEXT,
+        request JSONB NOT NULL,
+        state TEXT NOT NULL,
+        metadata JSONB NOT NULL,
+        response JSONB,
+        error JSONB,
+        attempt INTEGER NOT NULL DEFAULT 0,
+        releases INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL,
+        cancel_requested BOOLEAN NOT NULL DEFAULT FALSE,
+        lease_owner TEXT,
+        lease_expires DOUBLE PRECISION,
+        not_before DOUBLE PRECISION NOT NULL DEFAULT 0,
+        create_time DOUBLE PRECISION NOT NULL,
+        update_time DOUBLE PRECISION NOT NULL,
+        start_time DOUBLE PRECISION,
+        end_time DOUBLE PRECISION
+    );
+    CREATE UNIQUE INDEX operations_request_id ON operations (tenant, request_id)
+        WHERE request_id IS NOT NULL;
+    CREATE INDEX operations_pending ON operations (kind, seq) WHERE state = 'PENDING';
+    CREATE INDEX operations_running ON operations (lease_expires) WHERE state = 'RUNNING';
+    CREATE INDEX operations_owner ON operations (lease_owner) WHERE state = 'RUNNING';
+    CREATE INDEX operations_tenant ON operations (tenant, seq);
+    CREATE INDEX operations_ended ON operations (end_time) WHERE end_time IS NOT NULL;
+    """,
+    """
+    CREATE TABLE files (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        tenant TEXT NOT NULL,
+        display_name TEXT,
+        mime_type TEXT NOT NULL,
+        size_bytes BIGINT NOT NULL,
+        sha256 TEXT NOT NULL,
+        source TEXT NOT NULL,
+        blob_key TEXT NOT NULL,
+        create_time DOUBLE PRECISION NOT NULL,
+        expire_time DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX files_tenant ON files (tenant, seq);
+    CREATE INDEX files_expiry ON files (expire_time);
+    """,
+    """
+    CREATE TABLE search_stores (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        tenant TEXT NOT NULL,
+        display_name TEXT,
+        embedding_model TEXT,
+        create_time DOUBLE PRECISION NOT NULL,
+        update_time DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX search_stores_tenant ON search_stores (tenant, seq);
+    CREATE TABLE documents (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        store_id TEXT NOT NULL,
+        source_key TEXT NOT NULL,
+        display_name TEXT,
+        mime_type TEXT,
+        size_bytes BIGINT NOT NULL,
+        custom_metadata JSONB NOT NULL,
+        state TEXT NOT NULL,
+        create_time DOUBLE PRECISION NOT NULL,
+        update_time DOUBLE PRECISION NOT NULL,
+        UNIQUE (store_id, source_key)
+    );
+    CREATE INDEX documents_store ON documents (store_id, seq);
+    CREATE TABLE chunks (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        document_id TEXT NOT NULL,
+        store_id TEXT NOT NULL,
+        chunk_index INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        tsv TSVECTOR GENERATED ALWAYS AS (to_tsvector('english', text)) STORED
+    );
+    CREATE INDEX chunks_document ON chunks (document_id);
+    CREATE INDEX chunks_store ON chunks (store_id);
+    CREATE INDEX chunks_tsv ON chunks USING GIN (tsv);
+    """,
+]
+
+_COLUMNS = (
+    "seq, id, name, kind, tenant, request_id, request, state, metadata, response, error,"
+    " attempt, max_attempts, cancel_requested, create_time, update_time, start_time, end_time"
+)
+_DONE_STATES = "('SUCCEEDED', 'FAILED', 'CANCELLED')"
+_FILE_COLUMNS = (
+    "id, tenant, display_name, mime_type, size_bytes, sha256, source, blob_key,"
+    " create_time, expire_time, seq"
+)
+_STORE_COLUMNS = (
+    "s.id, s.tenant, s.display_name, s.embedding_model, s.create_time, s.update_time,"
+    " (SELECT count(*) FROM documents d WHERE d.store_id = s.id AND d.state = 'ACTIVE'),"
+    " (SELECT count(*) FROM documents d WHERE d.store_id = s.id AND d.state = 'PENDING'),"
+    " (SELECT count(*) FROM documents d WHERE d.store_id = s.id AND d.state = 'FAILED'),"
+    " (SELECT coalesce(sum(size_bytes), 0)::bigint FROM documents d WHERE d.store_id = s.id),"
+    " s.seq"
+)
+_CHUNK_COUNT = "(SELECT count(*) FROM chunks c WHERE c.document_id = d.id)"
+_DOCUMENT_COLUMNS = (
+    "d.id, d.store_id, d.source_key, d.display_name, d.mime_type, d.size_bytes,"
+    f" d.custom_metadata, d.state, d.create_time, d.update_time, {_CHUNK_COUNT}, d.seq"
+)
+
+
+def _record(row: Any) -> OperationRecord:
+    return OperationRecord(
+        seq=row[0],
+        id=row[1],
+        name=row[2],
+        kind=row[3],
+        tenant=row[4],
+        request_id=row[5],
+        request=row[6],
+        state=State(row[7]),
+        metadata=row[8],
+        response=row[9],
+        error=row[10],
+        attempt=row[11],
+        max_attempts=row[12],
+        cancel_requested=bool(row[13]),
+        create_time=row[14],
+        update_time=row[15],
+        start_time=row[16],
+        end_time=row[17],
+    )
+
+
+def _file(row: Any) -> FileRecord:
+    return FileRecord(*tuple(row))
+
+
+def _search_store(row: Any) -> SearchStoreRecord:
+    return SearchStoreRecord(*tuple(row))
+
+
+def _document(row: Any) -> DocumentRecord:
+    return DocumentRecord(*tuple(row)[:12])
+
+
+def _count(status: str) -> int:
+    """The row count of a command tag such as `DELETE 3` or `UPDATE 1`."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def _init_connection(conn: Any) -> None:
+    for type_name in ("jsonb", "json"):
+        await conn.set_type_codec(
+            type_name,
+            encoder=lambda value: orjson.dumps(value).decode(),
+            decoder=orjson.loads,
+            schema="pg_catalog",
+        )
+
+
+async def _notify(conn: Any, channel: str, payloads: Sequence[str]) -> None:
+    for payload in payloads:
+        await conn.execute("SELECT pg_notify($1, $2)", channel, payload)
+
+
+class PostgresStore:
+    max_staleness: float = 0.0
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str | None = None,
+        min_size: int = 1,
+        max_size: int = 10,
+    ) -> None:
+        if schema is not None and not _SCHEMA_NAME.match(schema):
+            raise ValueError(f"bad schema name {schema!r}")
+        self.dsn = dsn
+        self.schema = schema
+        self.min_size = min_size
+        self.max_size = max_size
+        self.max_staleness = 0.0
+        self._pool: Any = None
+        # Channels are database-wide: stores in other schemas must not wake this one.
+        self.channel = CHANNEL
+        if schema is not None:
+            self.channel = f"{CHANNEL}:{schema}"
+            if len(self.channel.encode()) > 63:
+                digest = hashlib.sha256(schema.encode()).hexdigest()[:24]
+                self.channel = f"{CHANNEL}:{digest}"
+        self._listeners: set[Any] = set()
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresStore:
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        schema = next((v for k, v in reversed(query) if k == "schema"), None)
+        rest = [(k, v) for k, v in query if k != "schema"]
+        scheme = "postgresql" if parts.scheme in {"postgres", "postgresql"} else parts.scheme
+        dsn = urlunsplit((scheme, parts.netloc, parts.path, urlencode(rest), parts.fragment))
+        return cls(dsn, schema=schema or None)
+
+    # -- connection ---------------------------------------------------------
+
+    def _server_settings(self) -> dict[str, str]:
+        return {} if self.schema is None else {"search_path": f'"{self.schema}"'}
+
+    async def open(self) -> None:
+        pool = await asyncpg.create_pool(
+            self.dsn,
+            min_size=self.min_size,
+            max_size=self.max_size,
+            init=_init_connection,
+            server_settings=self._server_settings(),
+        )
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await self._migrate(conn)
+        except BaseException:
+            await pool.close()
+            raise
+        self._pool = pool
+
+    async def _migrate(self, conn: Any) -> None:
+        # One migrating process at a time per database, released with the transaction.
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        if self.schema is not None:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS longops_schema (version INTEGER NOT NULL,"
+            " applied_time TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        version = await conn.fetchval("SELECT coalesce(max(version), 0) FROM longops_schema")
+        for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+            await conn.execute(script)
+            await conn.execute("INSERT INTO longops_schema (version) VALUES ($1)", number)
+
+    async def close(self) -> None:
+        for listener in list(self._listeners):
+            await listener.close()
+        self._listeners.clear()
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    @property
+    def pool(self) -> Any:
+        if self._pool is None:
+            raise RuntimeError("store is not open")
+        return self._pool
+
+    # -- operations ---------------------------------------------------------
+
+    async def create(self, new: NewOperation, now: float) -> tuple[OperationRecord, bool]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "INSERT INTO operations (id, name, kind, tenant, request_id, request, state,"
+                " metadata, max_attempts, create_time, update_time)"
+                " VALUES ($1, $2, $3, $4, $5, $6::jsonb, 'PENDING', $7::jsonb, $8, $9, $9)"
+                " ON CONFLICT (tenant, request_id) WHERE request_id IS NOT NULL DO NOTHING"
+                f" RETURNING {_COLUMNS}",
+                new.id,
+                new.name,
+                new.kind,
+                new.tenant,
+                new.request_id,
+                new.request,
+                new.metadata,
+                new.max_attempts,
+                now,
+            )
+            if row is not None:
+                await _notify(conn, self.channel, [""])
+                return _record(row), True
+            row = await conn.fetchrow(
+                f"SELECT {_COLUMNS} FROM operations WHERE tenant = $1 AND request_id = $2",
+                new.tenant,
+                new.request_id,
+            )
+            assert row is not None
+            return _record(row), False
+
+    async def get(self, id: str) -> OperationRecord | None:
+        row = await self.pool.fetchrow(f"SELECT {_COLUMNS} FROM operations WHERE id = $1", id)
+        return None if row is None else _record(row)
+
+    async def list_operations(
+        self,
+        tenant: str,
+        *,
+        name_prefix: str | None,
+        done: bool | None,
+        kinds: Collection[str] | None,
+        before_seq: int | None,
+        limit: int,
+    ) -> list[OperationRecord]:
+        where = ["tenant = $1"]
+        args: list[Any] = [tenant]
+        if before_seq is not None:
+            args.append(before_seq)
+            where.append(f"seq < ${len(args)}")
+        if name_prefix is not None:
+            args += [len(name_prefix), name_prefix]
+            where.append(f"substr(name, 1, ${len(args) - 1}) = ${len(args)}")
+        if done is not None:
+            where.append(f"state {'IN' if done else 'NOT IN'} {_DONE_STATES}")
+        if kinds is not None:
+            args.append(list(kinds))
+            where.append(f"kind = ANY(${len(args)}::text[])")
+        args.append(limit)
+        sql = (
+            f"SELECT {_COLUMNS} FROM operations WHERE {' AND '.join(where)}"
+            f" ORDER BY seq DESC LIMIT ${len(args)}"
+        )
+        return [_record(r) for r in await self.pool.fetch(sql, *args)]
+
+    async def cancel(self, id: str, now: float, error: dict[str, Any]) -> OperationRecord | None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "UPDATE operations SET state = 'CANCELLED', cancel_requested = TRUE,"
+                " error = $1::jsonb, end_time = $2, update_time = $2"
+                f" WHERE id = $3 AND state = 'PENDING' RETURNING {_COLUMNS}",
+                error,
+                now,
+                id,
+            )
+            if row is not None:
+                await _notify(conn, self.channel, [id])
+                return _record(row)
+            row = await conn.fetchrow(
+                "UPDATE operations SET cancel_requested = TRUE, update_time = $1"
+                f" WHERE id = $2 AND state = 'RUNNING' RETURNING {_COLUMNS}",
+                now,
+                id,
+            )
+            if row is None:
+                row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM operations WHERE id = $1", id)
+            return None if row is None else _record(row)
+
+    async def delete(self, id: str) -> bool:
+        status: str = await self.pool.execute("DELETE FROM operations WHERE id = $1", id)
+        return _count(status) > 0
+
+    async def _change_one(
+        self, sql: str, args: Sequence[Any], notify: bool = False
+    ) -> OperationRecord | None:
+        """A fenced write of one row, returning it (None when nothing matched)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(f"{sql} RETURNING {_COLUMNS}", *args)
+            if row is None:
+                return None
+            record = _record(row)
+            if notify:
+                await _notify(conn, self.channel, [record.id if record.done else ""])
+            return record
+
+    async def claim(
+        self, kinds: Collection[str], owner: str, lease_seconds: float, limit: int, now: float
+    ) -> list[OperationRecord]:
+        if not kinds or limit <= 0:
+            return []
+        rows = await self.pool.fetch(
+            # MATERIALIZED: a subquery left inline may be rescanned and take more than $5.
+            "WITH picked AS MATERIALIZED (SELECT seq FROM operations WHERE state = 'PENDING'"
+            " AND kind = ANY($4::text[]) AND not_before <= $3 ORDER BY seq LIMIT $5"
+            " FOR UPDATE SKIP LOCKED)"
+            " UPDATE operations SET state = 'RUNNING', attempt = attempt + 1, lease_owner = $1,"
+            " lease_expires = $2, start_time = coalesce(start_time, $3), update_time = $3"
+            " WHERE seq IN (SELECT seq FROM picked) AND state = 'PENDING'"
+            f" RETURNING {_COLUMNS}",
+            owner,
+            now + lease_seconds,
+            now,
+            list(kinds),
+            limit,
+        )
+        return sorted((_record(r) for r in rows), key=lambda r: r.seq)
+
+    async def heartbeat(self, owner: str, lease_seconds: float, now: float) -> list[LeaseState]:
+        rows = await self.pool.fetch(
+            "UPDATE operations SET lease_expires = $1 WHERE lease_owner = $2"
+            " AND state = 'RUNNING' RETURNING id, attempt, cancel_requested",
+            now + lease_seconds,
+            owner,
+        )
+        return [LeaseState(r[0], r[1], bool(r[2])) for r in rows]
+
+    async def save_progress(
+        self, id: str, attempt: int, metadata: dict[str, Any], now: float
+    ) -> bool | None:
+        record = await self._change_one(
+            "UPDATE operations SET metadata = $1::jsonb, update_time = $2"
+            " WHERE id = $3 AND attempt = $4 AND state = 'RUNNING'",
+            (metadata, now, id, attempt),
+        )
+        return None if record is None else record.cancel_requested
+
+    async def finish(
+        self,
+        id: str,
+        attempt: int,
+        state: State,
+        now: float,
+        *,
+        response: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> bool:
+        record = await self._change_one(
+            "UPDATE operations SET state = $1, response = $2::jsonb, error = $3::jsonb,"
+            " metadata = coalesce($4::jsonb, metadata), end_time = $5, update_time = $5,"
+            " lease_owner = NULL, lease_expires = NULL"
+            " WHERE id = $6 AND attempt = $7 AND state = 'RUNNING'",
+            (state.value, response, error, metadata, now, id, attempt),
+            notify=True,
+        )
+        return record is not None
+
+    async def fail_attempt(
+        self, id: str, attempt: int, now: float, not_before: float, final_error: dict[str, Any]
+    ) -> State | None:
+        record = await self._change_one(
+            """
+            UPDATE operations SET
+                state = CASE WHEN attempt - releases >= max_attempts
+                             THEN 'FAILED' ELSE 'PENDING' END,
+                error = CASE WHEN attempt - releases >= max_attempts THEN $1::jsonb END,
+                end_time = CASE WHEN attempt - releases >= max_attempts
+                                THEN $2::double precision END,
+                lease_owner = NULL, lease_expires = NULL, not_before = $3,
+                update_time = $2
+            WHERE id = $4 AND attempt = $5 AND state = 'RUNNING'
+            """,
+            (final_error, now, not_before, id, attempt),
+            notify=True,
+        )
+        return None if record is None else record.state
+
+    async def release(self, id: str, attempt: int, now: float) -> bool:
+        record = await self._change_one(
+            "UPDATE operations SET state = 'PENDING', releases = releases + 1,"
+            " lease_owner = NULL, lease_expires = NULL, update_time = $1"
+            " WHERE id = $2 AND attempt = $3 AND state = 'RUNNING'",
+            (now, id, attempt),
+            notify=True,
+        )
+        return record is not None
+
+    async def recover_expired(
+        self, now: float, cancel_error: dict[str, Any], abandon_error: dict[str, Any]
+    ) -> list[tuple[str, State]]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """
+                UPDATE operations SET
+                    state = CASE WHEN cancel_requested THEN 'CANCELLED'
+                                 WHEN attempt - releases >= max_attempts THEN 'FAILED'
+                                 ELSE 'PENDING' END,
+                    error = CASE WHEN cancel_requested THEN $2::jsonb
+                                 WHEN attempt - releases >= max_attempts THEN $3::jsonb END,
+                    end_time = CASE WHEN cancel_requested OR attempt - releases >= max_attempts
+                                    THEN $1::double precision END,
+                    lease_owner = NULL, lease_expires = NULL, update_time = $1
+                WHERE state = 'RUNNING' AND lease_expires < $1
+                RETURNING id, state
+                """,
+                now,
+                cancel_error,
+                abandon_error,
+            )
+            result = [(r[0], State(r[1])) for r in rows]
+            payloads = [id for id, state in result if state.done]
+            if len(payloads) < len(result):
+                payloads.append("")
+            await _notify(conn, self.channel, payloads)
+            return result
+
+    async def purge_done(self, ended_before: float, batch: int = 1000) -> int:
+        total = 0
+        while True:
+            status: str = await self.pool.execute(
+                "WITH picked AS MATERIALIZED (SELECT seq FROM operations"
+                f" WHERE end_time < $1 AND state IN {_DONE_STATES} LIMIT $2"
+                " FOR UPDATE SKIP LOCKED)"
+                " DELETE FROM operations WHERE seq IN (SELECT seq FROM picked)",
+                ended_before,
+                batch,
+            )
+            count = _count(status)
+            total += count
+            if count < batch:
+                return total
+
+    async def done_among(self, ids: Sequence[str]) -> list[str]:
+        if not ids:
+            return []
+        rows = await self.pool.fetch(
+            f"SELECT id FROM operations WHERE id = ANY($1::text[]) AND state IN {_DONE_STATES}",
+            list(ids),
+        )
+        return [r[0] for r in rows]
+
+    async def changes(self) -> AsyncIterator[Change]:
+        """Notifications on `longops_changes`, from a connection of its own."""
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        conn = await asyncpg.connect(self.dsn, server_settings=self._server_settings())
+        self._listeners.add(conn)
+
+        def heard(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+            queue.put_nowait(payload)
+
+        try:
+            await conn.add_listener(self.channel, heard)
+            while True:
+                payload = await queue.get()
+                done = {payload} if payload else set()
+                while not queue.empty():  # fold a burst into one change
+                    more = queue.get_nowait()
+                    if more:
+                        done.add(more)
+                yield Change(done_ids=frozenset(done))
+        finally:
+            self._listeners.discard(conn)
+            if not conn.is_closed():
+                await conn.close()
+
+    # -- files ----------------------------------------------------------------
+
+    async def create_file(self, file: FileRecord) -> FileRecord:
+        row = await self.pool.fetchrow(
+            f"INSERT INTO files ({_FILE_COLUMNS.removesuffix(', seq')})"
+            f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {_FILE_COLUMNS}",
+            file.id, file.tenant, file.display_name, file.mime_type, file.size_bytes,
+            file.sha256, file.source, file.blob_key, file.create_time, file.expire_time,
+        )  # fmt: skip
+        return _file(row)
+
+    async def get_file(self, id: str) -> FileRecord | None:
+        row = await self.pool.fetchrow(f"SELECT {_FILE_COLUMNS} FROM files WHERE id = $1", id)
+        return None if row is None else _file(row)
+
+    async def list_files(
+        self, tenant: str, *, before_seq: int | None, limit: int
+    ) -> list[FileRecord]:
+        rows = await self.pool.fetch(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE tenant = $1 AND seq < $2"
+            " ORDER BY seq DESC LIMIT $3",
+            tenant,
+            _MAX_SEQ if before_seq is None else before_seq,
+            limit,
+        )
+        return [_file(r) for r in rows]
+
+    async def delete_file(self, id: str) -> FileRecord | None:
+        row = await self.pool.fetchrow(
+            f"DELETE FROM files WHERE id = $1 RETURNING {_FILE_COLUMNS}", id
+        )
+        return None if row is None else _file(row)
+
+    async def purge_expired_files(self, now: float, batch: int = 1000) -> list[FileRecord]:
+        rows = await self.pool.fetch(
+            "WITH picked AS MATERIALIZED (SELECT seq FROM files WHERE expire_time < $1"
+            " LIMIT $2 FOR UPDATE SKIP LOCKED)"
+            f" DELETE FROM files WHERE seq IN (SELECT seq FROM picked) RETURNING {_FILE_COLUMNS}",
+            now,
+            batch,
+        )
+        return [_file(r) for r in rows]
+
+    # -- file search ------------------------------------------------------------
+
+    async def create_search_store(self, store: SearchStoreRecord) -> SearchStoreRecord:
+        await self.pool.execute(
+            "INSERT INTO search_stores (id, tenant, display_name, embedding_model,"
+            " create_time, update_time) VALUES ($1, $2, $3, $4, $5, $6)",
+            store.id,
+            store.tenant,
+            store.display_name,
+            store.embedding_model,
+            store.create_time,
+            store.update_time,
+        )
+        created = await self.get_search_store(store.id)
+        assert created is not None
+        return created
+
+    async def get_search_store(self, id: str) -> SearchStoreRecord | None:
+        row = await self.pool.fetchrow(
+            f"SELECT {_STORE_COLUMNS} FROM search_stores s WHERE s.id = $1", id
+        )
+        return None if row is None else _search_store(row)
+
+    async def list_search_stores(
+        self, tenant: str, *, before_seq: int | None, limit: int
+    ) -> list[SearchStoreRecord]:
+        rows = await self.pool.fetch(
+            f"SELECT {_STORE_COLUMNS} FROM search_stores s WHERE s.tenant = $1 AND s.seq < $2"
+            " ORDER BY s.seq DESC LIMIT $3",
+            tenant,
+            _MAX_SEQ if before_seq is None else before_seq,
+            limit,
+        )
+        return [_search_store(r) for r in rows]
+
+    async def delete_search_store(self, id: str, *, force: bool) -> bool | None:
+        """True when deleted, False when it holds documents and `force` is off, None if absent."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if (
+                await conn.fetchval("SELECT 1 FROM search_stores WHERE id = $1 FOR UPDATE", id)
+                is None
+            ):
+                return None
+            if not force and await conn.fetchval(
+                "SELECT 1 FROM documents WHERE store_id = $1 LIMIT 1", id
+            ):
+                return False
+            await conn.execute("DELETE FROM chunks WHERE store_id = $1", id)
+            await conn.execute("DELETE FROM documents WHERE store_id = $1", id)
+            await conn.execute("DELETE FROM search_stores WHERE id = $1", id)
+            return True
+
+    async def begin_document(self, document: DocumentRecord) -> DocumentRecord:
+        """The store's document for `document.source_key`, made PENDING if it is new."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO documents (id, store_id, source_key, display_name, mime_type,"
+                " size_bytes, custom_metadata, state, create_time, update_time)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, 'PENDING', $8, $9)"
+                " ON CONFLICT (store_id, source_key) DO NOTHING",
+                document.id, document.store_id, document.source_key, document.display_name,
+                document.mime_type, document.size_bytes, document.custom_metadata,
+                document.create_time, document.update_time,
+            )  # fmt: skip
+            row = await conn.fetchrow(
+                f"SELECT {_DOCUMENT_COLUMNS} FROM documents d"
+                " WHERE d.store_id = $1 AND d.source_key = $2",
+                document.store_id,
+                document.source_key,
+            )
+            return _document(row)
+
+    async def index_document(
+        self, document: DocumentRecord, chunks: Sequence[str], now: float
+    ) -> DocumentRecord | None:
+        """Replace the document's chunks and make it ACTIVE, all in one transaction, so a
+        query sees the old version or the new one, never half of either. None when the
+        document (or its store) was deleted meanwhile."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            status: str = await conn.execute(
+                "UPDATE documents SET state = 'ACTIVE', display_name = $1, mime_type = $2,"
+                " size_bytes = $3, custom_metadata = $4::jsonb, update_time = $5 WHERE id = $6"
+                " AND EXISTS (SELECT 1 FROM search_stores WHERE id = documents.store_id)",
+                document.display_name, document.mime_type, document.size_bytes,
+                document.custom_metadata, now, document.id,
+            )  # fmt: skip
+            if not _count(status):
+                return None
+            await conn.execute("DELETE FROM chunks WHERE document_id = $1", document.id)
+            await conn.execute(
+                "INSERT INTO chunks (document_id, store_id, chunk_index, text)"
+                " SELECT $1, $2, (x.i - 1)::int, x.t"
+                " FROM unnest($3::text[]) WITH ORDINALITY AS x(t, i)",
+                document.id,
+                document.store_id,
+                list(chunks),
+            )
+            row = await conn.fetchrow(
+                f"SELECT {_DOCUMENT_COLUMNS} FROM documents d WHERE d.id = $1", document.id
+            )
+            return _document(row)
+
+    async def abandon_document(self, id: str) -> None:
+        """Forget a document whose first import failed; an indexed one stays as it was."""
+        await self.pool.execute("DELETE FROM documents WHERE id = $1 AND state = 'PENDING'", id)
+
+    async def get_document(self, id: str) -> DocumentRecord | None:
+        row = await self.pool.fetchrow(
+            f"SELECT {_DOCUMENT_COLUMNS} FROM documents d WHERE d.id = $1", id
+        )
+        return None if row is None else _document(row)
+
+    async def list_documents(
+        self, store_id: str, *, before_seq: int | None, limit: int
+    ) -> list[DocumentRecord]:
+        rows = await self.pool.fetch(
+            f"SELECT {_DOCUMENT_COLUMNS} FROM documents d WHERE d.store_id = $1 AND d.seq < $2"
+            " ORDER BY d.seq DESC LIMIT $3",
+            store_id,
+            _MAX_SEQ if before_seq is None else before_seq,
+            limit,
+        )
+        return [_document(r) for r in rows]
+
+    async def delete_document(self, id: str, *, force: bool) -> bool | None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval("SELECT 1 FROM documents WHERE id = $1 FOR UPDATE", id) is None:
+                return None
+            if not force and await conn.fetchval(
+                "SELECT 1 FROM chunks WHERE document_id = $1 LIMIT 1", id
+            ):
+                return False
+            await conn.execute("DELETE FROM chunks WHERE document_id = $1", id)
+            await conn.execute("DELETE FROM documents WHERE id = $1", id)
+            return True
+
+    async def query_chunks(
+        self,
+        store_id: str,
+        terms: Sequence[str],
+        filters: Sequence[tuple[str, str, Any]],
+        limit: int,
+    ) -> list[ChunkHit]:
+        """Chunks matching any of `terms`, best first by `ts_rank`; `filters` are
+        (key, operator, value) conditions every hit's document must meet."""
+        if not terms:
+            return []
+        args: list[Any] = [store_id]
+        parts = []
+        for term in terms:
+            args.append(term)
+            parts.append(f"phraseto_tsquery('english', ${len(args)})")
+        where = ["c.tsv @@ q.query", "c.store_id = $1", "d.state = 'ACTIVE'"]
+        for key, operator, value in filters:
+            if operator not in _OPERATORS:
+                raise ValueError(f"unknown metadata filter operator {operator!r}")
+            op = "<>" if operator == "!=" else operator
+            if isinstance(value, int | float):
+                args += [key, float(value)]
+                test = (
+                    "CASE WHEN jsonb_typeof(m.value -> 'numericValue') = 'number'"
+                    f" THEN (m.value -> 'numericValue')::double precision {op} ${len(args)}"
+                    " ELSE FALSE END"
+                )
+            else:
+                args += [key, str(value)]
+                test = f"(m.value ->> 'stringValue') COLLATE \"C\" {op} ${len(args)}"
+            where.append(
+                "EXISTS (SELECT 1 FROM jsonb_array_elements(d.custom_metadata) m"
+                f" WHERE m.value ->> 'key' = ${len(args) - 1} AND {test})"
+            )
+        args.append(limit)
+        # A hit doesn't need the document's chunk count (computing it per ranked row is slow).
+        columns = _DOCUMENT_COLUMNS.replace(_CHUNK_COUNT, "0")
+        sql = (
+            f"SELECT {columns}, c.chunk_index, c.text, ts_rank(c.tsv, q.query) AS rank"
+            f" FROM (SELECT {' || '.join(parts)} AS query) q, chunks c"
+            " JOIN documents d ON d.id = c.document_id"
+            f" WHERE {' AND '.join(where)} ORDER BY rank DESC, c.id LIMIT ${len(args)}"
+        )
+        rows = await self.pool.fetch(sql, *args)
+        hits = []
+        for row in rows:
+            strength = max(float(row[14]), 0.0)
+            hits.append(ChunkHit(_document(row), row[12], row[13], strength / (1.0 + strength)))
+        return hits
