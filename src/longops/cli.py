@@ -31,6 +31,8 @@ ops_app = typer.Typer(
     help="Inspect and control operations on a longops server.", no_args_is_help=True
 )
 app.add_typer(ops_app, name="ops")
+db_app = typer.Typer(help="Manage the database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 DEFAULT_DATABASE = "sqlite:///./longops.db"
 
@@ -203,6 +205,19 @@ def worker(
             await runner.run()
 
     asyncio.run(main())
+
+
+@db_app.command("upgrade")
+def db_upgrade(database: Database = DEFAULT_DATABASE) -> None:
+    """Apply the schema migrations (servers and workers also do it when they start)."""
+
+    async def main() -> None:
+        store = open_store(database)
+        await store.open()
+        await store.close()
+
+    asyncio.run(main())
+    typer.echo(f"{database}: schema is up to date")
 
 
 # -- ops -----------------------------------------------------------------------

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -91,7 +92,12 @@ class ThreadServer(AppThread):
         for module in load:
             registry.load(module)
         # Blobs beside the test's database, so each test has its own and cleans up with it.
-        blobs = LocalBlobs(Path(database_url.removeprefix("sqlite:///")).parent / "blobs")
+        folder = (
+            Path(database_url.removeprefix("sqlite:///")).parent / "blobs"
+            if database_url.startswith("sqlite:")
+            else Path(tempfile.mkdtemp(prefix="longops-blobs-"))
+        )
+        blobs = LocalBlobs(folder)
         self.engine = Engine(
             open_store(database_url), registry, EngineConfig(public_url=public_url), blobs
         )

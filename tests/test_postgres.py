@@ -1,0 +1,89 @@
+"""longops on PostgreSQL: the server, a worker in another process, and migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from longops import Client
+from tests.support.servers import REPO, Process, ThreadServer, subprocess_env
+from tests.support.waiting import until_sync
+
+POSTGRES = os.environ.get("LONGOPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    import asyncpg  # type: ignore[import-untyped]
+
+    schema = f"t_{uuid.uuid4().hex}"
+
+    async def run(sql: str) -> None:
+        connection = await asyncpg.connect(POSTGRES)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    try:
+        asyncio.run(run("SELECT 1"))
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.skip(f"PostgreSQL unavailable at {POSTGRES}: {exc}")
+    separator = "&" if "?" in POSTGRES else "?"
+    yield f"{POSTGRES}{separator}schema={schema}"
+    asyncio.run(run(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
+def test_db_upgrade_creates_the_schema(pg_url: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "longops", "db", "upgrade", "--database", pg_url],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "schema is up to date" in result.stdout
+
+
+def test_server_with_workers_on_postgres(
+    make_server: Callable[..., ThreadServer], pg_url: str
+) -> None:
+    server = make_server(database_url=pg_url)
+    with Client(base_url=server.url) as client:
+        done = client.operations.wait(
+            client.operations.start("longops.sleep", {"seconds": 0.2, "steps": 2}), timeout=30
+        )
+        assert done.error is None and done.response["sleptSeconds"] == 0.2  # type: ignore[index]
+        long = client.operations.start("longops.sleep", {"seconds": 60, "steps": 600})
+        client.operations.cancel(long)
+        assert client.operations.wait(long, timeout=30).error.code == 1  # type: ignore[union-attr]
+        assert {op.name for op in client.operations.list(done=True)} == {done.name, long.name}
+
+
+def test_a_worker_process_completes_what_the_api_waits_for(
+    make_server: Callable[..., ThreadServer], pg_url: str, tmp_path: Path
+) -> None:
+    """The wait is answered through LISTEN/NOTIFY from another process."""
+    api = make_server(database_url=pg_url, workers=0)
+    log = tmp_path / "worker.log"
+    worker = Process(
+        ["worker", "--database", pg_url, "--load", "tests.support.kinds"], subprocess_env(), log
+    ).start()
+    try:
+        until_sync(lambda: "worker " in log.read_text(), what="the worker to start")
+        with Client(base_url=api.url) as client:
+            ops = [client.operations.start("longops.sleep", {}) for _ in range(20)]
+            for op in ops:
+                done = client.operations.wait(op, timeout=30)
+                assert done.done and done.error is None
+    finally:
+        worker.close()
