@@ -2,43 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from longops import Client
+from tests.support.postgres import fresh_schema
 from tests.support.servers import REPO, Process, ThreadServer, subprocess_env
 from tests.support.waiting import until_sync
-
-POSTGRES = os.environ.get("LONGOPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    import asyncpg  # type: ignore[import-untyped]
-
-    schema = f"t_{uuid.uuid4().hex}"
-
-    async def run(sql: str) -> None:
-        connection = await asyncpg.connect(POSTGRES)
-        try:
-            await connection.execute(sql)
-        finally:
-            await connection.close()
-
-    try:
-        asyncio.run(run("SELECT 1"))
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.skip(f"PostgreSQL unavailable at {POSTGRES}: {exc}")
-    separator = "&" if "?" in POSTGRES else "?"
-    yield f"{POSTGRES}{separator}schema={schema}"
-    asyncio.run(run(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    with fresh_schema() as url:
+        yield url
 
 
 def test_db_upgrade_creates_the_schema(pg_url: str) -> None:
