@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -16,9 +17,12 @@ from longops.engine.records import (
     OperationRecord,
     SearchStoreRecord,
 )
+from longops.engine.store import StoreBusy
 
 if TYPE_CHECKING:
     from longops.engine.engine import Engine
+
+log = logging.getLogger("longops.worker")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -153,9 +157,14 @@ class Context:
         if not self._dirty:
             return
         now = time.time()
-        cancel = await self._store.save_progress(
-            self._record.id, self._record.attempt, self._metadata, now
-        )
+        try:
+            cancel = await self._store.save_progress(
+                self._record.id, self._record.attempt, self._metadata, now
+            )
+        except StoreBusy as exc:
+            # Progress can wait for the next report; the lease is the heartbeat's job.
+            log.warning("could not save the progress of %s: %s", self._record.name, exc)
+            return
         if cancel is None:
             raise LeaseLost(self._record.name)
         self._last_write = now

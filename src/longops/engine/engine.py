@@ -14,7 +14,7 @@ from longops.engine.blobs import LocalBlobs
 from longops.engine.hub import Hub
 from longops.engine.records import CANCELLED, FileRecord, NewOperation, OperationRecord
 from longops.engine.registry import InvalidRequest, Registry
-from longops.engine.store import Store
+from longops.engine.store import Store, StoreBusy
 
 log = logging.getLogger("longops.engine")
 
@@ -73,9 +73,11 @@ class Engine:
 
     async def _follow_changes(self) -> None:
         """Wake waiters and idle workers for commits made by other processes."""
+        delay = 0.05
         while True:
             try:
                 async for change in self.store.changes():
+                    delay = 0.05
                     self.hub.notify_work()
                     watched = self.hub.watched_ids()
                     if not watched:
@@ -89,9 +91,12 @@ class Engine:
                 return
             except asyncio.CancelledError:
                 raise
+            except StoreBusy as exc:
+                log.warning("change feed interrupted (%s); listening again in %.2f s", exc, delay)
             except Exception:
-                log.exception("change feed failed; restarting in 1 s")
-                await asyncio.sleep(1)
+                log.exception("change feed failed; listening again in %.2f s", delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
     # -- the operations API --------------------------------------------------
 

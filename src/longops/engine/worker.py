@@ -20,7 +20,7 @@ from longops.engine.context import Context, LeaseLost, OperationCancelled
 from longops.engine.engine import CANCELLED_STATUS, Engine
 from longops.engine.records import ABORTED, INTERNAL, OperationRecord, State
 from longops.engine.registry import Kind, OperationFailed, new_token_id
-from longops.engine.store import StoreBusy
+from longops.engine.store import LeaseState, StoreBusy
 
 log = logging.getLogger("longops.worker")
 
@@ -147,6 +147,25 @@ class Worker:
 
     async def _execute(self, running: _Running) -> None:
         record = running.record
+        finished = False
+        try:
+            finished = await self._attempt(running)
+        except StoreBusy:
+            # The outcome could not be written; the lease is handed back (see
+            # `_heartbeat_loop`) or expires, and the operation runs again.
+            log.exception(
+                "could not record the outcome of %s (attempt %d)", record.name, record.attempt
+            )
+        finally:
+            self.engine.hub.off_cancel(record.id)
+            self._running.pop(record.id, None)
+            self._wake.set()
+        if finished:
+            self.engine.hub.notify_done(record.id)
+
+    async def _attempt(self, running: _Running) -> bool:
+        """Run the handler and record its outcome; True if this attempt ended the operation."""
+        record = running.record
         store = self.engine.store
         finished = False
         try:
@@ -195,8 +214,6 @@ class Worker:
                 self.engine.hub.notify_work()
             else:
                 log.warning("lost the lease on %s (attempt %d)", record.name, record.attempt)
-        except StoreBusy:
-            log.exception("store busy while finishing %s; its lease will expire", record.name)
         except Exception:
             log.exception("handler for %s failed (attempt %d)", record.name, record.attempt)
             running.finishing = True
@@ -212,12 +229,7 @@ class Worker:
             finished = state is State.FAILED
             if state is State.PENDING:
                 self.engine.hub.notify_work()
-        finally:
-            self.engine.hub.off_cancel(record.id)
-            self._running.pop(record.id, None)
-            self._wake.set()
-        if finished:
-            self.engine.hub.notify_done(record.id)
+        return finished
 
     async def _call(self, kind: Kind[Any], running: _Running) -> dict[str, Any] | None:
         request = kind.request_model.model_validate(running.record.request)
@@ -241,16 +253,19 @@ class Worker:
 
     async def _heartbeat_loop(self) -> None:
         interval = min(self.config.lease_seconds / 3, 1.0)
+        strays: set[tuple[str, int]] = set()
         while True:
             await asyncio.sleep(interval)
-            if not self._running:
-                continue
             try:
                 held = await self.engine.store.heartbeat(
                     self.owner, self.config.lease_seconds, time.time()
                 )
-            except StoreBusy:
-                log.warning("store busy during heartbeat")
+                strays = await self._release_strays(held, strays)
+            except StoreBusy as exc:
+                log.warning("heartbeat failed: %s", exc)
+                continue
+            except Exception:
+                log.exception("heartbeat failed")
                 continue
             held_ids = {lease.id: lease for lease in held}
             for id, running in list(self._running.items()):
@@ -259,6 +274,25 @@ class Worker:
                     self._interrupt(id, "lease")
                 elif lease.cancel_requested:
                     self._interrupt(id, "cancel")
+
+    async def _release_strays(
+        self, held: list[LeaseState], suspects: set[tuple[str, int]]
+    ) -> set[tuple[str, int]]:
+        """Hand back leases this worker holds but runs nothing for: a claim whose answer
+        was lost with its connection, or an attempt whose outcome could not be written.
+        A lease counts as stray on its second heartbeat, so a claim still on its way
+        to `_start` is never mistaken for one. Returns this beat's suspects."""
+        strays = {
+            (lease.id, lease.attempt)
+            for lease in held
+            if (running := self._running.get(lease.id)) is None
+            or running.record.attempt != lease.attempt
+        }
+        for id, attempt in strays & suspects:
+            log.warning("releasing the stray lease on %s (attempt %d)", id, attempt)
+            await self.engine.store.release(id, attempt, time.time())
+            self.engine.hub.notify_work()
+        return strays - suspects
 
     async def _maintenance_loop(self) -> None:
         """Recover expired leases (crashed workers) and purge done operations past retention."""

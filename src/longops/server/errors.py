@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from longops.engine.registry import RequestRejected
-from longops.engine.store import StoreBusy
+from longops.engine.store import StoreBusy, StoreUnavailable
 
 log = logging.getLogger("longops.server")
 
@@ -131,8 +131,9 @@ async def handle_request_rejected(request: Request, exc: Exception) -> Response:
 
 async def handle_store_busy(request: Request, exc: Exception) -> Response:
     log.warning("store busy: %s", exc)
+    state = "unavailable" if isinstance(exc, StoreUnavailable) else "busy"
     return error_response(
-        ApiError(503, "The database is busy; retry shortly.", headers={"retry-after": "1"})
+        ApiError(503, f"The database is {state}; retry shortly.", headers={"retry-after": "1"})
     )
 
 

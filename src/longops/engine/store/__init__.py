@@ -1,5 +1,12 @@
 """Operation stores: one protocol, one implementation per database."""
 
-from longops.engine.store.base import Change, LeaseState, Store, StoreBusy, open_store
+from longops.engine.store.base import (
+    Change,
+    LeaseState,
+    Store,
+    StoreBusy,
+    StoreUnavailable,
+    open_store,
+)
 
-__all__ = ["Change", "LeaseState", "Store", "StoreBusy", "open_store"]
+__all__ = ["Change", "LeaseState", "Store", "StoreBusy", "StoreUnavailable", "open_store"]

@@ -27,6 +27,14 @@ class StoreBusy(RuntimeError):
     """The database stayed locked by other processes for longer than the store waits."""
 
 
+class StoreUnavailable(StoreBusy):
+    """The database could not be reached for longer than the store retries.
+
+    A write that failed this way may or may not have been committed; every store
+    write is safe to repeat, so callers retry rather than guess.
+    """
+
+
 @dataclass(slots=True, frozen=True)
 class Change:
     """Something other processes committed.
@@ -169,7 +177,12 @@ class Store(Protocol):
     ) -> list[ChunkHit]: ...
 
     def changes(self) -> AsyncIterator[Change]:
-        """Commits made by other processes, as they happen (or as close as the database allows)."""
+        """Commits made by other processes, as they happen (or as close as the database allows).
+
+        A change naming nothing may come at any time (when the feed starts, after a
+        burst); the feed raises `StoreBusy` when it loses track, and the caller
+        subscribes again.
+        """
 
 
 def open_store(url: str) -> Store:

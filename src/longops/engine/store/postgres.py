@@ -12,15 +12,24 @@ release, retry) notifies an empty payload. With `?schema=NAME` the channel is
 
 Add `?schema=NAME` to the URL to keep the tables in a schema of their own (made
 if missing); every pool connection then runs with that `search_path`.
+
+Connections get lost: the database restarts, fails over, or an operator terminates
+backends. Every method retries on such errors for `retry_seconds` and then raises
+`StoreUnavailable`. Retrying is safe because every write is idempotent: inserts
+carry their own ids, and worker writes are fenced by state and attempt, so a
+repeated write whose first try did commit changes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+import logging
 import re
-from collections.abc import AsyncIterator, Collection, Sequence
-from typing import Any
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
@@ -35,7 +44,12 @@ from longops.engine.records import (
     SearchStoreRecord,
     State,
 )
-from longops.engine.store.base import Change, LeaseState
+from longops.engine.store.base import Change, LeaseState, StoreUnavailable
+
+log = logging.getLogger("longops.store")
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 CHANNEL = "longops_changes"
 # Any constant will do: it only has to be the same in every process migrating a database.
@@ -159,6 +173,38 @@ _DOCUMENT_COLUMNS = (
 )
 
 
+# Errors after which the same statement may well succeed on a new connection.
+_TRANSIENT = (
+    asyncpg.PostgresConnectionError,  # lost or refused connections (SQLSTATE class 08)
+    asyncpg.exceptions.AdminShutdownError,  # pg_terminate_backend, a shutting-down server
+    asyncpg.exceptions.CannotConnectNowError,  # a server still starting up
+    asyncpg.exceptions.TransactionRollbackError,  # deadlocks, serialization failures
+    OSError,
+)
+
+
+def _reconnecting(
+    method: Callable[Concatenate[PostgresStore, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[PostgresStore, P], Coroutine[Any, Any, T]]:
+    """Retry `method` on transient errors (the pool replaces dead connections)."""
+
+    @functools.wraps(method)
+    async def retrying(self: PostgresStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.02
+        while True:
+            try:
+                return await method(self, *args, **kwargs)
+            except _TRANSIENT as exc:
+                if time.monotonic() + delay > deadline:
+                    raise StoreUnavailable(f"PostgreSQL is unreachable: {exc}") from exc
+                log.warning("%s failed (%s); retrying", method.__name__, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    return retrying
+
+
 def _record(row: Any) -> OperationRecord:
     return OperationRecord(
         seq=row[0],
@@ -224,6 +270,7 @@ class PostgresStore:
         schema: str | None = None,
         min_size: int = 1,
         max_size: int = 10,
+        retry_seconds: float = 10.0,
     ) -> None:
         if schema is not None and not _SCHEMA_NAME.match(schema):
             raise ValueError(f"bad schema name {schema!r}")
@@ -231,6 +278,7 @@ class PostgresStore:
         self.schema = schema
         self.min_size = min_size
         self.max_size = max_size
+        self.retry_seconds = retry_seconds
         self.max_staleness = 0.0
         self._pool: Any = None
         # Channels are database-wide: stores in other schemas must not wake this one.
@@ -255,7 +303,12 @@ class PostgresStore:
     # -- connection ---------------------------------------------------------
 
     def _server_settings(self) -> dict[str, str]:
-        return {} if self.schema is None else {"search_path": f'"{self.schema}"'}
+        # Settings given here override the URL's, so only default what the URL leaves out.
+        given = dict(parse_qsl(urlsplit(self.dsn).query))
+        settings = {} if "application_name" in given else {"application_name": "longops"}
+        if self.schema is not None:
+            settings["search_path"] = f'"{self.schema}"'
+        return settings
 
     async def open(self) -> None:
         pool = await asyncpg.create_pool(
@@ -303,14 +356,14 @@ class PostgresStore:
 
     # -- operations ---------------------------------------------------------
 
+    @_reconnecting
     async def create(self, new: NewOperation, now: float) -> tuple[OperationRecord, bool]:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "INSERT INTO operations (id, name, kind, tenant, request_id, request, state,"
                 " metadata, max_attempts, create_time, update_time)"
                 " VALUES ($1, $2, $3, $4, $5, $6::jsonb, 'PENDING', $7::jsonb, $8, $9, $9)"
-                " ON CONFLICT (tenant, request_id) WHERE request_id IS NOT NULL DO NOTHING"
-                f" RETURNING {_COLUMNS}",
+                f" ON CONFLICT DO NOTHING RETURNING {_COLUMNS}",
                 new.id,
                 new.name,
                 new.kind,
@@ -324,18 +377,29 @@ class PostgresStore:
             if row is not None:
                 await _notify(conn, self.channel, [""])
                 return _record(row), True
+            # The same request id was used before, or this is a retry whose first try
+            # committed (same operation id): either way, answer with what is stored.
             row = await conn.fetchrow(
-                f"SELECT {_COLUMNS} FROM operations WHERE tenant = $1 AND request_id = $2",
+                f"SELECT {_COLUMNS} FROM operations WHERE id = $1"
+                " OR (tenant = $2 AND request_id = $3)",
+                new.id,
                 new.tenant,
                 new.request_id,
             )
             assert row is not None
-            return _record(row), False
+            record = _record(row)
+            if record.id != new.id:
+                return record, False
+            if record.name != new.name:
+                raise ValueError(f"operation id {new.id!r} is taken")
+            return record, True
 
+    @_reconnecting
     async def get(self, id: str) -> OperationRecord | None:
         row = await self.pool.fetchrow(f"SELECT {_COLUMNS} FROM operations WHERE id = $1", id)
         return None if row is None else _record(row)
 
+    @_reconnecting
     async def list_operations(
         self,
         tenant: str,
@@ -366,6 +430,7 @@ class PostgresStore:
         )
         return [_record(r) for r in await self.pool.fetch(sql, *args)]
 
+    @_reconnecting
     async def cancel(self, id: str, now: float, error: dict[str, Any]) -> OperationRecord | None:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
@@ -389,6 +454,7 @@ class PostgresStore:
                 row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM operations WHERE id = $1", id)
             return None if row is None else _record(row)
 
+    @_reconnecting
     async def delete(self, id: str) -> bool:
         status: str = await self.pool.execute("DELETE FROM operations WHERE id = $1", id)
         return _count(status) > 0
@@ -406,6 +472,7 @@ class PostgresStore:
                 await _notify(conn, self.channel, [record.id if record.done else ""])
             return record
 
+    @_reconnecting
     async def claim(
         self, kinds: Collection[str], owner: str, lease_seconds: float, limit: int, now: float
     ) -> list[OperationRecord]:
@@ -428,6 +495,7 @@ class PostgresStore:
         )
         return sorted((_record(r) for r in rows), key=lambda r: r.seq)
 
+    @_reconnecting
     async def heartbeat(self, owner: str, lease_seconds: float, now: float) -> list[LeaseState]:
         rows = await self.pool.fetch(
             "UPDATE operations SET lease_expires = $1 WHERE lease_owner = $2"
@@ -437,6 +505,7 @@ class PostgresStore:
         )
         return [LeaseState(r[0], r[1], bool(r[2])) for r in rows]
 
+    @_reconnecting
     async def save_progress(
         self, id: str, attempt: int, metadata: dict[str, Any], now: float
     ) -> bool | None:
@@ -447,6 +516,7 @@ class PostgresStore:
         )
         return None if record is None else record.cancel_requested
 
+    @_reconnecting
     async def finish(
         self,
         id: str,
@@ -468,6 +538,7 @@ class PostgresStore:
         )
         return record is not None
 
+    @_reconnecting
     async def fail_attempt(
         self, id: str, attempt: int, now: float, not_before: float, final_error: dict[str, Any]
     ) -> State | None:
@@ -488,6 +559,7 @@ class PostgresStore:
         )
         return None if record is None else record.state
 
+    @_reconnecting
     async def release(self, id: str, attempt: int, now: float) -> bool:
         record = await self._change_one(
             "UPDATE operations SET state = 'PENDING', releases = releases + 1,"
@@ -498,6 +570,7 @@ class PostgresStore:
         )
         return record is not None
 
+    @_reconnecting
     async def recover_expired(
         self, now: float, cancel_error: dict[str, Any], abandon_error: dict[str, Any]
     ) -> list[tuple[str, State]]:
@@ -527,6 +600,7 @@ class PostgresStore:
             await _notify(conn, self.channel, payloads)
             return result
 
+    @_reconnecting
     async def purge_done(self, ended_before: float, batch: int = 1000) -> int:
         total = 0
         while True:
@@ -543,6 +617,7 @@ class PostgresStore:
             if count < batch:
                 return total
 
+    @_reconnecting
     async def done_among(self, ids: Sequence[str]) -> list[str]:
         if not ids:
             return []
@@ -553,8 +628,13 @@ class PostgresStore:
         return [r[0] for r in rows]
 
     async def changes(self) -> AsyncIterator[Change]:
-        """Notifications on `longops_changes`, from a connection of its own."""
-        queue: asyncio.Queue[str] = asyncio.Queue()
+        """Notifications on the store's channel, from a connection of its own.
+
+        Starts with a change that names nothing (what was committed before listening
+        is unknown), and raises `StoreUnavailable` when the connection is lost, so the
+        caller can listen again and look for what it missed.
+        """
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
         conn = await asyncpg.connect(self.dsn, server_settings=self._server_settings())
         self._listeners.add(conn)
 
@@ -562,15 +642,16 @@ class PostgresStore:
             queue.put_nowait(payload)
 
         try:
+            conn.add_termination_listener(lambda _conn: queue.put_nowait(None))
             await conn.add_listener(self.channel, heard)
+            yield Change(done_ids=None)
             while True:
-                payload = await queue.get()
-                done = {payload} if payload else set()
+                payloads = [await queue.get()]
                 while not queue.empty():  # fold a burst into one change
-                    more = queue.get_nowait()
-                    if more:
-                        done.add(more)
-                yield Change(done_ids=frozenset(done))
+                    payloads.append(queue.get_nowait())
+                if None in payloads:
+                    raise StoreUnavailable("lost the PostgreSQL notification connection")
+                yield Change(done_ids=frozenset(p for p in payloads if p))
         finally:
             self._listeners.discard(conn)
             if not conn.is_closed():
@@ -578,19 +659,24 @@ class PostgresStore:
 
     # -- files ----------------------------------------------------------------
 
+    @_reconnecting
     async def create_file(self, file: FileRecord) -> FileRecord:
-        row = await self.pool.fetchrow(
+        await self.pool.execute(
             f"INSERT INTO files ({_FILE_COLUMNS.removesuffix(', seq')})"
-            f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {_FILE_COLUMNS}",
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
             file.id, file.tenant, file.display_name, file.mime_type, file.size_bytes,
             file.sha256, file.source, file.blob_key, file.create_time, file.expire_time,
         )  # fmt: skip
-        return _file(row)
+        created = await self.get_file(file.id)
+        assert created is not None
+        return created
 
+    @_reconnecting
     async def get_file(self, id: str) -> FileRecord | None:
         row = await self.pool.fetchrow(f"SELECT {_FILE_COLUMNS} FROM files WHERE id = $1", id)
         return None if row is None else _file(row)
 
+    @_reconnecting
     async def list_files(
         self, tenant: str, *, before_seq: int | None, limit: int
     ) -> list[FileRecord]:
@@ -603,12 +689,14 @@ class PostgresStore:
         )
         return [_file(r) for r in rows]
 
+    @_reconnecting
     async def delete_file(self, id: str) -> FileRecord | None:
         row = await self.pool.fetchrow(
             f"DELETE FROM files WHERE id = $1 RETURNING {_FILE_COLUMNS}", id
         )
         return None if row is None else _file(row)
 
+    @_reconnecting
     async def purge_expired_files(self, now: float, batch: int = 1000) -> list[FileRecord]:
         rows = await self.pool.fetch(
             "WITH picked AS MATERIALIZED (SELECT seq FROM files WHERE expire_time < $1"
@@ -621,10 +709,12 @@ class PostgresStore:
 
     # -- file search ------------------------------------------------------------
 
+    @_reconnecting
     async def create_search_store(self, store: SearchStoreRecord) -> SearchStoreRecord:
         await self.pool.execute(
             "INSERT INTO search_stores (id, tenant, display_name, embedding_model,"
-            " create_time, update_time) VALUES ($1, $2, $3, $4, $5, $6)",
+            " create_time, update_time) VALUES ($1, $2, $3, $4, $5, $6)"
+            " ON CONFLICT (id) DO NOTHING",
             store.id,
             store.tenant,
             store.display_name,
@@ -636,12 +726,14 @@ class PostgresStore:
         assert created is not None
         return created
 
+    @_reconnecting
     async def get_search_store(self, id: str) -> SearchStoreRecord | None:
         row = await self.pool.fetchrow(
             f"SELECT {_STORE_COLUMNS} FROM search_stores s WHERE s.id = $1", id
         )
         return None if row is None else _search_store(row)
 
+    @_reconnecting
     async def list_search_stores(
         self, tenant: str, *, before_seq: int | None, limit: int
     ) -> list[SearchStoreRecord]:
@@ -654,6 +746,7 @@ class PostgresStore:
         )
         return [_search_store(r) for r in rows]
 
+    @_reconnecting
     async def delete_search_store(self, id: str, *, force: bool) -> bool | None:
         """True when deleted, False when it holds documents and `force` is off, None if absent."""
         async with self.pool.acquire() as conn, conn.transaction():
@@ -671,6 +764,7 @@ class PostgresStore:
             await conn.execute("DELETE FROM search_stores WHERE id = $1", id)
             return True
 
+    @_reconnecting
     async def begin_document(self, document: DocumentRecord) -> DocumentRecord:
         """The store's document for `document.source_key`, made PENDING if it is new."""
         async with self.pool.acquire() as conn, conn.transaction():
@@ -691,6 +785,7 @@ class PostgresStore:
             )
             return _document(row)
 
+    @_reconnecting
     async def index_document(
         self, document: DocumentRecord, chunks: Sequence[str], now: float
     ) -> DocumentRecord | None:
@@ -721,16 +816,19 @@ class PostgresStore:
             )
             return _document(row)
 
+    @_reconnecting
     async def abandon_document(self, id: str) -> None:
         """Forget a document whose first import failed; an indexed one stays as it was."""
         await self.pool.execute("DELETE FROM documents WHERE id = $1 AND state = 'PENDING'", id)
 
+    @_reconnecting
     async def get_document(self, id: str) -> DocumentRecord | None:
         row = await self.pool.fetchrow(
             f"SELECT {_DOCUMENT_COLUMNS} FROM documents d WHERE d.id = $1", id
         )
         return None if row is None else _document(row)
 
+    @_reconnecting
     async def list_documents(
         self, store_id: str, *, before_seq: int | None, limit: int
     ) -> list[DocumentRecord]:
@@ -743,6 +841,7 @@ class PostgresStore:
         )
         return [_document(r) for r in rows]
 
+    @_reconnecting
     async def delete_document(self, id: str, *, force: bool) -> bool | None:
         async with self.pool.acquire() as conn, conn.transaction():
             if await conn.fetchval("SELECT 1 FROM documents WHERE id = $1 FOR UPDATE", id) is None:
@@ -755,6 +854,7 @@ class PostgresStore:
             await conn.execute("DELETE FROM documents WHERE id = $1", id)
             return True
 
+    @_reconnecting
     async def query_chunks(
         self,
         store_id: str,
