@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from longops import Client
-from tests.support.servers import ThreadServer
+from tests.support.servers import Process, ThreadServer, subprocess_env
 from tests.support.twin import Mode, Twin
 
 for var in ("LONGOPS_BASE_URL", "LONGOPS_API_KEY", "LONGOPS_DATABASE_URL"):
@@ -47,6 +47,22 @@ def make_server(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Thr
     yield make
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., Process]]:
+    """`longops` commands as processes of their own, killed at teardown if still alive."""
+    started: list[Process] = []
+
+    def start(*args: str) -> Process:
+        log = tmp_path / f"process-{len(started)}.log"
+        process = Process(list(args), subprocess_env(), log).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.close()
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Real processes on one SQLite file: crashes, shutdowns and concurrent workers."""
+"""Real processes on one database (a SQLite file, PostgreSQL): crashes, shutdowns and
+concurrent workers."""
 
 from __future__ import annotations
 
@@ -9,38 +10,26 @@ from pathlib import Path
 import pytest
 
 from longops import Client
-from tests.support.servers import Process, ThreadServer, free_port, subprocess_env, wait_healthy
+from tests.support.kinds import journal
+from tests.support.postgres import fresh_schema
+from tests.support.servers import (
+    Process,
+    ThreadServer,
+    free_port,
+    wait_healthy,
+    worker_args,
+    worker_ready,
+)
 from tests.support.waiting import until_sync
 
 
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Callable[..., Process]]:
-    started: list[Process] = []
-
-    def start(*args: str) -> Process:
-        log = tmp_path / f"process-{len(started)}.log"
-        process = Process(list(args), subprocess_env(), log).start()
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.close()
-
-
-def worker_args(database_url: str, *extra: str) -> list[str]:
-    return ["worker", "--database", database_url, "--load", "tests.support.kinds", *extra]
-
-
-def ready(process: Process) -> Callable[[], bool]:
-    return lambda: "worker " in process.log.read_text()
-
-
-def journal(path: Path) -> list[tuple[str, str, int, int]]:
-    if not path.exists():
-        return []
-    rows = [line.split() for line in path.read_text().splitlines()]
-    return [(event, id, int(attempt), int(pid)) for event, id, attempt, pid in rows]
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'longops.db'}"
+        return
+    with fresh_schema() as url:
+        yield url
 
 
 @pytest.fixture
@@ -59,7 +48,7 @@ def test_worker_killed_mid_operation_is_recovered_by_another(
 ) -> None:
     log = tmp_path / "journal"
     first = spawn(*worker_args(api_server.database_url, "--lease", "1"))
-    until_sync(ready(first), what="the first worker")
+    until_sync(worker_ready(first), what="the first worker")
     op = client.operations.start("test.record", {"journal": str(log), "seconds": 2, "steps": 20})
     until_sync(lambda: journal(log), what="attempt 1 to start")
     first.kill()
@@ -80,13 +69,13 @@ def test_worker_killed_mid_operation_is_recovered_by_another(
     ]
 
 
-def test_two_workers_on_one_file_never_run_an_attempt_twice(
+def test_two_workers_on_one_database_never_run_an_attempt_twice(
     api_server: ThreadServer, client: Client, spawn: Callable[..., Process], tmp_path: Path
 ) -> None:
     log = tmp_path / "journal"
     workers = [spawn(*worker_args(api_server.database_url, "--workers", "4")) for _ in range(2)]
     for worker in workers:
-        until_sync(ready(worker), what="workers")
+        until_sync(worker_ready(worker), what="workers")
     ops = [
         client.operations.start("test.record", {"journal": str(log), "seconds": 0.02})
         for _ in range(120)
@@ -108,7 +97,7 @@ def test_sigterm_lets_the_running_operation_finish(
 ) -> None:
     log = tmp_path / "journal"
     worker = spawn(*worker_args(api_server.database_url, "--shutdown-grace", "30"))
-    until_sync(ready(worker), what="the worker")
+    until_sync(worker_ready(worker), what="the worker")
     op = client.operations.start("test.record", {"journal": str(log), "seconds": 1, "steps": 4})
     until_sync(lambda: journal(log), what="the attempt to start")
     assert worker.terminate(timeout=30) == 0

@@ -16,6 +16,14 @@ def _journal(path: str, line: str) -> None:
         f.write(line + "\n")
 
 
+def journal(path: Path) -> list[tuple[str, str, int, int]]:
+    """The (event, operation id, attempt, pid) lines `test.record` wrote to `path`."""
+    if not path.exists():
+        return []
+    rows = [line.split() for line in path.read_text().splitlines()]
+    return [(event, id, int(attempt), int(pid)) for event, id, attempt, pid in rows]
+
+
 class RecordRequest(BaseModel):
     journal: str
     """File that gets one line per attempt started and finished: how tests count runs."""

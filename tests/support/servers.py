@@ -11,7 +11,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -125,6 +125,7 @@ class Process:
     env: dict[str, str]
     log: Path
     proc: subprocess.Popen[bytes] | None = None
+    cwd: Path = REPO
 
     def start(self) -> Process:
         self._log = self.log.open("ab")
@@ -133,7 +134,7 @@ class Process:
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            cwd=REPO,
+            cwd=self.cwd,
         )
         return self
 
@@ -157,6 +158,15 @@ class Process:
             self.proc.kill()
             self.proc.wait(10)
         self._log.close()
+
+
+def worker_args(database_url: str, *extra: str) -> list[str]:
+    return ["worker", "--database", database_url, "--load", "tests.support.kinds", *extra]
+
+
+def worker_ready(process: Process) -> Callable[[], bool]:
+    """True once a `longops worker` process has logged that it runs."""
+    return lambda: "worker " in process.log.read_text()
 
 
 def wait_healthy(url: str, timeout: float = 15) -> None:

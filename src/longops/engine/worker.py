@@ -150,9 +150,9 @@ class Worker:
         finished = False
         try:
             finished = await self._attempt(running)
-        except StoreBusy:
+        except Exception:
             # The outcome could not be written; the lease is handed back (see
-            # `_heartbeat_loop`) or expires, and the operation runs again.
+            # `_release_strays`) or expires, and the operation runs again.
             log.exception(
                 "could not record the outcome of %s (attempt %d)", record.name, record.attempt
             )
@@ -164,7 +164,11 @@ class Worker:
             self.engine.hub.notify_done(record.id)
 
     async def _attempt(self, running: _Running) -> bool:
-        """Run the handler and record its outcome; True if this attempt ended the operation."""
+        """Run the handler and record its outcome; True if this attempt ended the operation.
+
+        Only the handler's own errors count against the attempt: a failure to record
+        the outcome propagates, so a handler that succeeded is never retried as failed.
+        """
         record = running.record
         store = self.engine.store
         finished = False
@@ -173,17 +177,6 @@ class Worker:
             if kind is None:
                 raise OperationFailed(INTERNAL, f"No worker handler for kind {record.kind!r}.")
             response = await self._call(kind, running)
-            running.finishing = True
-            metadata = running.context.final_metadata()
-            metadata["progressPercent"] = 100
-            finished = await store.finish(
-                record.id,
-                record.attempt,
-                State.SUCCEEDED,
-                time.time(),
-                response=response,
-                metadata=metadata,
-            )
         except OperationFailed as exc:
             running.finishing = True
             finished = await store.finish(
@@ -229,6 +222,18 @@ class Worker:
             finished = state is State.FAILED
             if state is State.PENDING:
                 self.engine.hub.notify_work()
+        else:
+            running.finishing = True
+            metadata = running.context.final_metadata()
+            metadata["progressPercent"] = 100
+            finished = await store.finish(
+                record.id,
+                record.attempt,
+                State.SUCCEEDED,
+                time.time(),
+                response=response,
+                metadata=metadata,
+            )
         return finished
 
     async def _call(self, kind: Kind[Any], running: _Running) -> dict[str, Any] | None:

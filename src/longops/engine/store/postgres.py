@@ -179,6 +179,10 @@ _TRANSIENT = (
     asyncpg.exceptions.AdminShutdownError,  # pg_terminate_backend, a shutting-down server
     asyncpg.exceptions.CannotConnectNowError,  # a server still starting up
     asyncpg.exceptions.TransactionRollbackError,  # deadlocks, serialization failures
+    # A connection the server closed while the pool handed it out: "connection is
+    # closed", or a protocol left mid-operation.
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
     OSError,
 )
 
