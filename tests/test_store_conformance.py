@@ -7,26 +7,26 @@ the same database (`other`) stands in for another process.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
-from longops.engine import NewOperation, State
+from longops.engine import NewOperation, OperationRecord, State
 from longops.engine.registry import new_token_id
-from longops.engine.store import Store, open_store
+from longops.engine.store import LeaseState, Store, open_store
+from tests.support.postgres import POSTGRES_URL
 
 CANCELLED = {"code": 1, "message": "cancelled"}
 ABANDONED = {"code": 10, "message": "abandoned"}
 FINAL = {"code": 13, "message": "internal"}
 
 
-POSTGRES_URL = os.environ.get(
-    "LONGOPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
+A = TypeVar("A")
+B = TypeVar("B")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -352,3 +352,93 @@ async def test_a_failing_write_spoils_nothing_written_beside_it(store: Store) ->
         "", name_prefix=None, done=None, kinds=None, before_seq=None, limit=10
     )
     assert {r.id for r in listed} == {first.id, last.id}
+
+
+# -- races between connections: every interleaving must leave a consistent row ----------
+
+ROUNDS = 30
+
+
+async def race(first: Awaitable[A], second: Awaitable[B], round: int) -> tuple[A, B]:
+    """Both at once, started in one order on even rounds and the other on odd ones."""
+    if round % 2:
+        b, a = await asyncio.gather(second, first)
+        return a, b
+    return await asyncio.gather(first, second)
+
+
+async def settled(store: Store, id: str) -> OperationRecord:
+    """The row as committed, after `store` has had time to see other connections' writes."""
+    await asyncio.sleep(store.max_staleness)
+    record = await store.get(id)
+    assert record is not None
+    return record
+
+
+async def test_cancel_racing_completion(store: Store, other: Store) -> None:
+    """A cancel of a running operation only flags it; the worker's finish still wins."""
+    for i in range(ROUNDS):
+        record, _ = await store.create(new(), 1.0)
+        [claimed] = await store.claim(["k"], "w", 30, 1, 2.0)
+        cancelled, finished = await race(
+            other.cancel(record.id, 3.0, CANCELLED),
+            store.finish(record.id, claimed.attempt, State.SUCCEEDED, 3.0, response={"ok": 1}),
+            i,
+        )
+        assert finished
+        final = await settled(other, record.id)
+        assert final.state is State.SUCCEEDED
+        assert final.response == {"ok": 1} and final.error is None
+        assert cancelled is not None and cancelled.state in (State.RUNNING, State.SUCCEEDED)
+
+
+async def test_cancel_racing_claim(store: Store, other: Store) -> None:
+    """A pending operation is either cancelled and never handed out, or claimed with the
+    cancel flagged for its worker to see."""
+    for i in range(ROUNDS):
+        record, _ = await store.create(new(), 1.0)
+        claimed, _ = await race(
+            store.claim(["k"], "w", 30, 1, 2.0), other.cancel(record.id, 2.0, CANCELLED), i
+        )
+        final = await settled(other, record.id)
+        if claimed:
+            assert final.state is State.RUNNING and final.cancel_requested
+            assert await store.heartbeat("w", 30, 3.0) == [
+                LeaseState(record.id, claimed[0].attempt, True)
+            ]
+            assert await store.finish(record.id, 1, State.CANCELLED, 4.0, error=CANCELLED)
+        else:
+            assert final.state is State.CANCELLED and final.attempt == 0
+        assert (await settled(other, record.id)).state is State.CANCELLED
+
+
+async def test_finish_racing_lease_expiry_and_a_new_claim(store: Store, other: Store) -> None:
+    """A worker finishing just as its lease is found expired and another worker claims:
+    exactly one of the two attempts ends the operation, and the loser's writes bounce."""
+    for i in range(ROUNDS):
+        record, _ = await store.create(new(), 1.0)
+        [first] = await store.claim(["k"], "a", 5, 1, 2.0)  # expires at 7.0
+
+        async def recover_and_claim() -> list[OperationRecord]:
+            await other.recover_expired(10.0, CANCELLED, ABANDONED)
+            return await other.claim(["k"], "b", 30, 1, 10.0)
+
+        finished, second = await race(
+            store.finish(record.id, first.attempt, State.SUCCEEDED, 10.0, response={"by": "a"}),
+            recover_and_claim(),
+            i,
+        )
+        final = await settled(store, record.id)
+        if finished:
+            assert final.state is State.SUCCEEDED and final.attempt == 1
+            assert final.response == {"by": "a"} and not second
+        else:
+            if not second:  # the bounced finish may hold the row's lock for a moment
+                assert final.state is State.PENDING
+                second = await other.claim(["k"], "b", 30, 1, 10.0)
+            assert [r.id for r in second] == [record.id] and second[0].attempt == 2
+            final = await settled(store, record.id)
+            assert final.state is State.RUNNING and final.attempt == 2
+            assert await store.save_progress(record.id, 1, {"late": True}, 11.0) is None
+            assert await other.finish(record.id, 2, State.SUCCEEDED, 11.0, response={"by": "b"})
+            assert (await settled(store, record.id)).response == {"by": "b"}
