@@ -1,9 +1,14 @@
-"""File search stores end to end: uploads, imports, documents and queries."""
+"""File search stores end to end: uploads, imports, documents and queries.
+
+Every test runs on both stores (SQLite and PostgreSQL): the `database_url` fixture,
+which `make_server` and `server` use, is parametrised here.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +20,7 @@ from google.genai import errors as genai_errors
 from google.genai import types as gt
 
 from longops.server import ServerConfig
+from tests.support.postgres import fresh_schema
 from tests.support.servers import ThreadServer
 from tests.test_extract_chunking import make_pdf  # a real multi-page PDF, made in the test
 
@@ -22,6 +28,20 @@ ARTICLE = (
     "Lighthouses guide ships along dangerous coasts. The Fresnel lens made their beams visible "
     "for miles.\n\nVolcanoes form where magma reaches the surface; basalt flows build islands."
 )
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """The first server's database: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'longops.db'}"
+        return
+    # A server on PostgreSQL keeps its blobs in a new temporary folder: the test's own.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with fresh_schema() as url:
+        yield url
 
 
 @pytest.fixture
@@ -431,3 +451,127 @@ def test_gs_uri_through_gcsfs_against_a_storage_emulator(
         assert seen  # the bytes really came through the emulator
     finally:
         emulator.stop()
+
+
+SHELF = {
+    "hamlet.txt": "To be, or not to be, that is the question.",
+    "tides.txt": "The moon pulls the oceans into tides.",
+    "lunar.txt": "The moon, the moon, the full moon.",
+    "ships.txt": "Lighthouses guide ships along dangerous coasts.",
+    "contact.txt": "Write to bob@example.com: café prices are 3.14 euros (https://example.org/menu.html).",
+}
+
+
+def test_queries_find_the_same_chunks_best_first_on_either_store(server: ThreadServer) -> None:
+    """Stop words count, words are stemmed, punctuation separates words and diacritics
+    fold, as FTS5's `porter unicode61` does on SQLite (PostgreSQL's `english` dropped
+    "the" and "to be", and kept "bob@example.com" or "3.14" as single tokens)."""
+    from longops import Client
+
+    with Client(api_key="KEY", base_url=server.url) as client:
+        store = client.file_search_stores.create()
+        for name, text in SHELF.items():
+            operation = client.file_search_stores.upload_to_file_search_store(
+                file_search_store_name=store.name,
+                file=text.encode(),
+                config={"display_name": name, "mime_type": "text/plain"},
+            )
+            assert client.operations.wait(operation, timeout=60).error is None
+
+        def query(text: str) -> list[str]:
+            hits = client.file_search_stores.query(
+                name=store.name, query=text, results_count=10
+            ).relevant_chunks
+            scores = [h.chunk_relevance_score for h in hits]
+            assert all(0 < s <= 1 for s in scores), scores
+            assert scores == sorted(scores, reverse=True), scores
+            return [h.document.display_name or "" for h in hits if h.document]
+
+        the = query("the")
+        assert the[0] == "lunar.txt" and set(the) == {"lunar.txt", "tides.txt", "hamlet.txt"}
+        the_moon = query("the moon")
+        assert the_moon[:2] == ["lunar.txt", "tides.txt"], the_moon
+        assert set(the_moon) == {"lunar.txt", "tides.txt", "hamlet.txt"}
+        assert query("moon") == ["lunar.txt", "tides.txt"]
+        hamlet = query("to be or not")
+        assert hamlet[0] == "hamlet.txt" and set(hamlet) == {"hamlet.txt", "contact.txt"}
+        assert query("To BE") == ["hamlet.txt", "contact.txt"]
+        assert query("lighthouse guiding") == ["ships.txt"]
+        for word in ("example", "bob", "cafe", "CAFÉ", "3", "14", "menu", "html"):
+            assert query(word) == ["contact.txt"], word
+        assert query("zeppelin") == []
+        assert query("_") == []
+
+
+# The two tests below are PostgreSQL's alone: its store keeps a migration history and a
+# text search configuration per schema, which SQLite (one file, FTS5 built in) has not.
+
+
+async def _index(url: str, text: str) -> None:
+    """One ACTIVE document holding `text` in store `s` of the database at `url`."""
+    from longops.engine.records import DocumentRecord, SearchStoreRecord
+    from longops.engine.store import open_store
+
+    store = open_store(url)
+    await store.open()
+    try:
+        await store.create_search_store(SearchStoreRecord("s", "t", None, None, 0.0, 0.0))
+        document = await store.begin_document(
+            DocumentRecord("d", "s", "key", "doc.txt", "text/plain", len(text), [], "PENDING",
+                           0.0, 0.0)
+        )  # fmt: skip
+        assert await store.index_document(document, [text], 1.0) is not None
+    finally:
+        await store.close()
+
+
+async def _search(url: str, *terms: str) -> list[str]:
+    from longops.engine.store import open_store
+
+    store = open_store(url)
+    await store.open()
+    try:
+        return [hit.text for hit in await store.query_chunks("s", terms, [], 10)]
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_db_upgrade_reindexes_the_chunks_of_an_existing_postgres_database(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+
+    from longops.engine.store import postgres
+    from tests.support.servers import REPO, subprocess_env
+
+    # A database as the first PostgreSQL store left it: chunks indexed with `english`.
+    monkeypatch.setattr(postgres, "_MIGRATIONS", postgres._MIGRATIONS[:3])
+    asyncio.run(_index(database_url, "To be, or not to be: the café question."))
+    monkeypatch.undo()
+
+    upgrade = subprocess.run(
+        [sys.executable, "-m", "longops", "db", "upgrade", "--database", database_url],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert upgrade.returncode == 0, upgrade.stderr
+    for terms in (["the"], ["to", "be"], ["cafe"], ["questions"]):
+        assert asyncio.run(_search(database_url, *terms)) == [
+            "To be, or not to be: the café question."
+        ], terms
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_stores_in_two_schemas_of_one_database_search_apart(database_url: str) -> None:
+    """Each schema has its own configuration; dropping one schema leaves the other whole."""
+    with fresh_schema() as other_url:
+        asyncio.run(_index(database_url, "The moon pulls the tides."))
+        asyncio.run(_index(other_url, "The sun warms the sea."))
+        assert asyncio.run(_search(database_url, "the", "moon")) == ["The moon pulls the tides."]
+        assert asyncio.run(_search(other_url, "the", "moon")) == ["The sun warms the sea."]
+    assert asyncio.run(_search(database_url, "moon")) == ["The moon pulls the tides."]

@@ -147,6 +147,76 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX chunks_store ON chunks (store_id);
     CREATE INDEX chunks_tsv ON chunks USING GIN (tsv);
     """,
+    # Chunks tokenised as SQLite's FTS5 `porter unicode61` does, so a query finds the same
+    # chunks on both stores: stop words kept ("the", "to be"), the same Porter stemmer,
+    # ASCII punctuation a separator (no email, URL, host, file, number or tag tokens that
+    # would hide "example" in "bob@example.com" or "14" in "3.14") and, on UTF-8
+    # databases, unicode61's diacritic folding (its table: a Latin letter with one
+    # combining mark becomes the bare letter, plus a few case foldings). The dictionary,
+    # configuration and `longops_fold` live in the store's schema; the generated column
+    # holds their OIDs, and `query_chunks` names them through the same search_path.
+    """
+    CREATE TEXT SEARCH DICTIONARY longops_porter (TEMPLATE = snowball, Language = porter);
+    CREATE TEXT SEARCH CONFIGURATION longops (COPY = english);
+    ALTER TEXT SEARCH CONFIGURATION longops
+        ALTER MAPPING FOR asciiword, word, numword, asciihword, hword, numhword,
+            hword_asciipart, hword_part, hword_numpart
+        WITH longops_porter;
+    DO $migration$
+    DECLARE
+        -- Identity first (most characters are these), so translate() finds them quickly.
+        keep text := ' ' || chr(10) || chr(9) || 'etaoinsrhldcumfpgwybvkxjqz'
+            || '0123456789ETAOINSRHLDCUMFPGWYBVKXJQZ';
+        punct text := '!"#$%&''()*+,-./:;<=>?@[]^_`{|}~' || chr(92);
+        body text;
+        guard text;
+        latin_from text;
+        latin_to text;
+        marks text;
+        special_from text;
+        special_to text;
+    BEGIN
+        body := format('translate($1, %L, %L)', keep || punct, keep || repeat(' ', length(punct)));
+        IF current_setting('server_encoding') = 'UTF8'
+                AND current_setting('server_version_num')::int >= 130000 THEN
+            SELECT string_agg(chr(c), '' ORDER BY c),
+                   string_agg(lower(left(normalize(chr(c), NFD), 1)), '' ORDER BY c),
+                   string_agg(DISTINCT right(normalize(chr(c), NFD), 1), '')
+              INTO latin_from, latin_to, marks
+              FROM (SELECT generate_series(192, 591) UNION ALL SELECT generate_series(7680, 7935))
+                   AS s (c)
+             WHERE normalize(chr(c), NFD) ~ ('^[A-Za-z][' || chr(768) || '-' || chr(879) || ']$');
+            SELECT string_agg(chr(f), '' ORDER BY n), string_agg(chr(t), '' ORDER BY n)
+              INTO special_from, special_to
+              FROM unnest(
+                    ARRAY[181, 383, 962, 976, 977, 981, 982, 1008, 1009, 1013, 7835, 8126, 8491],
+                    ARRAY[956, 115, 963, 946, 952, 966, 960, 954, 961, 949, 115, 953, 97]
+                   ) WITH ORDINALITY AS u (f, t, n);
+            -- Text without any of those characters (most of it) takes the short translate.
+            guard := '[' || chr(181) || '-' || chr(591) || chr(768) || '-' || chr(817)
+                || chr(962) || '-' || chr(1013) || chr(7680) || '-' || chr(8126)
+                || chr(8491) || ']';
+            body := format(
+                'CASE WHEN $1 ~ %L THEN translate($1, %L, %L) ELSE %s END',
+                guard,
+                keep || punct || latin_from || special_from || marks,
+                keep || repeat(' ', length(punct)) || latin_to || special_to,
+                body
+            );
+        END IF;
+        EXECUTE format(
+            'CREATE FUNCTION longops_fold(text) RETURNS text'
+            ' LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS %L',
+            'SELECT ' || body
+        );
+    END
+    $migration$;
+    DROP INDEX chunks_tsv;
+    ALTER TABLE chunks DROP COLUMN tsv;
+    ALTER TABLE chunks ADD COLUMN tsv TSVECTOR
+        GENERATED ALWAYS AS (to_tsvector('longops', longops_fold(text))) STORED;
+    CREATE INDEX chunks_tsv ON chunks USING GIN (tsv);
+    """,
 ]
 
 _COLUMNS = (
@@ -872,9 +942,11 @@ class PostgresStore:
             return []
         args: list[Any] = [store_id]
         parts = []
+        # The configuration and fold the tsv column was made with (migration 4, in this
+        # store's schema), so a term is tokenised exactly as the chunks were.
         for term in terms:
             args.append(term)
-            parts.append(f"phraseto_tsquery('english', ${len(args)})")
+            parts.append(f"phraseto_tsquery('longops', longops_fold(${len(args)}::text))")
         where = ["c.tsv @@ q.query", "c.store_id = $1", "d.state = 'ACTIVE'"]
         for key, operator, value in filters:
             if operator not in _OPERATORS:
@@ -897,8 +969,10 @@ class PostgresStore:
         args.append(limit)
         # A hit doesn't need the document's chunk count (computing it per ranked row is slow).
         columns = _DOCUMENT_COLUMNS.replace(_CHUNK_COUNT, "0")
+        # Normalisation 1 (rank / (1 + log length)) favours short chunks, as BM25 does on
+        # SQLite; ts_rank has no IDF, so rare terms don't outweigh common ones here.
         sql = (
-            f"SELECT {columns}, c.chunk_index, c.text, ts_rank(c.tsv, q.query) AS rank"
+            f"SELECT {columns}, c.chunk_index, c.text, ts_rank(c.tsv, q.query, 1) AS rank"
             f" FROM (SELECT {' || '.join(parts)} AS query) q, chunks c"
             " JOIN documents d ON d.id = c.document_id"
             f" WHERE {' AND '.join(where)} ORDER BY rank DESC, c.id LIMIT ${len(args)}"
