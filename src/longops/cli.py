@@ -16,7 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from longops.engine import Engine, Registry, Worker
-from longops.engine.blobs import LocalBlobs
+from longops.engine.blobs import open_blobs
 from longops.engine.engine import EngineConfig
 from longops.engine.store import open_store
 from longops.engine.worker import WorkerConfig
@@ -76,7 +76,10 @@ LogLevel = Annotated[str, typer.Option("--log-level", envvar="LONGOPS_LOG_LEVEL"
 Blobs = Annotated[
     str,
     typer.Option(
-        "--blobs", envvar="LONGOPS_BLOBS", help="Folder for videos and other large payloads."
+        "--blobs",
+        envvar="LONGOPS_BLOBS",
+        help="Where videos and uploads are kept: a folder, or an fsspec URL (s3://bucket/prefix,"
+        " gs://bucket/prefix) that all API servers and workers of a deployment share.",
     ),
 ]
 PublicUrl = Annotated[
@@ -99,7 +102,11 @@ def _engine(
             if name.strip():
                 registry.load(name.strip())
     config = EngineConfig(retention_seconds=retention_days * 86400, public_url=public_url)
-    return Engine(open_store(database), registry, config, LocalBlobs(blobs))
+    try:
+        blob_store = open_blobs(blobs)
+    except (ImportError, ValueError) as exc:  # a missing s3fs/gcsfs, a malformed URL
+        raise typer.BadParameter(str(exc), param_hint="--blobs") from None
+    return Engine(open_store(database), registry, config, blob_store)
 
 
 def _logging(level: str) -> None:

@@ -1,18 +1,33 @@
 """Where large payloads live: videos, uploads. The database keeps only their metadata.
 
-A local folder by default. Writes go to a temporary name and are renamed into place
-when complete, so a reader (or a crash) never sees half a blob.
+One small protocol, two stores: a local folder (the default, for one machine) and any
+fsspec URL (`s3://bucket/prefix`, `gs://bucket/prefix`, ...) that every API server and
+worker of a deployment shares. Either way a reader (or a crash) never sees half a blob:
+the folder writes to a temporary name and renames it into place; an object store gets
+each blob in one upload of a finished local file, and object stores publish atomically.
+
+Every method blocks (disk or network): callers on an event loop run them in a thread.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import posixpath
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, Protocol, cast
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import fsspec
+
+CHUNK_BYTES = 1 << 20
+"""How much of a blob is held in memory at once when one is copied, hashed or served."""
 
 
 class BlobNotFound(LookupError):
@@ -27,7 +42,76 @@ class OffsetMismatch(ValueError):
         self.size = size
 
 
+class Blobs(Protocol):
+    """A flat namespace of immutable blobs under `/`-separated keys, plus growing blobs
+    for resumable uploads (`append` ... `publish_appended`)."""
+
+    def writer(self, key: str) -> AbstractContextManager[BinaryIO]:
+        """A file to write the blob into; it appears under `key` only if the block succeeds."""
+        ...
+
+    def write_bytes(self, key: str, data: bytes) -> None: ...
+
+    def append(self, key: str, data: bytes, expected_size: int) -> int:
+        """Add `data` to the growing blob `key` if it now holds exactly `expected_size`
+        bytes; returns the new size, or raises `OffsetMismatch`."""
+        ...
+
+    def current_size(self, key: str) -> int:
+        """How many bytes were appended to `key` so far (0 for none)."""
+        ...
+
+    def publish_appended(self, key: str, new_key: str) -> None:
+        """Make what was appended to `key` (possibly nothing) the blob `new_key`."""
+        ...
+
+    def open(self, key: str) -> BinaryIO:
+        """The blob, to read in chunks; raises `BlobNotFound`."""
+        ...
+
+    def read(self, key: str) -> bytes:
+        """The whole blob, for small ones; raises `BlobNotFound`."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove a blob if it exists."""
+        ...
+
+
+def open_blobs(url_or_path: str) -> Blobs:
+    """The store behind `--blobs`: a folder (a path or `file://` URL) or any other fsspec
+    URL, whose query string holds storage options (`s3://b/p?endpoint_url=...`);
+    fsspec's own configuration (`FSSPEC_S3_...` variables) and the cloud libraries'
+    (`AWS_...`, Google credentials) apply too."""
+    if "://" not in url_or_path:
+        return LocalBlobs(url_or_path)
+    base, _, query = url_or_path.partition("?")
+    if base.startswith("file://"):
+        parts = urlsplit(base)
+        if parts.netloc not in ("", "localhost") or query:
+            raise ValueError(f"Unsupported file URL {url_or_path!r}: use file:///absolute/path.")
+        return LocalBlobs(unquote(parts.path))
+    options: dict[str, Any] = {
+        name: {"true": True, "false": False}.get(value.lower(), value)
+        for name, value in parse_qsl(query, keep_blank_values=True)
+    }
+    return FsspecBlobs(base, **options)
+
+
+def digest(blobs: Blobs, key: str) -> tuple[int, str]:
+    """The size and SHA-256 (hex) of a blob, reading it a chunk at a time."""
+    h = hashlib.sha256()
+    size = 0
+    with blobs.open(key) as f:
+        while chunk := f.read(CHUNK_BYTES):
+            h.update(chunk)
+            size += len(chunk)
+    return size, h.hexdigest()
+
+
 class LocalBlobs:
+    """Blobs as files under a folder; a growing blob is one file appended to in place."""
+
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
 
@@ -39,7 +123,6 @@ class LocalBlobs:
 
     @contextlib.contextmanager
     def writer(self, key: str) -> Iterator[BinaryIO]:
-        """A file to write the blob into; it appears under `key` only if the block succeeds."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
@@ -52,9 +135,11 @@ class LocalBlobs:
         finally:
             partial.unlink(missing_ok=True)
 
+    def write_bytes(self, key: str, data: bytes) -> None:
+        with self.writer(key) as f:
+            f.write(data)
+
     def append(self, key: str, data: bytes, expected_size: int) -> int:
-        """Add `data` to a growing blob (a resumable upload) if it now holds exactly
-        `expected_size` bytes; returns the new size, or raises `OffsetMismatch`."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("ab") as f:
@@ -70,31 +155,117 @@ class LocalBlobs:
         path = self._path(key)
         return path.stat().st_size if path.is_file() else 0
 
-    def rename(self, key: str, new_key: str) -> None:
+    def publish_appended(self, key: str, new_key: str) -> None:
         target = self._path(new_key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        self._path(key).replace(target)
+        try:
+            self._path(key).replace(target)
+        except FileNotFoundError:  # nothing was appended: an empty blob
+            self.write_bytes(new_key, b"")
 
-    def write_bytes(self, key: str, data: bytes) -> None:
-        with self.writer(key) as f:
-            f.write(data)
-
-    def local_path(self, key: str) -> Path:
-        """The file behind `key`, for serving it without copying."""
-        path = self._path(key)
-        if not path.is_file():
-            raise BlobNotFound(key)
-        return path
-
-    def size(self, key: str) -> int:
-        return self.local_path(key).stat().st_size
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return self._path(key).open("rb")
+        except (FileNotFoundError, IsADirectoryError):
+            raise BlobNotFound(key) from None
 
     def read(self, key: str) -> bytes:
-        return self.local_path(key).read_bytes()
+        with self.open(key) as f:
+            return f.read()
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
-    def copy_to(self, key: str, destination: Path) -> None:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(self.local_path(key), destination)
+
+class FsspecBlobs:
+    """Blobs in an fsspec filesystem, meant for object stores shared by many machines.
+
+    Object stores cannot append, so a growing blob is a series of part objects
+    `{key}.parts/{offset:020d}`, one per append; its size is that of the parts that
+    continue each other from offset 0 (a part left by a lost race is ignored), and
+    `publish_appended` streams them into the final object. Directory listings are
+    never cached: other machines add parts and blobs all the time.
+    """
+
+    def __init__(self, url: str, **storage_options: Any) -> None:
+        storage_options.setdefault("use_listings_cache", False)
+        self.fs, root = fsspec.core.url_to_fs(url, **storage_options)
+        self.root = str(root).rstrip("/")
+
+    def _path(self, key: str) -> str:
+        if any(s in ("", ".", "..") for s in key.split("/")):
+            raise ValueError(f"invalid blob key {key!r}")
+        return f"{self.root}/{key}"
+
+    def _parts_folder(self, key: str) -> str:
+        return f"{self._path(key)}.parts"
+
+    @contextlib.contextmanager
+    def writer(self, key: str) -> Iterator[BinaryIO]:
+        """Spools the blob to a local temporary file, then uploads it in one put, which
+        the store publishes only once complete (a failed multipart upload is aborted)."""
+        path = self._path(key)
+        fd, spool = tempfile.mkstemp(prefix="longops-blob-")
+        try:
+            with open(fd, "wb") as f:
+                yield f
+            self.fs.put_file(spool, path)
+        finally:
+            os.unlink(spool)
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self.fs.pipe_file(self._path(key), data)
+
+    def _parts(self, key: str) -> tuple[list[str], list[tuple[str, int]]]:
+        """Every part object of `key`, and those that continue each other from offset 0."""
+        try:
+            entries = self.fs.ls(self._parts_folder(key), detail=True)
+        except FileNotFoundError:
+            return [], []
+        by_offset = {
+            int(posixpath.basename(e["name"])): (e["name"], int(e["size"]))
+            for e in entries
+            if e["type"] == "file"
+        }
+        chain = []
+        end = 0
+        while end in by_offset and by_offset[end][1] > 0:
+            chain.append(by_offset[end])
+            end += by_offset[end][1]
+        return [name for name, _ in by_offset.values()], chain
+
+    def append(self, key: str, data: bytes, expected_size: int) -> int:
+        size = self.current_size(key)
+        if size != expected_size:
+            raise OffsetMismatch(size)
+        if data:
+            self.fs.pipe_file(f"{self._parts_folder(key)}/{size:020d}", data)
+        return size + len(data)
+
+    def current_size(self, key: str) -> int:
+        return sum(size for _, size in self._parts(key)[1])
+
+    def publish_appended(self, key: str, new_key: str) -> None:
+        every, chain = self._parts(key)
+        with self.writer(new_key) as out:
+            for name, _ in chain:
+                with self.fs.open(name, "rb", block_size=CHUNK_BYTES) as part:
+                    shutil.copyfileobj(part, out, CHUNK_BYTES)
+        if every:
+            self.fs.rm(every)
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return cast(BinaryIO, self.fs.open(self._path(key), "rb", block_size=CHUNK_BYTES))
+        except (FileNotFoundError, IsADirectoryError):
+            raise BlobNotFound(key) from None
+
+    def read(self, key: str) -> bytes:
+        try:
+            return cast(bytes, self.fs.cat_file(self._path(key)))
+        except (FileNotFoundError, IsADirectoryError):
+            raise BlobNotFound(key) from None
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self._path(key))

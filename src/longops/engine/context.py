@@ -10,7 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from longops.engine.blobs import LocalBlobs
+from longops.engine.blobs import Blobs
 from longops.engine.records import (
     DocumentRecord,
     FileRecord,
@@ -87,7 +87,7 @@ class Context:
         return dict(self._metadata)
 
     @property
-    def blobs(self) -> LocalBlobs:
+    def blobs(self) -> Blobs:
         return self._engine.blobs
 
     @property

@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from longops.engine.blobs import LocalBlobs
+from longops.engine.blobs import Blobs, LocalBlobs
 from longops.engine.hub import Hub
 from longops.engine.records import CANCELLED, FileRecord, NewOperation, OperationRecord
 from longops.engine.registry import InvalidRequest, Registry
@@ -43,12 +43,12 @@ class Engine:
         store: Store,
         registry: Registry,
         config: EngineConfig | None = None,
-        blobs: LocalBlobs | None = None,
+        blobs: Blobs | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.config = config or EngineConfig()
-        self.blobs = blobs or LocalBlobs("longops-blobs")
+        self.blobs: Blobs = blobs or LocalBlobs("longops-blobs")
         self.hub = Hub()
         self._feed: asyncio.Task[None] | None = None
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
+import shutil
 import threading
 import zlib
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from longops.engine.blobs import CHUNK_BYTES, Blobs, digest
 from longops.engine.context import Context
 from longops.engine.registry import Kind, OperationFailed, new_token_id
 from longops.kinds.videos.backends import VideoBackend
@@ -99,8 +100,9 @@ async def _generate(ctx: Context, request: VideoRequest, settings: VideoSettings
             await _render(ctx, backend, spec, key, index, len(specs))
             videos.append((spec, key))
     except BaseException:
-        for _, key in videos:  # a cancelled or failed attempt leaves no orphan blobs
-            ctx.blobs.delete(key)
+        # A cancelled or failed attempt leaves no orphan blobs: one thread deletes them
+        # all, so a second cancel while waiting for it cannot leave some behind.
+        await ctx.run_in_thread(_delete_all, ctx.blobs, [key for _, key in videos])
         raise
     response = await _publish(ctx, request, model, videos, settings)
     if filtered:
@@ -190,7 +192,7 @@ async def _publish(
     for index, (spec, key) in enumerate(videos):
         if storage is not None:
             uri = f"{storage.rstrip('/')}/{ctx.operation_id}/sample_{index}.mp4"
-            await ctx.run_in_thread(ctx.blobs.copy_to, key, settings.gcs_path(uri))
+            await ctx.run_in_thread(_copy_out, ctx.blobs, key, settings.gcs_path(uri))
             items.append({"gcsUri": uri, "mimeType": "video/mp4", "generationSeed": spec.seed})
         else:
             data = await ctx.run_in_thread(ctx.blobs.read, key)
@@ -205,16 +207,20 @@ async def _publish(
     return {"@type": VERTEX_RESPONSE, "videos": items}
 
 
-async def _add_file(ctx: Context, key: str, display_name: str) -> str:
-    def digest() -> tuple[int, str]:
-        path: Path = ctx.blobs.local_path(key)
-        h = hashlib.sha256()
-        with path.open("rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-        return path.stat().st_size, h.hexdigest()
+def _delete_all(blobs: Blobs, keys: list[str]) -> None:
+    for key in keys:
+        blobs.delete(key)
 
-    size, sha256 = await ctx.run_in_thread(digest)
+
+def _copy_out(blobs: Blobs, key: str, destination: Path) -> None:
+    """Copy a video to the folder that stands in for a Cloud Storage bucket."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with blobs.open(key) as source, destination.open("wb") as out:
+        shutil.copyfileobj(source, out, CHUNK_BYTES)
+
+
+async def _add_file(ctx: Context, key: str, display_name: str) -> str:
+    size, sha256 = await ctx.run_in_thread(digest, ctx.blobs, key)
     id = new_token_id()
     await ctx.add_file(
         id=id,

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, BinaryIO
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from longops.engine.blobs import BlobNotFound
+from longops.engine.blobs import CHUNK_BYTES, BlobNotFound
 from longops.engine.records import FileRecord
 from longops.server.errors import invalid_argument, not_found
 from longops.server.render import timestamp
@@ -89,7 +91,20 @@ class FileRoutes(Routes):
             raise invalid_argument(f"Unsupported alt={alt!r}; use alt=media.", field="alt")
         file = await self._find(request)
         try:
-            path = self.engine.blobs.local_path(file.blob_key)
+            blob = await asyncio.to_thread(self.engine.blobs.open, file.blob_key)
         except BlobNotFound:
             raise not_found(f"The bytes of files/{file.id} are gone.") from None
-        return FileResponse(path, media_type=file.mime_type)
+        return StreamingResponse(
+            _chunks(blob),
+            media_type=file.mime_type,
+            # Blobs never change once published, so the size recorded with the file holds.
+            headers={"content-length": str(file.size_bytes)},
+        )
+
+
+async def _chunks(blob: BinaryIO) -> AsyncIterator[bytes]:
+    """The blob a chunk at a time, each read in a thread: it may come over the network.
+    Closing a blob opened for reading does no I/O, so it may happen on the loop."""
+    with blob:
+        while chunk := await asyncio.to_thread(blob.read, CHUNK_BYTES):
+            yield chunk

@@ -11,7 +11,6 @@ any API server sharing that store can continue one.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -21,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from longops.engine.blobs import BlobNotFound, OffsetMismatch
+from longops.engine.blobs import BlobNotFound, OffsetMismatch, digest
 from longops.engine.records import OperationRecord
 from longops.engine.registry import RequestRejected, new_token_id
 from longops.server.errors import ApiError, error_response, invalid_argument
@@ -166,13 +165,12 @@ class UploadRoutes(Routes):
         part = f"uploads/{session}.part"
         commands = {c.strip() for c in request.headers.get("x-goog-upload-command", "").split(",")}
         if commands == {"query"}:
-            received = blobs.current_size(part)
+            received = await asyncio.to_thread(blobs.current_size, part)
             return Response(
                 b"", headers={"x-goog-upload-size-received": str(received), **_status("active")}
             )
         if not commands or not commands <= {"upload", "finalize"}:
             raise invalid_argument("x-goog-upload-command must be upload, finalize or query.")
-        received = blobs.current_size(part)
         if "upload" in commands:
             offset = request.headers.get("x-goog-upload-offset")
             if offset is None or not (offset.isascii() and offset.isdigit()):
@@ -187,6 +185,8 @@ class UploadRoutes(Routes):
                     f"x-goog-upload-offset {offset} does not match the {exc.size} bytes"
                     " received so far."
                 ) from None
+        else:
+            received = await asyncio.to_thread(blobs.current_size, part)
         if "finalize" not in commands:
             return Response(b"", headers=_status("active"))
         if state["total"] is not None and received != state["total"]:
@@ -199,22 +199,12 @@ class UploadRoutes(Routes):
         self, request: Request, session: str, state: dict[str, Any], part: str, size: int
     ) -> Response:
         if state["target"] == "store":
-            return await self._finish_store_upload(request, session, state, part, size)
+            return await self._finish_store_upload(session, state, part)
         blobs = self.engine.blobs
         file_id = state["fileId"] or new_token_id(12)
         key = f"files/{file_id}"
-        if size == 0:
-            await asyncio.to_thread(blobs.write_bytes, part, b"")
-
-        def digest() -> str:
-            h = hashlib.sha256()
-            with blobs.local_path(part).open("rb") as f:
-                while chunk := f.read(1 << 20):
-                    h.update(chunk)
-            return h.hexdigest()
-
-        sha256 = await asyncio.to_thread(digest)
-        await asyncio.to_thread(blobs.rename, part, key)
+        await asyncio.to_thread(blobs.publish_appended, part, key)
+        _, sha256 = await asyncio.to_thread(digest, blobs, key)
         record = await self.engine.add_file(
             id=file_id,
             tenant=state["tenant"],
@@ -239,13 +229,11 @@ class UploadRoutes(Routes):
         )
 
     async def _finish_store_upload(
-        self, request: Request, session: str, state: dict[str, Any], part: str, size: int
+        self, session: str, state: dict[str, Any], part: str
     ) -> Response:
         blobs = self.engine.blobs
         key = f"search-uploads/{session}"
-        if size == 0:
-            await asyncio.to_thread(blobs.write_bytes, part, b"")
-        await asyncio.to_thread(blobs.rename, part, key)
+        await asyncio.to_thread(blobs.publish_appended, part, key)
         try:
             record = await self._create_store_upload(state, key)
         except RequestRejected as exc:
