@@ -40,6 +40,7 @@ def make_server(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Thr
     def make(**kwargs: Any) -> ThreadServer:
         own = database_url if not started else f"sqlite:///{tmp_path / f'server-{len(started)}.db'}"
         kwargs.setdefault("database_url", own)
+        kwargs.setdefault("blobs", tmp_path / f"blobs-{len(started)}")
         server = ThreadServer(**kwargs).start()
         started.append(server)
         return server

@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -86,20 +85,19 @@ class ThreadServer(AppThread):
         load: Sequence[str] = ("tests.support.kinds",),
         videos: VideoSettings | None = None,
         public_url: str = "http://127.0.0.1",
+        blobs: Path | None = None,
     ) -> None:
         self.database_url = database_url
         registry = default_registry(videos or VideoSettings())
         for module in load:
             registry.load(module)
-        # Blobs beside the test's database, so each test has its own and cleans up with it.
-        folder = (
-            Path(database_url.removeprefix("sqlite:///")).parent / "blobs"
-            if database_url.startswith("sqlite:")
-            else Path(tempfile.mkdtemp(prefix="longops-blobs-"))
-        )
-        blobs = LocalBlobs(folder)
+        if blobs is None:  # beside a SQLite database, so they are cleaned up with it
+            blobs = Path(database_url.removeprefix("sqlite:///")).parent / "blobs"
         self.engine = Engine(
-            open_store(database_url), registry, EngineConfig(public_url=public_url), blobs
+            open_store(database_url),
+            registry,
+            EngineConfig(public_url=public_url),
+            LocalBlobs(blobs),
         )
         app = create_app(
             self.engine,
