@@ -107,6 +107,9 @@ def test_read_open_digest_and_delete(blobs: Blobs) -> None:
     with blobs.open("files/big") as f:
         assert f.read(10) == data[:10]
         assert f.read() == data[10:]
+    with blobs.open("files/big") as f:  # ranged downloads seek
+        f.seek(2 << 20)
+        assert f.read(5) == data[2 << 20 : (2 << 20) + 5]
     assert digest(blobs, "files/big") == (len(data), hashlib.sha256(data).hexdigest())
 
     blobs.delete("files/big")

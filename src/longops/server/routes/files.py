@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute, Route
 
 from longops.engine.blobs import CHUNK_BYTES, BlobNotFound
 from longops.engine.records import FileRecord
-from longops.server.errors import invalid_argument, not_found
+from longops.server.errors import ApiError, invalid_argument, not_found
 from longops.server.render import timestamp
 from longops.server.routes.base import Routes
 from longops.server.routes.operations import json_response
@@ -90,21 +90,64 @@ class FileRoutes(Routes):
         if alt != "media":
             raise invalid_argument(f"Unsupported alt={alt!r}; use alt=media.", field="alt")
         file = await self._find(request)
+        # Blobs never change once published, so the size recorded with the file holds.
+        size = file.size_bytes
+        span = _byte_range(request.headers.get("range"), size)
         try:
             blob = await asyncio.to_thread(self.engine.blobs.open, file.blob_key)
         except BlobNotFound:
             raise not_found(f"The bytes of files/{file.id} are gone.") from None
+        headers = {"accept-ranges": "bytes"}
+        if span is None:
+            headers["content-length"] = str(size)
+            return StreamingResponse(
+                _chunks(blob, 0, size), headers=headers, media_type=file.mime_type
+            )
+        start, end = span
+        headers["content-length"] = str(end - start)
+        headers["content-range"] = f"bytes {start}-{end - 1}/{size}"
         return StreamingResponse(
-            _chunks(blob),
-            media_type=file.mime_type,
-            # Blobs never change once published, so the size recorded with the file holds.
-            headers={"content-length": str(file.size_bytes)},
+            _chunks(blob, start, end - start), 206, headers=headers, media_type=file.mime_type
         )
 
 
-async def _chunks(blob: BinaryIO) -> AsyncIterator[bytes]:
-    """The blob a chunk at a time, each read in a thread: it may come over the network.
-    Closing a blob opened for reading does no I/O, so it may happen on the loop."""
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The [start, end) a `Range: bytes=…` header asks for, so video players can seek.
+    None serves the whole file: no header, a unit other than bytes, or several ranges
+    (which a server may answer in full)."""
+    if header is None or not header.startswith("bytes=") or "," in header:
+        return None
+    first, _, last = header.removeprefix("bytes=").strip().partition("-")
+    try:
+        if not first:  # the last N bytes
+            start, end = max(size - int(last), 0), size
+        else:
+            start = int(first)
+            end = min(int(last) + 1, size) if last else size
+            if last and int(last) < start:
+                return None
+    except ValueError:
+        return None
+    if start >= end:
+        raise ApiError(
+            416,
+            f"Range {header!r} is outside the file's {size} bytes.",
+            status="OUT_OF_RANGE",
+            headers={"content-range": f"bytes */{size}"},
+        )
+    return start, end
+
+
+async def _chunks(blob: BinaryIO, start: int, length: int) -> AsyncIterator[bytes]:
+    """`length` bytes of the blob from `start`, a chunk at a time, each read in a thread:
+    it may come over the network. Closing a blob opened for reading does no I/O, so it
+    may happen on the loop."""
     with blob:
-        while chunk := await asyncio.to_thread(blob.read, CHUNK_BYTES):
+        if start:
+            await asyncio.to_thread(blob.seek, start)
+        while length > 0:
+            chunk = await asyncio.to_thread(blob.read, min(CHUNK_BYTES, length))
+            if not chunk:
+                return
+            length -= len(chunk)
             yield chunk
