@@ -19,7 +19,7 @@ from google.genai import errors as genai_errors
 from google.genai import types as gt
 
 from longops.server import ServerConfig
-from tests.support.postgres import fresh_schema
+from tests.support.postgres import database, fresh_schema
 from tests.support.servers import ThreadServer
 from tests.test_extract_chunking import make_pdf  # a real multi-page PDF, made in the test
 
@@ -31,11 +31,7 @@ ARTICLE = (
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The first server's database: a SQLite file, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'longops.db'}"
-        return
-    with fresh_schema() as url:
+    with database(request.param, tmp_path) as url:
         yield url
 
 
@@ -535,25 +531,16 @@ async def _search(url: str, *terms: str) -> list[str]:
 def test_db_upgrade_reindexes_the_chunks_of_an_existing_postgres_database(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import subprocess
-    import sys
 
     from longops.engine.store import postgres
-    from tests.support.servers import REPO, subprocess_env
+    from tests.support.servers import run_longops
 
     # A database as the first PostgreSQL store left it: chunks indexed with `english`.
     monkeypatch.setattr(postgres, "_MIGRATIONS", postgres._MIGRATIONS[:3])
     asyncio.run(_index(database_url, "To be, or not to be: the café question."))
     monkeypatch.undo()
 
-    upgrade = subprocess.run(
-        [sys.executable, "-m", "longops", "db", "upgrade", "--database", database_url],
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
+    upgrade = run_longops("db", "upgrade", "--database", database_url)
     assert upgrade.returncode == 0, upgrade.stderr
     for terms in (["the"], ["to", "be"], ["cafe"], ["questions"]):
         assert asyncio.run(_search(database_url, *terms)) == [

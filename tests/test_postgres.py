@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,7 +9,7 @@ import pytest
 
 from longops import Client
 from tests.support.postgres import fresh_schema
-from tests.support.servers import REPO, Process, ThreadServer, subprocess_env
+from tests.support.servers import Process, ThreadServer, run_longops, subprocess_env
 from tests.support.waiting import until_sync
 
 
@@ -22,14 +20,7 @@ def pg_url() -> Iterator[str]:
 
 
 def test_db_upgrade_creates_the_schema(pg_url: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "longops", "db", "upgrade", "--database", pg_url],
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
+    result = run_longops("db", "upgrade", "--database", pg_url)
     assert result.returncode == 0, result.stderr
     assert "schema is up to date" in result.stdout
 

@@ -11,7 +11,7 @@ import pytest
 
 from longops import Client
 from tests.support.kinds import journal
-from tests.support.postgres import fresh_schema
+from tests.support.postgres import database
 from tests.support.servers import (
     Process,
     ThreadServer,
@@ -25,10 +25,7 @@ from tests.support.waiting import until_sync
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'longops.db'}"
-        return
-    with fresh_schema() as url:
+    with database(request.param, tmp_path) as url:
         yield url
 
 

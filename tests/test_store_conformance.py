@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -18,7 +17,7 @@ import pytest
 from longops.engine import NewOperation, OperationRecord, State
 from longops.engine.registry import new_token_id
 from longops.engine.store import LeaseState, Store, open_store
-from tests.support.postgres import POSTGRES_URL
+from tests.support.postgres import database
 
 CANCELLED = {"code": 1, "message": "cancelled"}
 ABANDONED = {"code": 10, "message": "abandoned"}
@@ -30,23 +29,9 @@ B = TypeVar("B")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'conformance.db'}"
-        return
-    import asyncpg  # type: ignore[import-untyped]
-
-    try:
-        conn = await asyncpg.connect(POSTGRES_URL, timeout=5)
-    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-        pytest.skip(f"PostgreSQL unavailable at {POSTGRES_URL}: {exc}")
-    schema = f"t_{uuid.uuid4().hex}"
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    try:
-        yield f"{POSTGRES_URL}{separator}schema={schema}"
-    finally:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await conn.close()
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with database(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

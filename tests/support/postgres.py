@@ -1,4 +1,5 @@
-"""The PostgreSQL the tests use: one URL setting, a fresh schema per test."""
+"""The databases the tests use: SQLite files, and PostgreSQL through one URL setting
+(`LONGOPS_TEST_POSTGRES_URL`) with a fresh schema per test."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +48,13 @@ def fresh_schema() -> Iterator[str]:
         yield f"{POSTGRES_URL}{separator}schema={schema}"
     finally:
         execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@contextmanager
+def database(backend: str, folder: Path) -> Iterator[str]:
+    """A database URL for `backend` ("sqlite": a file in `folder`; "postgres")."""
+    if backend == "sqlite":
+        yield f"sqlite:///{folder / 'longops.db'}"
+    else:
+        with fresh_schema() as url:
+            yield url

@@ -158,6 +158,18 @@ class Process:
         self._log.close()
 
 
+def run_longops(*args: str) -> subprocess.CompletedProcess[str]:
+    """A `longops` command run to its end, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "longops", *args],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+
+
 def worker_args(database_url: str, *extra: str) -> list[str]:
     return ["worker", "--database", database_url, "--load", "tests.support.kinds", *extra]
 
