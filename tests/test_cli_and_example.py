@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from tests.support.servers import (
     Process,
     ThreadServer,
     free_port,
+    run_longops,
     subprocess_env,
     wait_healthy,
 )
@@ -28,14 +28,22 @@ EXAMPLES = REPO / "examples"
 
 
 def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "longops", *args],
-        env=subprocess_env({"LONGOPS_BASE_URL": url}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
+    return run_longops(*args, env={"LONGOPS_BASE_URL": url})
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--database", "mysql://db/x"], "unsupported database URL"),
+        (["--database", "postgresql://db/x?schema=a-b"], "bad schema name"),
+        (["--database", "postgresql://db/x?pool_size=many"], "pool_size must be a number"),
+        (["--blobs", "nosuchfs://bucket/x"], "--blobs"),
+    ],
+)
+def test_bad_settings_are_named_not_traced(args: list[str], message: str) -> None:
+    result = run_longops("worker", *args)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
 
 
 def test_ops_commands(server: ThreadServer) -> None:

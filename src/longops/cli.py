@@ -18,7 +18,7 @@ from rich.table import Table
 from longops.engine import Engine, Registry, Worker
 from longops.engine.blobs import open_blobs
 from longops.engine.engine import EngineConfig
-from longops.engine.store import open_store
+from longops.engine.store import Store, open_store
 from longops.engine.worker import WorkerConfig
 from longops.kinds import default_registry
 
@@ -106,7 +106,14 @@ def _engine(
         blob_store = open_blobs(blobs)
     except (ImportError, ValueError) as exc:  # a missing s3fs/gcsfs, a malformed URL
         raise typer.BadParameter(str(exc), param_hint="--blobs") from None
-    return Engine(open_store(database), registry, config, blob_store)
+    return Engine(_store(database), registry, config, blob_store)
+
+
+def _store(database: str) -> Store:
+    try:
+        return open_store(database)
+    except ValueError as exc:  # an unknown scheme, a bad schema name or pool size
+        raise typer.BadParameter(str(exc), param_hint="--database") from None
 
 
 def _logging(level: str) -> None:
@@ -218,8 +225,9 @@ def worker(
 def db_upgrade(database: Database = DEFAULT_DATABASE) -> None:
     """Apply the schema migrations (servers and workers also do it when they start)."""
 
+    store = _store(database)
+
     async def main() -> None:
-        store = open_store(database)
         await store.open()
         await store.close()
 

@@ -158,11 +158,11 @@ class Process:
         self._log.close()
 
 
-def run_longops(*args: str) -> subprocess.CompletedProcess[str]:
+def run_longops(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """A `longops` command run to its end, its output captured."""
     return subprocess.run(
         [sys.executable, "-m", "longops", *args],
-        env=subprocess_env(),
+        env=subprocess_env(env),
         capture_output=True,
         text=True,
         timeout=60,

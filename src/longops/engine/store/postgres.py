@@ -264,6 +264,7 @@ _TRANSIENT = (
     asyncpg.exceptions.AdminShutdownError,  # pg_terminate_backend, a shutting-down server
     asyncpg.exceptions.CannotConnectNowError,  # a server still starting up
     asyncpg.exceptions.TransactionRollbackError,  # deadlocks, serialization failures
+    asyncpg.exceptions.TooManyConnectionsError,  # max_connections reached, for now
     # A connection the server closed while the pool handed it out: "connection is
     # closed", or a protocol left mid-operation.
     asyncpg.InterfaceError,
@@ -381,13 +382,21 @@ class PostgresStore:
 
     @classmethod
     def from_url(cls, url: str) -> PostgresStore:
+        """`postgresql://…` with longops's own options taken out of the query string:
+        `schema`, and `pool_size` (connections per process, 10 by default)."""
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True)
-        schema = next((v for k, v in reversed(query) if k == "schema"), None)
-        rest = [(k, v) for k, v in query if k != "schema"]
+        ours = {k: v for k, v in query if k in {"schema", "pool_size"}}
+        rest = [(k, v) for k, v in query if k not in ours]
         scheme = "postgresql" if parts.scheme in {"postgres", "postgresql"} else parts.scheme
         dsn = urlunsplit((scheme, parts.netloc, parts.path, urlencode(rest), parts.fragment))
-        return cls(dsn, schema=schema or None)
+        try:
+            max_size = int(ours.get("pool_size", 10))
+        except ValueError:
+            raise ValueError(f"pool_size must be a number, not {ours['pool_size']!r}") from None
+        if max_size < 1:
+            raise ValueError("pool_size must be at least 1")
+        return cls(dsn, schema=ours.get("schema") or None, max_size=max_size)
 
     # -- connection ---------------------------------------------------------
 
