@@ -20,7 +20,14 @@ POSTGRES_URL = os.environ.get(
 async def _execute(sql: str) -> None:
     import asyncpg  # type: ignore[import-untyped]
 
-    connection = await asyncpg.connect(POSTGRES_URL, timeout=5)
+    for delay in (0.1, 0.3, 1.0, 3.0, None):  # other tests' processes may be closing theirs
+        try:
+            connection = await asyncpg.connect(POSTGRES_URL, timeout=5)
+            break
+        except asyncpg.TooManyConnectionsError:
+            if delay is None:
+                raise
+            await asyncio.sleep(delay)
     try:
         await connection.execute(sql)
     finally:
