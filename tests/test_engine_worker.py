@@ -178,3 +178,28 @@ async def test_unknown_kind_and_invalid_requests_store_nothing(make_engine) -> N
         await engine.create("longops.sleep", {"seconds": -1})
     assert info.value.violations[0]["field"] == "seconds"
     assert await engine.list_operations("") == []
+
+
+async def test_an_attempt_stopped_before_it_starts_frees_its_slot_and_lease(
+    make_engine, tmp_path
+) -> None:
+    """An interrupt may land between the claim and the task's first step (a heartbeat
+    racing the claim did this): the slot must come back, and the lease be handed on."""
+    engine = await make_engine()
+    worker = Worker(engine, WorkerConfig(**{**FAST, "concurrency": 1, "lease_seconds": 3.0}))
+    start = worker._start
+
+    def start_then_interrupt(record):  # type: ignore[no-untyped-def]
+        start(record)
+        if record.attempt == 1:
+            worker._interrupt(record.id, "lease")
+
+    worker._start = start_then_interrupt  # type: ignore[method-assign]
+    task = asyncio.create_task(worker.run())
+    journal = tmp_path / "journal"
+    record = await engine.create("test.record", {"journal": str(journal)})
+    done = await engine.wait(record.id, "", 30)
+    await stop(worker, task)
+    assert done is not None and done.state is State.SUCCEEDED and done.attempt == 2
+    assert [line[0] for line in journal_lines(journal)] == ["start", "end"]
+    assert not worker._running

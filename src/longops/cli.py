@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Coroutine
 from functools import partial
 from typing import Annotated, Any
 
@@ -116,6 +117,16 @@ def _store(database: str) -> Store:
         raise typer.BadParameter(str(exc), param_hint="--database") from None
 
 
+def _run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop where it is installed, as `serve` does through uvicorn."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
 def _logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -218,7 +229,7 @@ def worker(
             )
             await runner.run()
 
-    asyncio.run(main())
+    _run_loop(main())
 
 
 @db_app.command("upgrade")

@@ -50,6 +50,8 @@ class WorkerConfig:
 class _Running:
     record: OperationRecord
     context: Context
+    claimed_at: float
+    """`time.monotonic()` when the claim came back: heartbeats sent before it can't know it."""
     task: asyncio.Task[None] | None = None
     interrupt: Interrupt | None = None
     finishing: bool = False
@@ -123,10 +125,18 @@ class Worker:
 
     def _start(self, record: OperationRecord) -> None:
         context = Context(self.engine, record, process_pool=self._process_pool)
-        running = _Running(record, context)
+        running = _Running(record, context, time.monotonic())
         self._running[record.id] = running
         running.task = asyncio.create_task(self._execute(running), name=f"longops:{record.name}")
+        # A callback, not a `finally`: a task cancelled before its first step never runs
+        # its body, and its slot must still be given back.
+        running.task.add_done_callback(lambda _: self._forget(record.id))
         self.engine.hub.on_cancel(record.id, lambda: self._interrupt(record.id, "cancel"))
+
+    def _forget(self, id: str) -> None:
+        self.engine.hub.off_cancel(id)
+        self._running.pop(id, None)
+        self._wake.set()
 
     def _process_pool(self) -> Executor:
         if self._pool is None:
@@ -156,10 +166,6 @@ class Worker:
             log.exception(
                 "could not record the outcome of %s (attempt %d)", record.name, record.attempt
             )
-        finally:
-            self.engine.hub.off_cancel(record.id)
-            self._running.pop(record.id, None)
-            self._wake.set()
         if finished:
             self.engine.hub.notify_done(record.id)
 
@@ -261,6 +267,7 @@ class Worker:
         strays: set[tuple[str, int]] = set()
         while True:
             await asyncio.sleep(interval)
+            beat = time.monotonic()
             try:
                 held = await self.engine.store.heartbeat(
                     self.owner, self.config.lease_seconds, time.time()
@@ -275,6 +282,8 @@ class Worker:
             held_ids = {lease.id: lease for lease in held}
             for id, running in list(self._running.items()):
                 lease = held_ids.get(id)
+                if running.claimed_at >= beat:  # claimed while the heartbeat was on its way
+                    continue
                 if lease is None or lease.attempt != running.record.attempt:
                     self._interrupt(id, "lease")
                 elif lease.cancel_requested:

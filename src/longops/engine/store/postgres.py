@@ -345,6 +345,22 @@ async def _init_connection(conn: Any) -> None:
         )
 
 
+def _notifying(write: str, payload: str, channel: str) -> str:
+    """`write` returning the row and notifying `channel` of it, in one statement: one
+    round trip instead of BEGIN, write, NOTIFY, COMMIT. `payload` is an SQL expression
+    over the written row."""
+    return (
+        f"WITH written AS ({write} RETURNING {_COLUMNS})"
+        f" SELECT *, pg_notify({channel}, {payload}) FROM written"
+    )
+
+
+async def _keep_session(_conn: Any) -> None:
+    """Connections are handed back to the pool as they are: this store never leaves
+    session state behind (no SET, LISTEN, cursors or session locks), and asyncpg still
+    rolls back a transaction left open. The default reset costs a round trip per call."""
+
+
 async def _notify(conn: Any, channel: str, payloads: Sequence[str]) -> None:
     for payload in payloads:
         await conn.execute("SELECT pg_notify($1, $2)", channel, payload)
@@ -414,6 +430,7 @@ class PostgresStore:
             min_size=self.min_size,
             max_size=self.max_size,
             init=_init_connection,
+            reset=_keep_session,
             server_settings=self._server_settings(),
         )
         try:
@@ -456,41 +473,43 @@ class PostgresStore:
 
     @_reconnecting
     async def create(self, new: NewOperation, now: float) -> tuple[OperationRecord, bool]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
+        row = await self.pool.fetchrow(
+            _notifying(
                 "INSERT INTO operations (id, name, kind, tenant, request_id, request, state,"
                 " metadata, max_attempts, create_time, update_time)"
                 " VALUES ($1, $2, $3, $4, $5, $6::jsonb, 'PENDING', $7::jsonb, $8, $9, $9)"
-                f" ON CONFLICT DO NOTHING RETURNING {_COLUMNS}",
-                new.id,
-                new.name,
-                new.kind,
-                new.tenant,
-                new.request_id,
-                new.request,
-                new.metadata,
-                new.max_attempts,
-                now,
-            )
-            if row is not None:
-                await _notify(conn, self.channel, [""])
-                return _record(row), True
-            # The same request id was used before, or this is a retry whose first try
-            # committed (same operation id): either way, answer with what is stored.
-            row = await conn.fetchrow(
-                f"SELECT {_COLUMNS} FROM operations WHERE id = $1"
-                " OR (tenant = $2 AND request_id = $3)",
-                new.id,
-                new.tenant,
-                new.request_id,
-            )
-            assert row is not None
-            record = _record(row)
-            if record.id != new.id:
-                return record, False
-            if record.name != new.name:
-                raise ValueError(f"operation id {new.id!r} is taken")
-            return record, True
+                " ON CONFLICT DO NOTHING",
+                "''",
+                "$10",
+            ),
+            new.id,
+            new.name,
+            new.kind,
+            new.tenant,
+            new.request_id,
+            new.request,
+            new.metadata,
+            new.max_attempts,
+            now,
+            self.channel,
+        )
+        if row is not None:
+            return _record(row), True
+        # The same request id was used before, or this is a retry whose first try
+        # committed (same operation id): either way, answer with what is stored.
+        row = await self.pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM operations WHERE id = $1 OR (tenant = $2 AND request_id = $3)",
+            new.id,
+            new.tenant,
+            new.request_id,
+        )
+        assert row is not None
+        record = _record(row)
+        if record.id != new.id:
+            return record, False
+        if record.name != new.name:
+            raise ValueError(f"operation id {new.id!r} is taken")
+        return record, True
 
     @_reconnecting
     async def get(self, id: str) -> OperationRecord | None:
@@ -531,27 +550,31 @@ class PostgresStore:
 
     @_reconnecting
     async def cancel(self, id: str, now: float, error: dict[str, Any]) -> OperationRecord | None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
+        # Three steps, each atomic on its own: whatever a claim or a finish does between
+        # them, the operation ends up cancelled, flagged for its worker, or already done.
+        row = await self.pool.fetchrow(
+            _notifying(
                 "UPDATE operations SET state = 'CANCELLED', cancel_requested = TRUE,"
                 " error = $1::jsonb, end_time = $2, update_time = $2"
-                f" WHERE id = $3 AND state = 'PENDING' RETURNING {_COLUMNS}",
-                error,
-                now,
-                id,
-            )
-            if row is not None:
-                await _notify(conn, self.channel, [id])
-                return _record(row)
-            row = await conn.fetchrow(
+                " WHERE id = $3 AND state = 'PENDING'",
+                "id",
+                "$4",
+            ),
+            error,
+            now,
+            id,
+            self.channel,
+        )
+        if row is None:
+            row = await self.pool.fetchrow(
                 "UPDATE operations SET cancel_requested = TRUE, update_time = $1"
                 f" WHERE id = $2 AND state = 'RUNNING' RETURNING {_COLUMNS}",
                 now,
                 id,
             )
-            if row is None:
-                row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM operations WHERE id = $1", id)
-            return None if row is None else _record(row)
+        if row is None:
+            row = await self.pool.fetchrow(f"SELECT {_COLUMNS} FROM operations WHERE id = $1", id)
+        return None if row is None else _record(row)
 
     @_reconnecting
     async def delete(self, id: str) -> bool:
@@ -562,14 +585,14 @@ class PostgresStore:
         self, sql: str, args: Sequence[Any], notify: bool = False
     ) -> OperationRecord | None:
         """A fenced write of one row, returning it (None when nothing matched)."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(f"{sql} RETURNING {_COLUMNS}", *args)
-            if row is None:
-                return None
-            record = _record(row)
-            if notify:
-                await _notify(conn, self.channel, [record.id if record.done else ""])
-            return record
+        if notify:
+            payload = f"CASE WHEN state IN {_DONE_STATES} THEN id ELSE '' END"
+            sql = _notifying(sql, payload, f"${len(args) + 1}")
+            args = [*args, self.channel]
+        else:
+            sql = f"{sql} RETURNING {_COLUMNS}"
+        row = await self.pool.fetchrow(sql, *args)
+        return None if row is None else _record(row)
 
     @_reconnecting
     async def claim(
