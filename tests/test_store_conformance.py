@@ -315,6 +315,8 @@ async def test_done_among_and_changes_from_other_connections(store: Store, other
             done.update(await store.done_among([record.id]))
         else:
             done.update(change.done_ids)
+            # A finish makes nothing claimable: it must not wake idle workers.
+            assert record.id not in change.done_ids or not change.work
         next_change = asyncio.ensure_future(anext(changes))
     next_change.cancel()
     assert await store.done_among(["missing", record.id]) == [record.id]

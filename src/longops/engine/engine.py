@@ -78,7 +78,8 @@ class Engine:
             try:
                 async for change in self.store.changes():
                     delay = 0.05
-                    self.hub.notify_work()
+                    if change.work:
+                        self.hub.notify_work()
                     watched = self.hub.watched_ids()
                     if not watched:
                         continue

@@ -40,10 +40,13 @@ class Change:
     """Something other processes committed.
 
     `done_ids` lists operations known to have finished; `None` means the store
-    cannot tell which, and the engine must look.
+    cannot tell which, and the engine must look. `work` says whether operations may
+    have become claimable: only then are idle workers woken, so that a burst of
+    finishes elsewhere doesn't send every worker process to claim nothing.
     """
 
     done_ids: frozenset[str] | None = None
+    work: bool = True
 
 
 @dataclass(slots=True, frozen=True)

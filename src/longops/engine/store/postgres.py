@@ -773,7 +773,7 @@ class PostgresStore:
                     payloads.append(queue.get_nowait())
                 if None in payloads:
                     raise StoreUnavailable("lost the PostgreSQL notification connection")
-                yield Change(done_ids=frozenset(p for p in payloads if p))
+                yield Change(done_ids=frozenset(p for p in payloads if p), work="" in payloads)
         finally:
             self._listeners.discard(conn)
             if not conn.is_closed():
