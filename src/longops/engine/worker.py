@@ -117,7 +117,9 @@ class Worker:
                     log.exception("claiming failed; retrying")
                 for record in claimed:
                     self._start(record)
-                if claimed:
+                # A full batch may have left more behind; a short one took all there was
+                # (what is created meanwhile sets `_wake`, cleared before the claim).
+                if claimed and len(claimed) == free:
                     continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.config.poll_interval)
