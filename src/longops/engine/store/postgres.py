@@ -345,12 +345,12 @@ async def _init_connection(conn: Any) -> None:
         )
 
 
-def _notifying(write: str, payload: str, channel: str) -> str:
-    """`write` returning the row and notifying `channel` of it, in one statement: one
-    round trip instead of BEGIN, write, NOTIFY, COMMIT. `payload` is an SQL expression
-    over the written row."""
+def _notifying(write: str, payload: str, channel: str, columns: str = _COLUMNS) -> str:
+    """`write` returning `columns` of the row and notifying `channel` of it, in one
+    statement: one round trip instead of BEGIN, write, NOTIFY, COMMIT. `payload` is an
+    SQL expression over the written row."""
     return (
-        f"WITH written AS ({write} RETURNING {_COLUMNS})"
+        f"WITH written AS ({write} RETURNING {columns})"
         f" SELECT *, pg_notify({channel}, {payload}) FROM written"
     )
 
@@ -583,16 +583,19 @@ class PostgresStore:
 
     async def _change_one(
         self, sql: str, args: Sequence[Any], notify: bool = False
-    ) -> OperationRecord | None:
-        """A fenced write of one row, returning it (None when nothing matched)."""
+    ) -> tuple[State, bool] | None:
+        """A fenced write of one row: its new state and cancel flag, None when nothing
+        matched. (Only those: the worker needs no more, and decoding the JSON columns
+        back would cost it more than the write.)"""
+        columns = "id, state, cancel_requested"
         if notify:
             payload = f"CASE WHEN state IN {_DONE_STATES} THEN id ELSE '' END"
-            sql = _notifying(sql, payload, f"${len(args) + 1}")
+            sql = _notifying(sql, payload, f"${len(args) + 1}", columns)
             args = [*args, self.channel]
         else:
-            sql = f"{sql} RETURNING {_COLUMNS}"
+            sql = f"{sql} RETURNING {columns}"
         row = await self.pool.fetchrow(sql, *args)
-        return None if row is None else _record(row)
+        return None if row is None else (State(row[1]), bool(row[2]))
 
     @_reconnecting
     async def claim(
@@ -631,12 +634,12 @@ class PostgresStore:
     async def save_progress(
         self, id: str, attempt: int, metadata: dict[str, Any], now: float
     ) -> bool | None:
-        record = await self._change_one(
+        changed = await self._change_one(
             "UPDATE operations SET metadata = $1::jsonb, update_time = $2"
             " WHERE id = $3 AND attempt = $4 AND state = 'RUNNING'",
             (metadata, now, id, attempt),
         )
-        return None if record is None else record.cancel_requested
+        return None if changed is None else changed[1]  # cancel requested
 
     @_reconnecting
     async def finish(
@@ -650,7 +653,7 @@ class PostgresStore:
         error: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> bool:
-        record = await self._change_one(
+        changed = await self._change_one(
             "UPDATE operations SET state = $1, response = $2::jsonb, error = $3::jsonb,"
             " metadata = coalesce($4::jsonb, metadata), end_time = $5, update_time = $5,"
             " lease_owner = NULL, lease_expires = NULL"
@@ -658,13 +661,13 @@ class PostgresStore:
             (state.value, response, error, metadata, now, id, attempt),
             notify=True,
         )
-        return record is not None
+        return changed is not None
 
     @_reconnecting
     async def fail_attempt(
         self, id: str, attempt: int, now: float, not_before: float, final_error: dict[str, Any]
     ) -> State | None:
-        record = await self._change_one(
+        changed = await self._change_one(
             """
             UPDATE operations SET
                 state = CASE WHEN attempt - releases >= max_attempts
@@ -679,18 +682,18 @@ class PostgresStore:
             (final_error, now, not_before, id, attempt),
             notify=True,
         )
-        return None if record is None else record.state
+        return None if changed is None else changed[0]
 
     @_reconnecting
     async def release(self, id: str, attempt: int, now: float) -> bool:
-        record = await self._change_one(
+        changed = await self._change_one(
             "UPDATE operations SET state = 'PENDING', releases = releases + 1,"
             " lease_owner = NULL, lease_expires = NULL, update_time = $1"
             " WHERE id = $2 AND attempt = $3 AND state = 'RUNNING'",
             (now, id, attempt),
             notify=True,
         )
-        return record is not None
+        return changed is not None
 
     @_reconnecting
     async def recover_expired(
