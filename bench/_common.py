@@ -24,7 +24,9 @@ import urllib.request
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
+
+import orjson
 
 BENCH_DIR = Path(__file__).resolve().parent
 PYTHON = sys.executable
@@ -397,6 +399,25 @@ def cycle_script(paths: Sequence[str], directory: Path, threads: int = 2) -> Pat
 
 class HttpError(RuntimeError):
     pass
+
+
+class HttpClient(Protocol):
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]: ...
+
+
+async def create_and_wait(
+    client: HttpClient, kind: str, wait_body: bytes = b'{"timeout":"10s"}'
+) -> tuple[float, bool]:
+    """Start an operation of `kind`, then `:wait` for it: the seconds it took and whether
+    it came back done. Transport errors propagate: the caller decides what they end."""
+    started = time.perf_counter()
+    status, body = await client.request("POST", f"/v1beta/kinds/{kind}:start", b"{}")
+    if status != 200:
+        return time.perf_counter() - started, False
+    name = orjson.loads(body)["name"]
+    status, body = await client.request("POST", f"/v1beta/{name}:wait", wait_body)
+    done = status == 200 and orjson.loads(body).get("done") is True
+    return time.perf_counter() - started, done
 
 
 class RawHttpClient:

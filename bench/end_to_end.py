@@ -27,16 +27,17 @@ import time
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
-import orjson
 from _common import (
+    HttpClient,
     HttpError,
     RawHttpClient,
     Server,
     Timing,
     bare_command,
+    create_and_wait,
     exit_on_sigterm,
     header,
     longops_command,
@@ -51,17 +52,13 @@ from _common import (
     verdict,
 )
 
-CREATE = "/v1beta/kinds/longops.sleep:start"
+KIND = "longops.sleep"
 WAIT_BODY = b'{"timeout":"10s"}'
 TARGET_P50_MS = 3.0
 TARGET_OPS = 2000.0
 WORKERS = 16
 MAX_OPS_PER_CLIENT = 200_000
 SEQUENTIAL_TIME_LIMIT = 60.0
-
-
-class Client(Protocol):
-    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]: ...
 
 
 class HttpxClient:
@@ -76,7 +73,7 @@ class HttpxClient:
 
 
 @contextlib.asynccontextmanager
-async def open_clients(kind: str, port: int, count: int) -> AsyncIterator[list[Client]]:
+async def open_clients(kind: str, port: int, count: int) -> AsyncIterator[list[HttpClient]]:
     """`count` clients: raw ones with a connection each, or one pooled httpx client shared."""
     if kind == "httpx":
         limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
@@ -97,21 +94,6 @@ async def open_clients(kind: str, port: int, count: int) -> AsyncIterator[list[C
 
 
 TRANSPORT_ERRORS = (HttpError, httpx.HTTPError)
-
-
-async def round_trip(client: Client) -> tuple[float, bool]:
-    """Create, then wait; the seconds it took and whether the operation came back done.
-
-    Raises one of TRANSPORT_ERRORS when the connection fails: the caller's loop ends.
-    """
-    started = time.perf_counter()
-    status, body = await client.request("POST", CREATE, b"{}")
-    if status != 200:
-        return time.perf_counter() - started, False
-    name = orjson.loads(body)["name"]
-    status, body = await client.request("POST", f"/v1beta/{name}:wait", WAIT_BODY)
-    done = status == 200 and orjson.loads(body).get("done") is True
-    return time.perf_counter() - started, done
 
 
 @dataclass(slots=True)
@@ -137,13 +119,13 @@ class Tally:
         self.latencies: list[float] = []
         self.failures = 0
 
-    async def run(self, client: Client, count: int, stop: float) -> None:
+    async def run(self, client: HttpClient, count: int, stop: float) -> None:
         """Up to `count` round trips until monotonic time `stop` or a broken connection."""
         for _ in range(count):
             if time.monotonic() >= stop:
                 return
             try:
-                seconds, ok = await round_trip(client)
+                seconds, ok = await create_and_wait(client, KIND, WAIT_BODY)
             except TRANSPORT_ERRORS:
                 self.failures += 1
                 return
@@ -153,13 +135,13 @@ class Tally:
                 self.failures += 1
 
 
-async def _sequential(client: Client, count: int) -> Tally:
+async def _sequential(client: HttpClient, count: int) -> Tally:
     tally = Tally()
     await tally.run(client, count, time.monotonic() + SEQUENTIAL_TIME_LIMIT)
     return tally
 
 
-async def _concurrent(clients: Sequence[Client], seconds: float) -> Tally:
+async def _concurrent(clients: Sequence[HttpClient], seconds: float) -> Tally:
     tally = Tally()
     stop = time.monotonic() + seconds
     await asyncio.gather(*(tally.run(c, MAX_OPS_PER_CLIENT, stop) for c in clients))

@@ -69,6 +69,7 @@ from _common import (
     Server,
     bare_command,
     cpu_seconds,
+    create_and_wait,
     exit_on_sigterm,
     percentile,
     print_table,
@@ -522,17 +523,6 @@ class Tally:
                 self.latencies.append(seconds)
 
 
-async def http_round_trip(client: RawHttpClient, kind: str) -> tuple[float, bool]:
-    started = time.perf_counter()
-    status, body = await client.request("POST", f"/v1beta/kinds/{kind}:start", b"{}")
-    if status != 200:
-        return time.perf_counter() - started, False
-    name = orjson.loads(body)["name"]
-    status, body = await client.request("POST", f"/v1beta/{name}:wait", WAIT_BODY)
-    done = status == 200 and orjson.loads(body).get("done") is True
-    return time.perf_counter() - started, done
-
-
 async def measure(
     conn: Any,
     db: Database,
@@ -586,7 +576,7 @@ async def http_phase(
         for client in clients:
             await client.connect()
         calls: list[tuple[Call, Recover]] = [
-            (partial(http_round_trip, c, kind), partial(reconnect, c)) for c in clients
+            (partial(create_and_wait, c, kind, WAIT_BODY), partial(reconnect, c)) for c in clients
         ]
         return await measure(conn, db, pids, settings, calls)
     finally:
