@@ -79,7 +79,7 @@ from _common import (
 )
 
 from longops.engine.records import State
-from longops.engine.store.postgres import _COLUMNS, PostgresStore
+from longops.engine.store.postgres import _COLUMNS, WORK_CHANNEL, PostgresStore
 
 DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/test"
 LOAD = "_noop_kind"
@@ -219,11 +219,12 @@ class Database:
 
 
 async def create_schema(db: Database) -> str:
-    """The store's own migrations make the schema; returns the store's channel name."""
+    """The store's own migrations make the schema; returns what its channel names end
+    with (API servers listen for finishes, workers for work: one LISTEN each)."""
     store = db.store(min_size=1, max_size=1)
     await store.open()
     await store.close()
-    return store.channel
+    return store.work_channel.removeprefix(WORK_CHANNEL)
 
 
 async def drop_schema(db: Database) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from longops import Client
+from longops.engine import NewOperation, State
+from longops.engine.store import Change, open_store
 from tests.support.postgres import fresh_schema
 from tests.support.servers import Process, ThreadServer, run_longops, subprocess_env
 from tests.support.waiting import until_sync
@@ -58,3 +61,40 @@ def test_a_worker_process_completes_what_the_api_waits_for(
                 assert done.done and done.error is None
     finally:
         worker.close()
+
+
+def test_feeds_carry_only_what_their_process_listens_for(pg_url: str) -> None:
+    """Workers hear of new work, API servers of finishes: neither wakes for the other."""
+
+    async def main() -> tuple[list[Change], list[Change]]:
+        store, writer = open_store(pg_url), open_store(pg_url)
+        await store.open()
+        await writer.open()
+        heard: dict[str, list[Change]] = {"work": [], "done": []}
+
+        async def follow(name: str, **which: bool) -> None:
+            async for change in store.changes(**which):
+                heard[name].append(change)
+
+        tasks = [
+            asyncio.create_task(follow("work", work=True, done=False)),
+            asyncio.create_task(follow("done", work=False, done=True)),
+        ]
+        try:
+            await asyncio.sleep(0.2)  # both listening, each past its opening change
+            new = NewOperation(id="op1", name="operations/op1", kind="k", request={})
+            await writer.create(new, 1.0)
+            [claimed] = await writer.claim(["k"], "w", 30, 1, 2.0)
+            await writer.finish(claimed.id, 1, State.SUCCEEDED, 3.0)
+            await asyncio.sleep(0.3)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await store.close()
+            await writer.close()
+        return heard["work"][1:], heard["done"][1:]
+
+    work, done = asyncio.run(main())
+    assert [(c.work, c.done_ids) for c in work] == [(True, frozenset())]
+    assert [(c.work, c.done_ids) for c in done] == [(False, frozenset({"op1"}))]

@@ -95,14 +95,26 @@ DEFAULT_BLOBS = "./longops-blobs"
 
 
 def _engine(
-    database: str, load: list[str] | None, retention_days: float, blobs: str, public_url: str
+    database: str,
+    load: list[str] | None,
+    retention_days: float,
+    blobs: str,
+    public_url: str,
+    *,
+    follow_work: bool = True,
+    follow_done: bool = True,
 ) -> Engine:
     registry: Registry = default_registry()
     for module in load or []:
         for name in module.split(","):
             if name.strip():
                 registry.load(name.strip())
-    config = EngineConfig(retention_seconds=retention_days * 86400, public_url=public_url)
+    config = EngineConfig(
+        retention_seconds=retention_days * 86400,
+        public_url=public_url,
+        follow_work=follow_work,
+        follow_done=follow_done,
+    )
     try:
         blob_store = open_blobs(blobs)
     except (ImportError, ValueError) as exc:  # a missing s3fs/gcsfs, a malformed URL
@@ -170,10 +182,15 @@ def serve(
     _logging(log_level)
     keys = parse_api_keys(k for entry in api_key or [] for k in entry.split(","))
     reachable = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
-    engine = _engine(
-        database, load, retention_days, blobs, public_url or f"http://{reachable}:{port}"
-    )
     concurrency = 0 if no_workers else workers
+    engine = _engine(
+        database,
+        load,
+        retention_days,
+        blobs,
+        public_url or f"http://{reachable}:{port}",
+        follow_work=concurrency > 0,
+    )
     application = create_app(
         engine,
         ServerConfig(api_keys=keys, max_wait_seconds=max_wait),
@@ -213,7 +230,14 @@ def worker(
 ) -> None:
     """Run workers only, against the same database as the API servers."""
     _logging(log_level)
-    engine = _engine(database, load, retention_days, blobs, public_url or "http://127.0.0.1:8000")
+    engine = _engine(
+        database,
+        load,
+        retention_days,
+        blobs,
+        public_url or "http://127.0.0.1:8000",
+        follow_done=False,  # nobody waits here
+    )
     config = WorkerConfig(
         concurrency=max(workers, 1), lease_seconds=lease, shutdown_grace=shutdown_grace
     )

@@ -33,6 +33,10 @@ class EngineConfig:
     """Files expire after this, as Google's do."""
     public_url: str = "http://127.0.0.1:8000"
     """Where clients reach this service; kinds use it to build links (video URIs)."""
+    follow_work: bool = True
+    """Hear of work created by other processes: off where no workers run."""
+    follow_done: bool = True
+    """Hear of operations other processes finish: off where nobody waits (`longops worker`)."""
 
 
 class Engine:
@@ -76,7 +80,10 @@ class Engine:
         delay = 0.05
         while True:
             try:
-                async for change in self.store.changes():
+                feed = self.store.changes(
+                    work=self.config.follow_work, done=self.config.follow_done
+                )
+                async for change in feed:
                     delay = 0.05
                     if change.work:
                         self.hub.notify_work()

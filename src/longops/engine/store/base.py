@@ -179,8 +179,12 @@ class Store(Protocol):
         limit: int,
     ) -> list[ChunkHit]: ...
 
-    def changes(self) -> AsyncIterator[Change]:
+    def changes(self, *, work: bool = True, done: bool = True) -> AsyncIterator[Change]:
         """Commits made by other processes, as they happen (or as close as the database allows).
+
+        A store that can tell them apart reports only new `work` or operations `done`,
+        as asked: a process without workers needs no news of work, one without
+        waiters none of finishes.
 
         A change naming nothing may come at any time (when the feed starts, after a
         burst); the feed raises `StoreBusy` when it loses track, and the caller

@@ -5,10 +5,12 @@ Every statement runs on a connection from an asyncpg pool; nothing is cached, so
 `FOR UPDATE SKIP LOCKED`, so concurrent workers never wait on each other, and every
 worker write is fenced by its attempt exactly as in the SQLite store.
 
-Other processes learn of commits through `LISTEN longops_changes`: a write that
-ends an operation notifies its id, a write that makes work claimable (create,
-release, retry) notifies an empty payload. With `?schema=NAME` the channel is
-`longops_changes:NAME`, so deployments in other schemas don't wake each other.
+Other processes learn of commits by LISTEN: a write that ends an operation
+notifies its id on `longops_done`, a write that makes work claimable (create,
+release, retry) an empty payload on `longops_work`; a process listens to what its
+role needs (API servers to the first, workers to the second). With `?schema=NAME`
+the channels are `longops_done:NAME` and `longops_work:NAME`, so deployments in
+other schemas don't wake each other.
 
 Add `?schema=NAME` to the URL to keep the tables in a schema of their own (made
 if missing); every pool connection then runs with that `search_path`.
@@ -51,7 +53,7 @@ log = logging.getLogger("longops.store")
 P = ParamSpec("P")
 T = TypeVar("T")
 
-CHANNEL = "longops_changes"
+DONE_CHANNEL, WORK_CHANNEL = "longops_done", "longops_work"
 # Any constant will do: it only has to be the same in every process migrating a database.
 _MIGRATION_LOCK = 0x6C6F6E676F7073  # "longops"
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -355,6 +357,16 @@ def _notifying(write: str, payload: str, channel: str, columns: str = _COLUMNS) 
     )
 
 
+def _channel(name: str, schema: str | None) -> str:
+    """Channels are database-wide: stores in other schemas must not wake this one."""
+    if schema is None:
+        return name
+    channel = f"{name}:{schema}"
+    if len(channel.encode()) > 63:  # PostgreSQL's identifier limit
+        channel = f"{name}:{hashlib.sha256(schema.encode()).hexdigest()[:24]}"
+    return channel
+
+
 async def _keep_session(_conn: Any) -> None:
     """Connections are handed back to the pool as they are: this store never leaves
     session state behind (no SET, LISTEN, cursors or session locks), and asyncpg still
@@ -387,13 +399,8 @@ class PostgresStore:
         self.retry_seconds = retry_seconds
         self.max_staleness = 0.0
         self._pool: Any = None
-        # Channels are database-wide: stores in other schemas must not wake this one.
-        self.channel = CHANNEL
-        if schema is not None:
-            self.channel = f"{CHANNEL}:{schema}"
-            if len(self.channel.encode()) > 63:
-                digest = hashlib.sha256(schema.encode()).hexdigest()[:24]
-                self.channel = f"{CHANNEL}:{digest}"
+        self.done_channel = _channel(DONE_CHANNEL, schema)
+        self.work_channel = _channel(WORK_CHANNEL, schema)
         self._listeners: set[Any] = set()
 
     @classmethod
@@ -491,7 +498,7 @@ class PostgresStore:
             new.metadata,
             new.max_attempts,
             now,
-            self.channel,
+            self.work_channel,
         )
         if row is not None:
             return _record(row), True
@@ -563,7 +570,7 @@ class PostgresStore:
             error,
             now,
             id,
-            self.channel,
+            self.done_channel,
         )
         if row is None:
             row = await self.pool.fetchrow(
@@ -589,9 +596,14 @@ class PostgresStore:
         back would cost it more than the write.)"""
         columns = "id, state, cancel_requested"
         if notify:
-            payload = f"CASE WHEN state IN {_DONE_STATES} THEN id ELSE '' END"
-            sql = _notifying(sql, payload, f"${len(args) + 1}", columns)
-            args = [*args, self.channel]
+            done, work = f"${len(args) + 1}", f"${len(args) + 2}"
+            sql = _notifying(
+                sql,
+                f"CASE WHEN state IN {_DONE_STATES} THEN id ELSE '' END",
+                f"CASE WHEN state IN {_DONE_STATES} THEN {done} ELSE {work} END",
+                columns,
+            )
+            args = [*args, self.done_channel, self.work_channel]
         else:
             sql = f"{sql} RETURNING {columns}"
         row = await self.pool.fetchrow(sql, *args)
@@ -719,10 +731,9 @@ class PostgresStore:
                 abandon_error,
             )
             result = [(r[0], State(r[1])) for r in rows]
-            payloads = [id for id, state in result if state.done]
-            if len(payloads) < len(result):
-                payloads.append("")
-            await _notify(conn, self.channel, payloads)
+            await _notify(conn, self.done_channel, [id for id, state in result if state.done])
+            if any(not state.done for _, state in result):
+                await _notify(conn, self.work_channel, [""])
             return result
 
     @_reconnecting
@@ -752,8 +763,9 @@ class PostgresStore:
         )
         return [r[0] for r in rows]
 
-    async def changes(self) -> AsyncIterator[Change]:
-        """Notifications on the store's channel, from a connection of its own.
+    async def changes(self, *, work: bool = True, done: bool = True) -> AsyncIterator[Change]:
+        """Notifications of new `work`, of operations `done`, or both, from a connection
+        of its own.
 
         Starts with a change that names nothing (what was committed before listening
         is unknown), and raises `StoreUnavailable` when the connection is lost, so the
@@ -768,7 +780,9 @@ class PostgresStore:
 
         try:
             conn.add_termination_listener(lambda _conn: queue.put_nowait(None))
-            await conn.add_listener(self.channel, heard)
+            for wanted, channel in ((work, self.work_channel), (done, self.done_channel)):
+                if wanted:
+                    await conn.add_listener(channel, heard)
             yield Change(done_ids=None)
             while True:
                 payloads = [await queue.get()]

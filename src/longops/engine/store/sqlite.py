@@ -963,8 +963,9 @@ class SQLiteStore:
             found += [r[0] for r in rows]
         return found
 
-    async def changes(self) -> AsyncIterator[Change]:
-        """Poll `PRAGMA data_version`, which moves only when another connection commits.
+    async def changes(self, *, work: bool = True, done: bool = True) -> AsyncIterator[Change]:
+        """Poll `PRAGMA data_version`, which moves only when another connection commits
+        (whatever it committed: `work` and `done` can't narrow it).
 
         SQLite has no notification channel between processes; one cheap pragma per
         interval per process is the price, and it cannot say which operations changed.
