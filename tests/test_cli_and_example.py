@@ -46,6 +46,13 @@ def test_bad_settings_are_named_not_traced(args: list[str], message: str) -> Non
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
+def test_an_unreachable_database_is_an_error_message() -> None:
+    """After retrying for a while (a database may still be starting), not a traceback."""
+    result = run_longops("db", "upgrade", "--database", f"postgresql://127.0.0.1:{free_port()}/x")
+    assert result.returncode == 1
+    assert "PostgreSQL is unreachable" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_ops_commands(server: ThreadServer) -> None:
     started = cli(server.url, "ops", "start", "longops.sleep", '{"seconds": 0.3}', "--json")
     assert started.returncode == 0, started.stderr

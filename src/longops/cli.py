@@ -7,7 +7,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Annotated, Any
 
@@ -19,7 +19,7 @@ from rich.table import Table
 from longops.engine import Engine, Registry, Worker
 from longops.engine.blobs import open_blobs
 from longops.engine.engine import EngineConfig
-from longops.engine.store import Store, open_store
+from longops.engine.store import Store, StoreUnavailable, open_store
 from longops.engine.worker import WorkerConfig
 from longops.kinds import default_registry
 
@@ -130,13 +130,19 @@ def _store(database: str) -> Store:
 
 
 def _run_loop(main: Coroutine[Any, Any, None]) -> None:
-    """Run on uvloop where it is installed, as `serve` does through uvicorn."""
+    """Run on uvloop where it is installed, as `serve` does through uvicorn; a database
+    that stays out of reach is an error message, not a traceback."""
     try:
         import uvloop
     except ImportError:
-        asyncio.run(main)
+        run: Callable[[Coroutine[Any, Any, None]], None] = asyncio.run
     else:
-        uvloop.run(main)
+        run = uvloop.run
+    try:
+        run(main)
+    except StoreUnavailable as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _logging(level: str) -> None:
@@ -266,7 +272,7 @@ def db_upgrade(database: Database = DEFAULT_DATABASE) -> None:
         await store.open()
         await store.close()
 
-    asyncio.run(main())
+    _run_loop(main())
     typer.echo(f"{database}: schema is up to date")
 
 

@@ -431,6 +431,7 @@ class PostgresStore:
             settings["search_path"] = f'"{self.schema}"'
         return settings
 
+    @_reconnecting  # a database still starting up, or restarting with its pods
     async def open(self) -> None:
         pool = await asyncpg.create_pool(
             self.dsn,
