@@ -86,7 +86,7 @@ class Engine:
                 async for change in feed:
                     delay = 0.05
                     if change.work:
-                        self.hub.notify_work()
+                        self.hub.notify_work(remote=True)
                     watched = self.hub.watched_ids()
                     if not watched:
                         continue

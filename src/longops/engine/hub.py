@@ -14,7 +14,7 @@ from collections.abc import Callable
 class Hub:
     def __init__(self) -> None:
         self._done_waiters: dict[str, set[asyncio.Future[None]]] = {}
-        self._work_listeners: set[Callable[[], None]] = set()
+        self._work_listeners: set[Callable[[bool], None]] = set()
         self._cancel_listeners: dict[str, Callable[[], None]] = {}
 
     # -- waiting for an operation to finish --------------------------------
@@ -41,13 +41,15 @@ class Hub:
 
     # -- waking idle workers -------------------------------------------------
 
-    def on_work(self, listener: Callable[[], None]) -> Callable[[], None]:
+    def on_work(self, listener: Callable[[bool], None]) -> Callable[[], None]:
+        """`listener(remote)` is called when operations may have become claimable;
+        `remote` when another process said so (every worker process hears it)."""
         self._work_listeners.add(listener)
         return lambda: self._work_listeners.discard(listener)
 
-    def notify_work(self) -> None:
+    def notify_work(self, *, remote: bool = False) -> None:
         for listener in list(self._work_listeners):
-            listener()
+            listener(remote)
 
     # -- telling a running handler in this process to stop -----------------
 

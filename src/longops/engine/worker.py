@@ -42,6 +42,10 @@ class WorkerConfig:
     purge_interval: float = 60.0
     shutdown_grace: float = 30.0
     retry_delay: float = 1.0
+    claim_defer: float = 0.005
+    """After claims that found nothing, how long a wake-up from another process waits
+    before claiming: every worker process hears of each new operation and the first
+    to claim takes it; the others let a few gather and take them in one claim."""
     kinds: Collection[str] | None = None
     """Kinds this worker serves; None means every registered kind."""
 
@@ -64,6 +68,7 @@ class Worker:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{new_token_id(8)}"
         self._running: dict[str, _Running] = {}
         self._wake = asyncio.Event()
+        self._local_wake = False
         self._stopping = asyncio.Event()
         self._pool: ProcessPoolExecutor | None = None
 
@@ -80,7 +85,7 @@ class Worker:
         self._wake.set()
 
     async def run(self) -> None:
-        unsubscribe = self.engine.hub.on_work(self._wake.set)
+        unsubscribe = self.engine.hub.on_work(self._heard_of_work)
         background = [
             asyncio.create_task(self._heartbeat_loop(), name="longops-heartbeat"),
             asyncio.create_task(self._maintenance_loop(), name="longops-maintenance"),
@@ -98,8 +103,13 @@ class Worker:
 
     # -- claiming -------------------------------------------------------------
 
+    def _heard_of_work(self, remote: bool) -> None:
+        self._local_wake = self._local_wake or not remote
+        self._wake.set()
+
     async def _claim_loop(self) -> None:
         kinds = self.kinds
+        losing = False
         while not self._stopping.is_set():
             free = self.config.concurrency - len(self._running)
             claimed: list[OperationRecord] = []
@@ -121,9 +131,13 @@ class Worker:
                 # (what is created meanwhile sets `_wake`, cleared before the claim).
                 if claimed and len(claimed) == free:
                     continue
+                losing = not claimed
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.config.poll_interval)
+            if losing and self._wake.is_set() and not self._local_wake:
+                await asyncio.sleep(self.config.claim_defer)
             self._wake.clear()
+            self._local_wake = False
 
     def _start(self, record: OperationRecord) -> None:
         context = Context(self.engine, record, process_pool=self._process_pool)
@@ -138,7 +152,7 @@ class Worker:
     def _forget(self, id: str) -> None:
         self.engine.hub.off_cancel(id)
         self._running.pop(id, None)
-        self._wake.set()
+        self._heard_of_work(remote=False)  # a slot is free
 
     def _process_pool(self) -> Executor:
         if self._pool is None:
