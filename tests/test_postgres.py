@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from longops import Client
-from longops.engine import NewOperation, State
+from longops.engine import Engine, NewOperation, State
 from longops.engine.store import Change, open_store
+from longops.kinds import default_registry
 from tests.support.postgres import fresh_schema
 from tests.support.servers import Process, ThreadServer, run_longops, subprocess_env
-from tests.support.waiting import until_sync
+from tests.support.waiting import until, until_sync
 
 
 @pytest.fixture
@@ -98,3 +99,92 @@ def test_feeds_carry_only_what_their_process_listens_for(pg_url: str) -> None:
     work, done = asyncio.run(main())
     assert [(c.work, c.done_ids) for c in work] == [(True, frozenset())]
     assert [(c.work, c.done_ids) for c in done] == [(False, frozenset({"op1"}))]
+
+
+def test_finish_notifications_carry_the_finished_row(pg_url: str) -> None:
+    """What a waiter elsewhere is answered with is the row as stored; rows too long for
+    a notification, and deletes, come as a bare id ("look it up")."""
+
+    async def main() -> None:
+        store, writer = open_store(pg_url), open_store(pg_url)
+        await store.open()
+        await writer.open()
+        changes: list[Change] = []
+
+        async def follow() -> None:
+            async for change in store.changes(work=False):
+                changes.append(change)
+
+        task = asyncio.create_task(follow())
+        try:
+            await until(lambda: changes, what="the feed to listen")
+            big = {"prompt": "x" * 9000}
+            for id, request in (("small", {"prompt": "é ✓"}), ("big", big), ("pending", {})):
+                await writer.create(NewOperation(id, f"operations/{id}", "k", request), 1.25)
+            for claimed in await writer.claim(["k"], "w", 30, 2, 2.5):
+                meta = {"progressPercent": 100, "note": "½"}
+                response = {"value": 0.1 + 0.2, "when": 1764300000.123456}
+                await writer.finish(
+                    claimed.id, 1, State.SUCCEEDED, 3.0000001, response=response, metadata=meta
+                )
+            await writer.cancel("pending", 4.5, {"code": 1, "message": "cancelled"})
+            stored = {id: await writer.get(id) for id in ("small", "big", "pending")}
+            await writer.delete("small")
+            await until(lambda: sum(len(c.done_ids or ()) for c in changes) == 4, what="4 ids")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await store.close()
+            await writer.close()
+
+        heard = changes[1:]
+        assert all(not c.work for c in heard)
+        ids = [id for c in heard for id in sorted(c.done_ids or ())]
+        assert sorted(ids[:3]) == ["big", "pending", "small"] and ids[3] == "small"
+        rows = {id: c.records[id] for c in heard[:-1] for id in c.records}
+        assert rows == {"small": stored["small"], "pending": stored["pending"]}
+        assert "small" not in heard[-1].records  # the delete: no row
+
+    asyncio.run(main())
+
+
+def test_a_wait_after_a_finish_elsewhere_and_after_a_delete_elsewhere(pg_url: str) -> None:
+    """Waits answered from what the engine heard of finishes agree with the database,
+    and forget operations other processes delete."""
+
+    async def main() -> None:
+        engine = Engine(open_store(pg_url), default_registry())
+        writer = open_store(pg_url)
+        await engine.start()
+        await writer.open()
+        try:
+            for id in ("a", "b"):
+                await writer.create(NewOperation(id, f"operations/{id}", "longops.sleep", {}), 1.0)
+            parked = asyncio.create_task(engine.wait("b", "", timeout=30))
+            for claimed in await writer.claim(["longops.sleep"], "w", 30, 2, 2.0):
+                await writer.finish(claimed.id, 1, State.SUCCEEDED, 3.0, response={"ok": True})
+            stored = await writer.get("a")
+            assert await engine.wait("a", "", timeout=30) == stored
+            assert await engine.wait("a", "someone else", timeout=0) is None
+            assert (await parked) == await writer.get("b")
+            # A wait parked on an operation another process deletes ends at once.
+            await writer.create(NewOperation("c", "operations/c", "longops.sleep", {}), 4.0)
+            parked = asyncio.create_task(engine.wait("c", "", timeout=30))
+            await asyncio.sleep(0.1)
+            await writer.delete("c")
+            assert await asyncio.wait_for(parked, 5) is None
+            # And a finish heard before the delete is not what later waits answer.
+            await writer.delete("a")
+            await until_async_none(lambda: engine.wait("a", "", timeout=0))
+        finally:
+            await writer.close()
+            await engine.close()
+
+    asyncio.run(main())
+
+
+async def until_async_none(call: Callable[[], Awaitable[object]], timeout: float = 5) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while await call() is not None:
+        assert asyncio.get_running_loop().time() < deadline, "still answered after the delete"
+        await asyncio.sleep(0.01)

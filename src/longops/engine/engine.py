@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,11 +14,13 @@ from longops.engine.blobs import Blobs, LocalBlobs
 from longops.engine.hub import Hub
 from longops.engine.records import CANCELLED, FileRecord, NewOperation, OperationRecord
 from longops.engine.registry import InvalidRequest, Registry
-from longops.engine.store import Store, StoreBusy
+from longops.engine.store import Change, Store, StoreBusy
 
 log = logging.getLogger("longops.engine")
 
 CANCELLED_STATUS = {"code": CANCELLED, "message": "Operation cancelled by the caller."}
+FINISHED_REMEMBERED = 4096
+"""Finished operations an engine keeps to answer waits that come after the finish."""
 
 
 class UnknownKind(LookupError):
@@ -55,6 +57,10 @@ class Engine:
         self.blobs: Blobs = blobs or LocalBlobs("longops-blobs")
         self.hub = Hub()
         self._feed: asyncio.Task[None] | None = None
+        self._finished: dict[str, Mapping[str, OperationRecord]] = {}
+        """Operations other processes finished lately, as the store reported them
+        (`Change.records`): a wait that comes after the finish is answered without
+        a read. Finished operations don't change; deletes are reported too."""
 
     async def start(self) -> None:
         await self.store.open()
@@ -87,15 +93,16 @@ class Engine:
                     delay = 0.05
                     if change.work:
                         self.hub.notify_work(remote=True)
-                    watched = self.hub.watched_ids()
-                    if not watched:
-                        continue
                     if change.done_ids is None:
-                        done: Collection[str] = await self.store.done_among(watched)
-                    else:
-                        done = change.done_ids
-                    for id in done:
-                        self.hub.notify_done(id)
+                        self._finished.clear()
+                        if watched := self.hub.watched_ids():
+                            for id in await self.store.done_among(watched):
+                                self.hub.notify_done(id)
+                        continue
+                    self._remember_finished(change)
+                    for id in change.done_ids:
+                        if self.hub.watched(id):
+                            self.hub.notify_done(id, change.records.get(id))
                 return
             except asyncio.CancelledError:
                 raise
@@ -105,6 +112,16 @@ class Engine:
                 log.exception("change feed failed; listening again in %.2f s", delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+    def _remember_finished(self, change: Change) -> None:
+        assert change.done_ids is not None
+        for id in change.done_ids:
+            if id in change.records:
+                self._finished[id] = change.records
+            else:
+                self._finished.pop(id, None)  # deleted, or finished without its row
+        while len(self._finished) > FINISHED_REMEMBERED:
+            del self._finished[next(iter(self._finished))]
 
     # -- the operations API --------------------------------------------------
 
@@ -183,6 +200,7 @@ class Engine:
         if await self.get(id, tenant) is None:
             return False
         deleted = await self.store.delete(id)
+        self._finished.pop(id, None)
         self.hub.notify_cancel(id)
         self.hub.notify_done(id)
         return deleted
@@ -199,6 +217,9 @@ class Engine:
         None when it does not exist, or `accept` refuses it (a caller's extra check,
         made before any waiting).
         """
+        heard = self._finished.get(id)
+        if heard is not None and (known := heard[id]).tenant == tenant:
+            return known if accept is None or accept(known) else None
         future = self.hub.watch_done(id)
         try:
             record = await self.get(id, tenant)
@@ -207,7 +228,9 @@ class Engine:
             if record is None or record.done or timeout <= 0:
                 return record
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(future), timeout)
+                finished = await asyncio.wait_for(asyncio.shield(future), timeout)
+                if finished is not None and finished.tenant == tenant:
+                    return finished
         finally:
             self.hub.unwatch_done(id, future)
         return await self.get(id, tenant)

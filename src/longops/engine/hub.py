@@ -10,21 +10,25 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from longops.engine.records import OperationRecord
+
 
 class Hub:
     def __init__(self) -> None:
-        self._done_waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self._done_waiters: dict[str, set[asyncio.Future[OperationRecord | None]]] = {}
         self._work_listeners: set[Callable[[bool], None]] = set()
         self._cancel_listeners: dict[str, Callable[[], None]] = {}
 
     # -- waiting for an operation to finish --------------------------------
 
-    def watch_done(self, id: str) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def watch_done(self, id: str) -> asyncio.Future[OperationRecord | None]:
+        """A future that `notify_done` resolves, with the finished operation if the
+        notifier had it (else None: read it)."""
+        future: asyncio.Future[OperationRecord | None] = asyncio.get_running_loop().create_future()
         self._done_waiters.setdefault(id, set()).add(future)
         return future
 
-    def unwatch_done(self, id: str, future: asyncio.Future[None]) -> None:
+    def unwatch_done(self, id: str, future: asyncio.Future[OperationRecord | None]) -> None:
         waiters = self._done_waiters.get(id)
         if waiters is not None:
             waiters.discard(future)
@@ -34,10 +38,13 @@ class Hub:
     def watched_ids(self) -> list[str]:
         return list(self._done_waiters)
 
-    def notify_done(self, id: str) -> None:
+    def watched(self, id: str) -> bool:
+        return id in self._done_waiters
+
+    def notify_done(self, id: str, record: OperationRecord | None = None) -> None:
         for future in self._done_waiters.pop(id, ()):
             if not future.done():
-                future.set_result(None)
+                future.set_result(record)
 
     # -- waking idle workers -------------------------------------------------
 

@@ -8,8 +8,8 @@ implementation.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from longops.engine.records import (
@@ -40,13 +40,16 @@ class Change:
     """Something other processes committed.
 
     `done_ids` lists operations known to have finished; `None` means the store
-    cannot tell which, and the engine must look. `work` says whether operations may
-    have become claimable: only then are idle workers woken, so that a burst of
-    finishes elsewhere doesn't send every worker process to claim nothing.
+    cannot tell which, and the engine must look. `records` holds the finished
+    operations the store was told in full (a waiter then needs no read); it may
+    leave any out. `work` says whether operations may have become claimable: only
+    then are idle workers woken, so that a burst of finishes elsewhere doesn't send
+    every worker process to claim nothing.
     """
 
     done_ids: frozenset[str] | None = None
     work: bool = True
+    records: Mapping[str, OperationRecord] = field(default_factory=dict)
 
 
 @dataclass(slots=True, frozen=True)

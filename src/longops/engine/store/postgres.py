@@ -6,11 +6,11 @@ Every statement runs on a connection from an asyncpg pool; nothing is cached, so
 worker write is fenced by its attempt exactly as in the SQLite store.
 
 Other processes learn of commits by LISTEN: a write that ends an operation
-notifies its id on `longops_done`, a write that makes work claimable (create,
-release, retry) an empty payload on `longops_work`; a process listens to what its
-role needs (API servers to the first, workers to the second). With `?schema=NAME`
-the channels are `longops_done:NAME` and `longops_work:NAME`, so deployments in
-other schemas don't wake each other.
+notifies `longops_done` of its id (and its row, when that fits in a notification),
+a write that makes work claimable (create, release, retry) `longops_work` with an
+empty payload; a process listens to what its role needs (API servers to the first,
+workers to the second). With `?schema=NAME` the channels are `longops_done:NAME`
+and `longops_work:NAME`, so deployments in other schemas don't wake each other.
 
 Add `?schema=NAME` to the URL to keep the tables in a schema of their own (made
 if missing); every pool connection then runs with that `search_path`.
@@ -30,7 +30,15 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Collection,
+    Coroutine,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -347,14 +355,78 @@ async def _init_connection(conn: Any) -> None:
         )
 
 
-def _notifying(write: str, payload: str, channel: str, columns: str = _COLUMNS) -> str:
-    """`write` returning `columns` of the row and notifying `channel` of it, in one
-    statement: one round trip instead of BEGIN, write, NOTIFY, COMMIT. `payload` is an
-    SQL expression over the written row."""
+def _notifying(write: str, payload: str, channel: str, selected: str = "written.*") -> str:
+    """`write` notifying `channel` of the row it wrote, in one statement: one round trip
+    instead of BEGIN, write, NOTIFY, COMMIT. `payload` is an SQL expression over
+    `written` (the row) and `j.row` (the row as JSON, see `_FINISHED`); `selected`
+    what the statement returns."""
+    as_json = ", LATERAL (SELECT row_to_json(written)::text AS row) j" if "j.row" in payload else ""
     return (
-        f"WITH written AS ({write} RETURNING {columns})"
-        f" SELECT *, pg_notify({channel}, {payload}) FROM written"
+        f"WITH written AS ({write} RETURNING {_COLUMNS})"
+        f" SELECT {selected}, pg_notify({channel}, {payload}) FROM written{as_json}"
     )
+
+
+# What a finished operation's notification says: its id and, when that fits in a
+# NOTIFY (under 8,000 bytes), the whole row, so a waiter elsewhere needs no read.
+_FINISHED = (
+    "CASE WHEN octet_length(j.row) < 7900 THEN written.id || ' ' || j.row ELSE written.id END"
+)
+
+
+class _Finished(Mapping[str, OperationRecord]):
+    """The rows finished operations' notifications carried, decoded only when asked
+    for: a process hears every finish, and waits for few of them."""
+
+    def __init__(self, rows: dict[str, str]) -> None:
+        self._rows = rows
+
+    def __getitem__(self, id: str) -> OperationRecord:
+        row = orjson.loads(self._rows[id])
+        return OperationRecord(
+            seq=row["seq"],
+            id=row["id"],
+            name=row["name"],
+            kind=row["kind"],
+            tenant=row["tenant"],
+            request_id=row["request_id"],
+            request=row["request"],
+            state=State(row["state"]),
+            metadata=row["metadata"],
+            response=row["response"],
+            error=row["error"],
+            attempt=row["attempt"],
+            max_attempts=row["max_attempts"],
+            cancel_requested=row["cancel_requested"],
+            create_time=float(row["create_time"]),
+            update_time=float(row["update_time"]),
+            start_time=_float(row["start_time"]),
+            end_time=_float(row["end_time"]),
+        )
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
+def _change(payloads: Sequence[str]) -> Change:
+    """One change for a burst of notifications: work (empty payloads), finishes (an id,
+    then maybe the row)."""
+    rows: dict[str, str] = {}
+    done: set[str] = set()
+    for payload in payloads:
+        id, _, row = payload.partition(" ")
+        if row:
+            rows[id] = row
+        if id:
+            done.add(id)
+    return Change(done_ids=frozenset(done), work="" in payloads, records=_Finished(rows))
+
+
+def _float(value: float | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def _channel(name: str, schema: str | None) -> str:
@@ -426,7 +498,12 @@ class PostgresStore:
     def _server_settings(self) -> dict[str, str]:
         # Settings given here override the URL's, so only default what the URL leaves out.
         given = dict(parse_qsl(urlsplit(self.dsn).query))
-        settings = {} if "application_name" in given else {"application_name": "longops"}
+        defaults = {
+            "application_name": "longops",
+            # Shortest exact float text (PostgreSQL 12+), as notifications carry rows in JSON.
+            "extra_float_digits": "1",
+        }
+        settings = {k: v for k, v in defaults.items() if k not in given}
         if self.schema is not None:
             settings["search_path"] = f'"{self.schema}"'
         return settings
@@ -565,7 +642,7 @@ class PostgresStore:
                 "UPDATE operations SET state = 'CANCELLED', cancel_requested = TRUE,"
                 " error = $1::jsonb, end_time = $2, update_time = $2"
                 " WHERE id = $3 AND state = 'PENDING'",
-                "id",
+                _FINISHED,
                 "$4",
             ),
             error,
@@ -586,8 +663,14 @@ class PostgresStore:
 
     @_reconnecting
     async def delete(self, id: str) -> bool:
-        status: str = await self.pool.execute("DELETE FROM operations WHERE id = $1", id)
-        return _count(status) > 0
+        # Said on the done channel too (the id alone: "look it up"), so waits elsewhere
+        # end, and nobody answers with a finished row it heard of before.
+        row = await self.pool.fetchrow(
+            _notifying("DELETE FROM operations WHERE id = $1", "written.id", "$2", "written.id"),
+            id,
+            self.done_channel,
+        )
+        return row is not None
 
     async def _change_one(
         self, sql: str, args: Sequence[Any], notify: bool = False
@@ -595,18 +678,17 @@ class PostgresStore:
         """A fenced write of one row: its new state and cancel flag, None when nothing
         matched. (Only those: the worker needs no more, and decoding the JSON columns
         back would cost it more than the write.)"""
-        columns = "id, state, cancel_requested"
         if notify:
             done, work = f"${len(args) + 1}", f"${len(args) + 2}"
             sql = _notifying(
                 sql,
-                f"CASE WHEN state IN {_DONE_STATES} THEN id ELSE '' END",
-                f"CASE WHEN state IN {_DONE_STATES} THEN {done} ELSE {work} END",
-                columns,
+                f"CASE WHEN written.state IN {_DONE_STATES} THEN {_FINISHED} ELSE '' END",
+                f"CASE WHEN written.state IN {_DONE_STATES} THEN {done} ELSE {work} END",
+                "written.id, written.state, written.cancel_requested",
             )
             args = [*args, self.done_channel, self.work_channel]
         else:
-            sql = f"{sql} RETURNING {columns}"
+            sql = f"{sql} RETURNING id, state, cancel_requested"
         row = await self.pool.fetchrow(sql, *args)
         return None if row is None else (State(row[1]), bool(row[2]))
 
@@ -791,7 +873,7 @@ class PostgresStore:
                     payloads.append(queue.get_nowait())
                 if None in payloads:
                     raise StoreUnavailable("lost the PostgreSQL notification connection")
-                yield Change(done_ids=frozenset(p for p in payloads if p), work="" in payloads)
+                yield _change([p for p in payloads if p is not None])
         finally:
             self._listeners.discard(conn)
             if not conn.is_closed():
