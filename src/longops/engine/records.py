@@ -43,6 +43,30 @@ class NewOperation:
     max_attempts: int = 3
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    def stored(self, seq: int, now: float) -> OperationRecord:
+        """The row a create writes: stores return this rather than read back (and
+        decode) what they were just given."""
+        return OperationRecord(
+            seq=seq,
+            id=self.id,
+            name=self.name,
+            kind=self.kind,
+            tenant=self.tenant,
+            request_id=self.request_id,
+            request=self.request,
+            state=State.PENDING,
+            metadata=self.metadata,
+            response=None,
+            error=None,
+            attempt=0,
+            max_attempts=self.max_attempts,
+            cancel_requested=False,
+            create_time=now,
+            update_time=now,
+            start_time=None,
+            end_time=None,
+        )
+
 
 @dataclass(slots=True)
 class OperationRecord:

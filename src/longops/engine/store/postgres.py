@@ -566,6 +566,7 @@ class PostgresStore:
                 " ON CONFLICT DO NOTHING",
                 "''",
                 "$10",
+                "written.seq",
             ),
             new.id,
             new.name,
@@ -579,7 +580,7 @@ class PostgresStore:
             self.work_channel,
         )
         if row is not None:
-            return _record(row), True
+            return new.stored(row[0], now), True
         # The same request id was used before, or this is a retry whose first try
         # committed (same operation id): either way, answer with what is stored.
         row = await self.pool.fetchrow(

@@ -426,7 +426,7 @@ class SQLiteStore:
             row = conn.execute(
                 "INSERT INTO operations (id, name, kind, tenant, request_id, request, state,"
                 " metadata, max_attempts, create_time, update_time)"
-                f" VALUES (?, ?, ?, ?, ?, ?, 'PENDING', ?, ?, ?, ?) RETURNING {_COLUMNS}",
+                " VALUES (?, ?, ?, ?, ?, ?, 'PENDING', ?, ?, ?, ?) RETURNING seq",
                 (
                     new.id,
                     new.name,
@@ -440,7 +440,7 @@ class SQLiteStore:
                     now,
                 ),
             ).fetchone()
-            return self._stage(_record(row)), True
+            return self._stage(new.stored(row[0], now)), True
 
         return await self._write(tx)
 
