@@ -6,11 +6,13 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from longops import Client
 from longops.engine import Engine, NewOperation, State
 from longops.engine.store import Change, open_store
+from longops.engine.store.postgres import PostgresStore
 from longops.kinds import default_registry
 from tests.support.postgres import fresh_schema
 from tests.support.servers import Process, ThreadServer, run_longops, subprocess_env
@@ -188,3 +190,27 @@ async def until_async_none(call: Callable[[], Awaitable[object]], timeout: float
     while await call() is not None:
         assert asyncio.get_running_loop().time() < deadline, "still answered after the delete"
         await asyncio.sleep(0.01)
+
+
+def test_only_claims_and_lease_renewals_skip_waiting_for_the_disk(pg_url: str) -> None:
+    """Creates and finishes are acknowledged, so they commit durably; a claim or a
+    heartbeat lost in a crash only runs an attempt again, so they don't wait."""
+
+    async def main() -> tuple[str, int]:
+        store = open_store(pg_url)
+        await store.open()
+        try:
+            assert isinstance(store, PostgresStore)
+            plain = await asyncpg.connect(store.dsn)
+            server_default = await plain.fetchval("SHOW synchronous_commit")
+            await plain.close()
+            durable = await store.pool.fetchval("SHOW synchronous_commit")
+            assert durable == server_default
+            opened_before_a_claim = store._leases.get_size()
+            await store.claim(["k"], "w", 30, 1, 1.0)
+            lax = await store._leases.fetchval("SHOW synchronous_commit")
+            return lax, opened_before_a_claim
+        finally:
+            await store.close()
+
+    assert asyncio.run(main()) == ("off", 0)
