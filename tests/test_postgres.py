@@ -10,7 +10,8 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from longops import Client
-from longops.engine import Engine, NewOperation, State
+from longops.engine import Engine, NewOperation, OperationRecord, State
+from longops.engine.engine import EngineConfig
 from longops.engine.store import Change, open_store
 from longops.engine.store.postgres import PostgresStore
 from longops.kinds import default_registry
@@ -214,3 +215,29 @@ def test_only_claims_and_lease_renewals_skip_waiting_for_the_disk(pg_url: str) -
             await store.close()
 
     assert asyncio.run(main()) == ("off", 0)
+
+
+def test_a_wait_whose_notification_was_lost_still_ends(pg_url: str) -> None:
+    """A process killed between its commit and its notification: waits look for
+    themselves every `recheck_waits` seconds."""
+
+    async def main() -> OperationRecord | None:
+        config = EngineConfig(recheck_waits=0.2)
+        engine = Engine(open_store(pg_url), default_registry(), config)
+        await engine.start()
+        try:
+            new = NewOperation("quiet", "operations/quiet", "longops.sleep", {})
+            await engine.store.create(new, 1.0)
+            parked = asyncio.create_task(engine.wait("quiet", "", timeout=60))
+            await asyncio.sleep(0.1)
+            assert isinstance(engine.store, PostgresStore)
+            # Finished by hand: the write, and no notification.
+            await engine.store.pool.execute(
+                "UPDATE operations SET state = 'SUCCEEDED', end_time = 2 WHERE id = 'quiet'"
+            )
+            return await asyncio.wait_for(parked, 5)
+        finally:
+            await engine.close()
+
+    record = asyncio.run(main())
+    assert record is not None and record.state is State.SUCCEEDED

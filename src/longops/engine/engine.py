@@ -39,6 +39,9 @@ class EngineConfig:
     """Hear of work created by other processes: off where no workers run."""
     follow_done: bool = True
     """Hear of operations other processes finish: off where nobody waits (`longops worker`)."""
+    recheck_waits: float = 5.0
+    """How often parked waits look in the database themselves: a notification is
+    lost when its process dies between a commit and the notification."""
 
 
 class Engine:
@@ -56,7 +59,7 @@ class Engine:
         self.config = config or EngineConfig()
         self.blobs: Blobs = blobs or LocalBlobs("longops-blobs")
         self.hub = Hub()
-        self._feed: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
         self._finished: dict[str, Mapping[str, OperationRecord]] = {}
         """Operations other processes finished lately, as the store reported them
         (`Change.records`): a wait that comes after the finish is answered without
@@ -64,14 +67,16 @@ class Engine:
 
     async def start(self) -> None:
         await self.store.open()
-        self._feed = asyncio.create_task(self._follow_changes(), name="longops-change-feed")
+        self._background = [
+            asyncio.create_task(self._follow_changes(), name="longops-change-feed"),
+            asyncio.create_task(self._recheck_waits(), name="longops-wait-recheck"),
+        ]
 
     async def close(self) -> None:
-        if self._feed is not None:
-            self._feed.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._feed
-            self._feed = None
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._background = []
         await self.store.close()
 
     async def __aenter__(self) -> Engine:
@@ -112,6 +117,19 @@ class Engine:
                 log.exception("change feed failed; listening again in %.2f s", delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+    async def _recheck_waits(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.recheck_waits)
+            if not (watched := self.hub.watched_ids()):
+                continue
+            try:
+                for id in await self.store.done_among(watched):
+                    self.hub.notify_done(id)
+            except StoreBusy as exc:
+                log.warning("could not recheck waits (%s)", exc)
+            except Exception:
+                log.exception("could not recheck waits")
 
     def _remember_finished(self, change: Change) -> None:
         assert change.done_ids is not None

@@ -355,15 +355,15 @@ async def _init_connection(conn: Any) -> None:
         )
 
 
-def _notifying(write: str, payload: str, channel: str, selected: str = "written.*") -> str:
-    """`write` notifying `channel` of the row it wrote, in one statement: one round trip
-    instead of BEGIN, write, NOTIFY, COMMIT. `payload` is an SQL expression over
-    `written` (the row) and `j.row` (the row as JSON, see `_FINISHED`); `selected`
-    what the statement returns."""
+def _announcing(write: str, payload: str, channel: str, selected: str = "written.*") -> str:
+    """`write`, returning `selected` of the row it wrote and, as the last two columns,
+    the notification to send of it (see `_write_announced`): `payload`, an SQL
+    expression over `written` (the row) and `j.row` (the row as JSON, see
+    `_FINISHED`), and `channel`."""
     as_json = ", LATERAL (SELECT row_to_json(written)::text AS row) j" if "j.row" in payload else ""
     return (
         f"WITH written AS ({write} RETURNING {_COLUMNS})"
-        f" SELECT {selected}, pg_notify({channel}, {payload}) FROM written{as_json}"
+        f" SELECT {selected}, {payload}, {channel} FROM written{as_json}"
     )
 
 
@@ -445,9 +445,22 @@ async def _keep_session(_conn: Any) -> None:
     rolls back a transaction left open. The default reset costs a round trip per call."""
 
 
-async def _notify(conn: Any, channel: str, payloads: Sequence[str]) -> None:
-    for payload in payloads:
-        await conn.execute("SELECT pg_notify($1, $2)", channel, payload)
+async def _announce(conn: Any, notifications: Sequence[tuple[str, str]]) -> None:
+    """Send `(channel, payload)` notifications, each in a transaction of its own, after
+    the write they tell of has committed.
+
+    Not in the write's own transaction: one that has NOTIFYed holds a database-wide
+    lock until its commit is flushed to disk, so notifying writes would commit one at
+    a time, one flush each, while a notification alone has nothing to flush. The price
+    is that a crash or a lost connection between the two loses the notification; so
+    it is logged, not raised (the write stands), and listeners catch up on their own:
+    workers claim every poll interval, and engines recheck parked waits.
+    """
+    try:
+        for channel, payload in notifications:
+            await conn.execute("SELECT pg_notify($1, $2)", channel, payload)
+    except _TRANSIENT as exc:
+        log.warning("could not notify %s (%s); listeners will catch up", channel, exc)
 
 
 class PostgresStore:
@@ -577,14 +590,14 @@ class PostgresStore:
 
     @_reconnecting
     async def create(self, new: NewOperation, now: float) -> tuple[OperationRecord, bool]:
-        row = await self.pool.fetchrow(
-            _notifying(
+        row = await self._write_announced(
+            _announcing(
                 "INSERT INTO operations (id, name, kind, tenant, request_id, request, state,"
                 " metadata, max_attempts, create_time, update_time)"
                 " VALUES ($1, $2, $3, $4, $5, $6::jsonb, 'PENDING', $7::jsonb, $8, $9, $9)"
                 " ON CONFLICT DO NOTHING",
                 "''",
-                "$10",
+                "$10::text",
                 "written.seq",
             ),
             new.id,
@@ -657,13 +670,13 @@ class PostgresStore:
     async def cancel(self, id: str, now: float, error: dict[str, Any]) -> OperationRecord | None:
         # Three steps, each atomic on its own: whatever a claim or a finish does between
         # them, the operation ends up cancelled, flagged for its worker, or already done.
-        row = await self.pool.fetchrow(
-            _notifying(
+        row = await self._write_announced(
+            _announcing(
                 "UPDATE operations SET state = 'CANCELLED', cancel_requested = TRUE,"
                 " error = $1::jsonb, end_time = $2, update_time = $2"
                 " WHERE id = $3 AND state = 'PENDING'",
                 _FINISHED,
-                "$4",
+                "$4::text",
             ),
             error,
             now,
@@ -685,8 +698,10 @@ class PostgresStore:
     async def delete(self, id: str) -> bool:
         # Said on the done channel too (the id alone: "look it up"), so waits elsewhere
         # end, and nobody answers with a finished row it heard of before.
-        row = await self.pool.fetchrow(
-            _notifying("DELETE FROM operations WHERE id = $1", "written.id", "$2", "written.id"),
+        row = await self._write_announced(
+            _announcing(
+                "DELETE FROM operations WHERE id = $1", "written.id", "$2::text", "written.id"
+            ),
             id,
             self.done_channel,
         )
@@ -699,18 +714,26 @@ class PostgresStore:
         matched. (Only those: the worker needs no more, and decoding the JSON columns
         back would cost it more than the write.)"""
         if notify:
-            done, work = f"${len(args) + 1}", f"${len(args) + 2}"
-            sql = _notifying(
+            done, work = f"${len(args) + 1}::text", f"${len(args) + 2}::text"
+            sql = _announcing(
                 sql,
                 f"CASE WHEN written.state IN {_DONE_STATES} THEN {_FINISHED} ELSE '' END",
                 f"CASE WHEN written.state IN {_DONE_STATES} THEN {done} ELSE {work} END",
                 "written.id, written.state, written.cancel_requested",
             )
-            args = [*args, self.done_channel, self.work_channel]
+            row = await self._write_announced(sql, *args, self.done_channel, self.work_channel)
         else:
-            sql = f"{sql} RETURNING id, state, cancel_requested"
-        row = await self.pool.fetchrow(sql, *args)
+            row = await self.pool.fetchrow(f"{sql} RETURNING id, state, cancel_requested", *args)
         return None if row is None else (State(row[1]), bool(row[2]))
+
+    async def _write_announced(self, sql: str, *args: Any) -> Any:
+        """Run a write made by `_announcing`, then send the notification it returned
+        (see `_announce` for why apart). The row, None when nothing was written."""
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(sql, *args)
+            if row is not None:
+                await _announce(conn, [(row[-1], row[-2])])
+        return row
 
     @_reconnecting
     async def claim(
@@ -814,7 +837,7 @@ class PostgresStore:
     async def recover_expired(
         self, now: float, cancel_error: dict[str, Any], abandon_error: dict[str, Any]
     ) -> list[tuple[str, State]]:
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn:
             rows = await conn.fetch(
                 """
                 UPDATE operations SET
@@ -834,9 +857,10 @@ class PostgresStore:
                 abandon_error,
             )
             result = [(r[0], State(r[1])) for r in rows]
-            await _notify(conn, self.done_channel, [id for id, state in result if state.done])
+            notifications = [(self.done_channel, id) for id, state in result if state.done]
             if any(not state.done for _, state in result):
-                await _notify(conn, self.work_channel, [""])
+                notifications.append((self.work_channel, ""))
+            await _announce(conn, notifications)
             return result
 
     @_reconnecting
