@@ -15,9 +15,10 @@ the script finds its own PostgreSQL backends (for their CPU use) among other peo
     `POST /v1beta/{name}:wait`; operations/s = round trips done within the measured
     window / the window. Baselines in the same run: the same client against
     bench/_bare_app.py (the client + HTTP floor), and a bare asyncpg queue with the same
-    commits per operation (insert + NOTIFY; N worker processes that claim up to 16 with
-    SKIP LOCKED and complete + NOTIFY, one statement each; the client waits for the done
-    NOTIFY). Target: >= 1,000 operations/s with 2 worker processes.
+    commits per operation (insert, then NOTIFY; N worker processes that claim up to 16
+    with SKIP LOCKED on a connection that doesn't wait for the disk, and complete, then
+    NOTIFY; one statement each; the client waits for the done NOTIFY). Target: >= 1,000
+    operations/s with 2 worker processes.
 (2) Claims per second on one connection: `PostgresStore.claim` + `finish` against a bare
     asyncpg claim (the same SKIP LOCKED statement) + UPDATE to SUCCEEDED loop, on the
     same table pre-filled with N pending rows, claim batch 1 and 16; three more bare
@@ -79,7 +80,7 @@ from _common import (
 )
 
 from longops.engine.records import State
-from longops.engine.store.postgres import _COLUMNS, WORK_CHANNEL, PostgresStore
+from longops.engine.store.postgres import WORK_CHANNEL, PostgresStore
 
 DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/test"
 LOAD = "_noop_kind"
@@ -586,15 +587,15 @@ async def http_phase(
 
 
 # The bare queue: what longops does per operation, with nothing else. One statement per
-# step, each its own (synchronously committed) transaction.
+# step, each its own transaction: durable inserts and completions, claims on a
+# connection that doesn't wait for the disk, and each NOTIFY sent after the write it
+# tells of has committed (as longops does; see `_announce` in the PostgreSQL store).
 BARE_INSERT = """
-WITH made AS (
-    INSERT INTO operations (id, name, kind, tenant, request, state, metadata, max_attempts,
-                            create_time, update_time)
-    VALUES ($1, 'operations/' || $1, $2, '', '{}'::jsonb, 'PENDING', '{}'::jsonb, 3, $3, $3)
-    RETURNING id)
-SELECT pg_notify($4, '') FROM made
+INSERT INTO operations (id, name, kind, tenant, request, state, metadata, max_attempts,
+                        create_time, update_time)
+VALUES ($1, 'operations/' || $1, $2, '', '{}'::jsonb, 'PENDING', '{}'::jsonb, 3, $3, $3)
 """
+BARE_NOTIFY = "SELECT pg_notify($1, $2)"
 BARE_CLAIM = """
 WITH picked AS MATERIALIZED (
     SELECT seq FROM operations WHERE state = 'PENDING' AND kind = ANY($1::text[])
@@ -624,6 +625,8 @@ async def bare_worker(config: dict[str, Any]) -> None:
     sleep on LISTEN when nothing is pending."""
     settings = {"search_path": config["schema"]}
     conn = await asyncpg.connect(config["dsn"], server_settings=settings)
+    lax = {**settings, "synchronous_commit": "off"}
+    claimer = await asyncpg.connect(config["dsn"], server_settings=lax)
     listener = await asyncpg.connect(config["dsn"], server_settings=settings)
     stopping = asyncio.Event()
     wake = asyncio.Event()
@@ -636,23 +639,23 @@ async def bare_worker(config: dict[str, Any]) -> None:
         while not stopping.is_set():
             wake.clear()
             now = time.time()
-            rows = await conn.fetch(BARE_CLAIM, [NOOP], config["batch"], owner, now + 30, now)
-            for seq, _id, attempt in rows:
-                await conn.execute(
-                    BARE_COMPLETE_NOTIFY, seq, attempt, time.time(), config["channel"]
-                )
+            rows = await claimer.fetch(BARE_CLAIM, [NOOP], config["batch"], owner, now + 30, now)
+            for seq, id, attempt in rows:
+                if await conn.execute(BARE_COMPLETE, seq, attempt, time.time()) == "UPDATE 1":
+                    await conn.execute(BARE_NOTIFY, config["channel"], id)
             if not rows:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), 1.0)
     finally:
         await listener.close()
+        await claimer.close()
         await conn.close()
 
 
 async def bare_queue_phase(
     conn: Any, db: Database, pids: dict[str, list[int]], settings: Settings
 ) -> Phase:
-    """The bench process as the client: insert + NOTIFY, then wait for the done NOTIFY."""
+    """The bench process as the client: insert, NOTIFY, then wait for the done NOTIFY."""
     waiting: dict[str, asyncio.Future[None]] = {}
 
     def heard(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
@@ -673,7 +676,9 @@ async def bare_queue_phase(
             future = asyncio.get_running_loop().create_future()
             waiting[id] = future
             try:
-                await pool.fetchval(BARE_INSERT, id, NOOP, time.time(), db.bare_channel)
+                async with pool.acquire() as connection:
+                    await connection.execute(BARE_INSERT, id, NOOP, time.time())
+                    await connection.execute(BARE_NOTIFY, db.bare_channel, "")
                 await asyncio.wait_for(future, 10.0)
             finally:
                 waiting.pop(id, None)
@@ -852,55 +857,30 @@ class ClaimRun:
         return self.jobs / self.seconds if self.seconds else 0.0
 
 
-_FINISH_AS_LONGOPS = (
-    "UPDATE operations SET state = $1, response = $2::jsonb, error = $3::jsonb,"
-    " metadata = coalesce($4::jsonb, metadata), end_time = $5, update_time = $5,"
-    " lease_owner = NULL, lease_expires = NULL"
-    f" WHERE seq = $6 AND attempt = $7 AND state = 'RUNNING' RETURNING {_COLUMNS}"
-)
-
-
-async def _finish_as_longops(conn: Any, seq: int, attempt: int, channel: str) -> None:
-    async with conn.transaction():
-        row = await conn.fetchrow(
-            _FINISH_AS_LONGOPS, "SUCCEEDED", None, None, '{"progressPercent":100}',
-            time.time(), seq, attempt,
-        )  # fmt: skip
-        await conn.execute("SELECT pg_notify($1, $2)", channel, row[1])
-
-
 async def bare_claims(
-    conn: Any, batch: int, finish: str, channel: str, pool: Any = None
+    conn: Any, batch: int, finish: str, channel: str, claimer: Any = None
 ) -> ClaimRun:
     """Claim `batch` at a time and complete each, until none is pending.
 
     `finish`: "update" (one UPDATE, autocommit), "notify" (UPDATE + NOTIFY in one
-    statement), "longops" (longops' shape: BEGIN; UPDATE ... RETURNING 18 columns;
-    SELECT pg_notify; COMMIT). With `pool` (a one-connection asyncpg pool, default
-    settings) every claim and every finish acquires and releases a connection, as the
-    store does: asyncpg then runs its reset query on each release.
+    statement), "after" (the UPDATE, then the NOTIFY as a transaction of its own, as
+    longops does). `claimer`: a connection to claim on instead of `conn` (longops
+    claims on connections that don't wait for the disk).
     """
     jobs = 0
     started = time.perf_counter()
     while True:
         now = time.time()
-        args = ([NOOP], batch, "bare", now + 30, now)
-        if pool is not None:
-            rows = await pool.fetch(BARE_CLAIM, *args)
-        else:
-            rows = await conn.fetch(BARE_CLAIM, *args)
+        rows = await (claimer or conn).fetch(BARE_CLAIM, [NOOP], batch, "bare", now + 30, now)
         if not rows:
             break
-        for seq, _id, attempt in rows:
-            if finish == "update":
-                await conn.execute(BARE_COMPLETE, seq, attempt, time.time())
-            elif finish == "notify":
+        for seq, id, attempt in rows:
+            if finish == "notify":
                 await conn.execute(BARE_COMPLETE_NOTIFY, seq, attempt, time.time(), channel)
-            elif pool is not None:
-                async with pool.acquire() as pooled:
-                    await _finish_as_longops(pooled, seq, attempt, channel)
             else:
-                await _finish_as_longops(conn, seq, attempt, channel)
+                await conn.execute(BARE_COMPLETE, seq, attempt, time.time())
+                if finish == "after":
+                    await conn.execute(BARE_NOTIFY, channel, id)
             jobs += 1
     return ClaimRun(jobs, time.perf_counter() - started)
 
@@ -935,9 +915,9 @@ class Claims:
 
 
 SHAPES = {
-    "notify": "bare, finish as one statement: UPDATE + NOTIFY (CTE)",
-    "longops": "bare, finish as longops: BEGIN; UPDATE RETURNING *; NOTIFY; COMMIT",
-    "pool": "  the same through a 1-connection asyncpg pool (reset on release)",
+    "notify": ("bare, finish as UPDATE + NOTIFY in one statement", "notify", False),
+    "lax": ("bare, claims not waiting for the disk (as longops)", "update", True),
+    "after": ("  and each finish NOTIFYing after its commit (as longops)", "after", True),
 }
 
 
@@ -950,8 +930,8 @@ async def claims_async(settings: Settings, db: Database) -> Claims:
     conn = await db.connect()
     store = db.store(min_size=1, max_size=1)
     await store.open()
-    pool = await asyncpg.create_pool(
-        db.dsn, min_size=1, max_size=1, server_settings={"search_path": db.schema}
+    claimer = await asyncpg.connect(
+        db.dsn, server_settings={"search_path": db.schema, "synchronous_commit": "off"}
     )
     try:
         # One unmeasured pass each, so connections, plans and caches are warm.
@@ -971,17 +951,16 @@ async def claims_async(settings: Settings, db: Database) -> Claims:
                 await refill(conn, settings.claim_jobs)
                 _best(ops, batch, await longops_claims(store, batch))
             print(f"  round {round}, batch {shape_batch}: the bare variants ...", flush=True)
-            for shape in SHAPES:
+            for shape, (_, finish, lax) in SHAPES.items():
                 await refill(conn, settings.claim_jobs)
-                finish = "notify" if shape == "notify" else "longops"
                 run = await bare_claims(
-                    conn, shape_batch, finish, db.bare_channel, pool if shape == "pool" else None
+                    conn, shape_batch, finish, db.bare_channel, claimer if lax else None
                 )
                 _best(shapes, shape, run)
         await refill(conn, 0)
         return Claims(bare, ops, shapes, shape_batch)
     finally:
-        await pool.close()
+        await claimer.close()
         await store.close()
         await conn.close()
 
@@ -998,7 +977,7 @@ def report_claims(settings: Settings, claims: Claims) -> bool:
         rows.append(["longops: store.claim, store.finish", batch, ops.jobs, ops.seconds,
                      ops.per_second, ratio])  # fmt: skip
     base = claims.bare.get(claims.shape_batch)
-    labels = SHAPES
+    labels = {shape: label for shape, (label, _, _) in SHAPES.items()}
     for shape, run in claims.shapes.items():
         ratio = run.per_second / base.per_second if base and base.per_second else 0.0
         rows.append([labels[shape], claims.shape_batch, run.jobs, run.seconds,
