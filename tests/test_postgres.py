@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from longops import Client
 from longops.engine import Engine, NewOperation, OperationRecord, State
 from longops.engine.engine import EngineConfig
 from longops.engine.store import Change, open_store
-from longops.engine.store.postgres import PostgresStore
+from longops.engine.store.postgres import PostgresStore, _Notifier
 from longops.kinds import default_registry
 from tests.support.postgres import fresh_schema
 from tests.support.servers import Process, ThreadServer, run_longops, subprocess_env
@@ -241,3 +242,82 @@ def test_a_wait_whose_notification_was_lost_still_ends(pg_url: str) -> None:
 
     record = asyncio.run(main())
     assert record is not None and record.state is State.SUCCEEDED
+
+
+def test_work_notifications_sent_together_still_follow_every_create(pg_url: str) -> None:
+    """Creates made while a notification is on its way share the next one; a worker
+    that claims only when notified (no polling) still gets every operation."""
+
+    async def main() -> set[str]:
+        worker, writer = open_store(pg_url), open_store(pg_url)
+        await worker.open()
+        await writer.open()
+        claimed: set[str] = set()
+        listening = asyncio.Event()
+
+        async def follow() -> None:
+            async for change in worker.changes(done=False):
+                listening.set()
+                if change.work:
+                    claimed.update(r.id for r in await worker.claim(["k"], "w", 30, 500, 2.0))
+
+        task = asyncio.create_task(follow())
+        try:
+            await listening.wait()
+            for burst in range(5):
+                await asyncio.gather(
+                    *(
+                        writer.create(
+                            NewOperation(f"op{burst}-{i}", f"operations/op{burst}-{i}", "k", {}), 1
+                        )
+                        for i in range(60)
+                    )
+                )
+            await until(lambda: len(claimed) == 300, timeout=10, what="every operation claimed")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await worker.close()
+            await writer.close()
+        return claimed
+
+    assert len(asyncio.run(main())) == 300
+
+
+def test_a_notification_asked_for_while_one_is_on_its_way_goes_out_after_it(
+    pg_url: str,
+) -> None:
+    """The notifier's promise: every `send` is followed by a NOTIFY that starts after
+    it. (Its connection is gated here so that the second `send` lands mid-flight.)"""
+    dsn = PostgresStore.from_url(pg_url).dsn
+    channel = f"longops_test_{os.getpid()}"
+
+    async def main() -> tuple[list[list[str]], list[str]]:
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+        listener = await asyncpg.connect(dsn)
+        heard: list[str] = []
+        await listener.add_listener(channel, lambda *args: heard.append(args[3]))
+        gate = asyncio.Event()
+        sent: list[list[str]] = []
+
+        class GatedPool:
+            async def execute(self, sql: str, channels: list[str], payloads: list[str]) -> str:
+                sent.append(payloads)
+                await gate.wait()
+                return str(await pool.execute(sql, channels, payloads))
+
+        try:
+            notifier = _Notifier(GatedPool())
+            notifier.send(channel, "first")
+            await until(lambda: sent, what="the first send to start")
+            notifier.send(channel, "second")
+            notifier.send(channel, "second")  # the same notification: sent once
+            gate.set()
+            await notifier.flush()
+            await until(lambda: len(heard) == 2, what="both notifications")
+        finally:
+            await listener.close()
+            await pool.close()
+        return sent, heard
+
+    assert asyncio.run(main()) == ([["first"], ["second"]], ["first", "second"])

@@ -445,22 +445,48 @@ async def _keep_session(_conn: Any) -> None:
     rolls back a transaction left open. The default reset costs a round trip per call."""
 
 
-async def _announce(conn: Any, notifications: Sequence[tuple[str, str]]) -> None:
-    """Send `(channel, payload)` notifications, each in a transaction of its own, after
-    the write they tell of has committed.
+class _Notifier:
+    """Sends notifications after the writes they tell of have committed, several to a
+    statement.
 
     Not in the write's own transaction: one that has NOTIFYed holds a database-wide
     lock until its commit is flushed to disk, so notifying writes would commit one at
-    a time, one flush each, while a notification alone has nothing to flush. The price
-    is that a crash or a lost connection between the two loses the notification; so
-    it is logged, not raised (the write stands), and listeners catch up on their own:
+    a time, one flush each, while a notification alone has nothing to flush. And not
+    one statement each: whatever piles up while one is on its way goes out together
+    in the next (identical ones, such as "new work", once), so a busy process sends
+    far fewer than it writes, and listeners wake less often for more. The price is
+    that a crash or a lost connection before the send loses notifications; that is
+    logged, not raised (the writes stand), and listeners catch up on their own:
     workers claim every poll interval, and engines recheck parked waits.
     """
-    try:
-        for channel, payload in notifications:
-            await conn.execute("SELECT pg_notify($1, $2)", channel, payload)
-    except _TRANSIENT as exc:
-        log.warning("could not notify %s (%s); listeners will catch up", channel, exc)
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self._pending: dict[tuple[str, str], None] = {}
+        self._sending: asyncio.Task[None] | None = None
+
+    def send(self, channel: str, payload: str) -> None:
+        self._pending[channel, payload] = None
+        if self._sending is None or self._sending.done():
+            self._sending = asyncio.create_task(self._send_pending())
+
+    async def _send_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = list(self._pending), {}
+            try:
+                await self._pool.execute(
+                    "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n(c, p)",
+                    [channel for channel, _ in batch],
+                    [payload for _, payload in batch],
+                )
+            except _TRANSIENT as exc:
+                log.warning("lost %d notifications (%s); listeners catch up", len(batch), exc)
+            except Exception:
+                log.exception("lost %d notifications; listeners catch up", len(batch))
+
+    async def flush(self) -> None:
+        if self._sending is not None:
+            await self._sending
 
 
 class PostgresStore:
@@ -485,6 +511,7 @@ class PostgresStore:
         self.max_staleness = 0.0
         self._pool: Any = None
         self._lease_pool: Any = None
+        self._notifier_or_none: _Notifier | None = None
         self.done_channel = _channel(DONE_CHANNEL, schema)
         self.work_channel = _channel(WORK_CHANNEL, schema)
         self._listeners: set[Any] = set()
@@ -548,6 +575,7 @@ class PostgresStore:
             await pool.close()
             raise
         self._pool = pool
+        self._notifier_or_none = _Notifier(pool)
 
     async def _migrate(self, conn: Any) -> None:
         # One migrating process at a time per database, released with the transaction.
@@ -564,6 +592,9 @@ class PostgresStore:
             await conn.execute("INSERT INTO longops_schema (version) VALUES ($1)", number)
 
     async def close(self) -> None:
+        if self._notifier_or_none is not None:
+            await self._notifier_or_none.flush()
+            self._notifier_or_none = None
         for listener in list(self._listeners):
             await listener.close()
         self._listeners.clear()
@@ -579,6 +610,12 @@ class PostgresStore:
         if self._pool is None:
             raise RuntimeError("store is not open")
         return self._pool
+
+    @property
+    def _notifier(self) -> _Notifier:
+        if self._notifier_or_none is None:
+            raise RuntimeError("store is not open")
+        return self._notifier_or_none
 
     @property
     def _leases(self) -> Any:
@@ -728,11 +765,10 @@ class PostgresStore:
 
     async def _write_announced(self, sql: str, *args: Any) -> Any:
         """Run a write made by `_announcing`, then send the notification it returned
-        (see `_announce` for why apart). The row, None when nothing was written."""
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(sql, *args)
-            if row is not None:
-                await _announce(conn, [(row[-1], row[-2])])
+        (see `_Notifier` for why apart). The row, None when nothing was written."""
+        row = await self.pool.fetchrow(sql, *args)
+        if row is not None:
+            self._notifier.send(row[-1], row[-2])
         return row
 
     @_reconnecting
@@ -837,31 +873,31 @@ class PostgresStore:
     async def recover_expired(
         self, now: float, cancel_error: dict[str, Any], abandon_error: dict[str, Any]
     ) -> list[tuple[str, State]]:
-        async with self.pool.acquire() as conn:
-            rows = await conn.fetch(
-                """
-                UPDATE operations SET
-                    state = CASE WHEN cancel_requested THEN 'CANCELLED'
-                                 WHEN attempt - releases >= max_attempts THEN 'FAILED'
-                                 ELSE 'PENDING' END,
-                    error = CASE WHEN cancel_requested THEN $2::jsonb
-                                 WHEN attempt - releases >= max_attempts THEN $3::jsonb END,
-                    end_time = CASE WHEN cancel_requested OR attempt - releases >= max_attempts
-                                    THEN $1::double precision END,
-                    lease_owner = NULL, lease_expires = NULL, update_time = $1
-                WHERE state = 'RUNNING' AND lease_expires < $1
-                RETURNING id, state
-                """,
-                now,
-                cancel_error,
-                abandon_error,
-            )
-            result = [(r[0], State(r[1])) for r in rows]
-            notifications = [(self.done_channel, id) for id, state in result if state.done]
-            if any(not state.done for _, state in result):
-                notifications.append((self.work_channel, ""))
-            await _announce(conn, notifications)
-            return result
+        rows = await self.pool.fetch(
+            """
+            UPDATE operations SET
+                state = CASE WHEN cancel_requested THEN 'CANCELLED'
+                             WHEN attempt - releases >= max_attempts THEN 'FAILED'
+                             ELSE 'PENDING' END,
+                error = CASE WHEN cancel_requested THEN $2::jsonb
+                             WHEN attempt - releases >= max_attempts THEN $3::jsonb END,
+                end_time = CASE WHEN cancel_requested OR attempt - releases >= max_attempts
+                                THEN $1::double precision END,
+                lease_owner = NULL, lease_expires = NULL, update_time = $1
+            WHERE state = 'RUNNING' AND lease_expires < $1
+            RETURNING id, state
+            """,
+            now,
+            cancel_error,
+            abandon_error,
+        )
+        result = [(r[0], State(r[1])) for r in rows]
+        notifications = [(self.done_channel, id) for id, state in result if state.done]
+        if any(not state.done for _, state in result):
+            notifications.append((self.work_channel, ""))
+        for channel, payload in notifications:
+            self._notifier.send(channel, payload)
+        return result
 
     @_reconnecting
     async def purge_done(self, ended_before: float, batch: int = 1000) -> int:
