@@ -404,6 +404,9 @@ class _Finished(Mapping[str, OperationRecord]):
             end_time=_float(row["end_time"]),
         )
 
+    def __contains__(self, id: object) -> bool:  # Mapping's would decode the row
+        return id in self._rows
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._rows)
 
