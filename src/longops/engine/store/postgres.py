@@ -241,6 +241,11 @@ _MIGRATIONS: list[str] = [
     DROP INDEX operations_running;
     ALTER TABLE operations SET (fillfactor = 90);
     """,
+    # Claims walk operations_claimable since version 5; the (kind, seq) index of pending
+    # rows served nothing but cost every create and claim an index entry.
+    """
+    DROP INDEX operations_pending;
+    """,
 ]
 
 _COLUMNS = (
