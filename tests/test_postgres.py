@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -321,3 +322,33 @@ def test_a_notification_asked_for_while_one_is_on_its_way_goes_out_after_it(
         return sent, heard
 
     assert asyncio.run(main()) == ([["first"], ["second"]], ["first", "second"])
+
+
+def test_waits_on_operations_this_process_created(pg_url: str) -> None:
+    """Such a wait parks without reading the operation, but what it answers is always
+    read or heard: the operation as it is, never as it was created."""
+
+    async def main() -> None:
+        engine = Engine(open_store(pg_url), default_registry())
+        writer = open_store(pg_url)
+        await engine.start()
+        await writer.open()
+        try:
+            created = await engine.create("longops.sleep", {"seconds": 60}, tenant="t")
+            [claimed] = await writer.claim(["longops.sleep"], "w", 30, 1, time.time())
+            assert claimed.id == created.id
+            now = await engine.wait(created.id, "t", timeout=0)
+            assert now is not None and now.state is State.RUNNING
+            timed_out = await engine.wait(created.id, "t", timeout=0.2)
+            assert timed_out is not None and timed_out.state is State.RUNNING
+            assert await engine.wait(created.id, "other tenant", timeout=0.2) is None
+            parked = asyncio.create_task(engine.wait(created.id, "t", timeout=30))
+            await asyncio.sleep(0.1)
+            await writer.finish(created.id, 1, State.SUCCEEDED, time.time(), response={})
+            done = await asyncio.wait_for(parked, 5)
+            assert done == await writer.get(created.id)
+        finally:
+            await writer.close()
+            await engine.close()
+
+    asyncio.run(main())

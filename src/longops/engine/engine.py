@@ -14,13 +14,14 @@ from longops.engine.blobs import Blobs, LocalBlobs
 from longops.engine.hub import Hub
 from longops.engine.records import CANCELLED, FileRecord, NewOperation, OperationRecord
 from longops.engine.registry import InvalidRequest, Registry
-from longops.engine.store import Change, Store, StoreBusy
+from longops.engine.store import Store, StoreBusy
 
 log = logging.getLogger("longops.engine")
 
 CANCELLED_STATUS = {"code": CANCELLED, "message": "Operation cancelled by the caller."}
-FINISHED_REMEMBERED = 4096
-"""Finished operations an engine keeps to answer waits that come after the finish."""
+REMEMBERED = 4096
+"""How many operations an engine remembers as heard finished, and as created but not
+heard finished (see `Engine.wait`)."""
 
 
 class UnknownKind(LookupError):
@@ -60,10 +61,12 @@ class Engine:
         self.blobs: Blobs = blobs or LocalBlobs("longops-blobs")
         self.hub = Hub()
         self._background: list[asyncio.Task[None]] = []
-        self._finished: dict[str, Mapping[str, OperationRecord]] = {}
-        """Operations other processes finished lately, as the store reported them
-        (`Change.records`): a wait that comes after the finish is answered without
-        a read. Finished operations don't change; deletes are reported too."""
+        # What this process has heard, so that most waits need no read. Finished (or
+        # deleted) lately: the rows the store sent (`Change.records`), None where it
+        # sent none. Created here and not heard finished since: as created. Both
+        # forget everything when the store can't say what finished (`done_ids` None).
+        self._finished: dict[str, Mapping[str, OperationRecord] | None] = {}
+        self._unfinished: dict[str, OperationRecord] = {}
 
     async def start(self) -> None:
         await self.store.open()
@@ -100,14 +103,13 @@ class Engine:
                         self.hub.notify_work(remote=True)
                     if change.done_ids is None:
                         self._finished.clear()
+                        self._unfinished.clear()
                         if watched := self.hub.watched_ids():
                             for id in await self.store.done_among(watched):
-                                self.hub.notify_done(id)
+                                self.notify_done(id)
                         continue
-                    self._remember_finished(change)
                     for id in change.done_ids:
-                        if self.hub.watched(id):
-                            self.hub.notify_done(id, change.records.get(id))
+                        self.notify_done(id, change.records)
                 return
             except asyncio.CancelledError:
                 raise
@@ -125,21 +127,22 @@ class Engine:
                 continue
             try:
                 for id in await self.store.done_among(watched):
-                    self.hub.notify_done(id)
+                    self.notify_done(id)
             except StoreBusy as exc:
                 log.warning("could not recheck waits (%s)", exc)
             except Exception:
                 log.exception("could not recheck waits")
 
-    def _remember_finished(self, change: Change) -> None:
-        assert change.done_ids is not None
-        for id in change.done_ids:
-            if id in change.records:
-                self._finished[id] = change.records
-            else:
-                self._finished.pop(id, None)  # deleted, or finished without its row
-        while len(self._finished) > FINISHED_REMEMBERED:
-            del self._finished[next(iter(self._finished))]
+    def notify_done(self, id: str, records: Mapping[str, OperationRecord] | None = None) -> None:
+        """Operation `id` finished or was deleted: wake its waiters, and remember it.
+        `records` may hold its row as stored (see `Change.records`)."""
+        known = records if records is not None and id in records else None
+        self._unfinished.pop(id, None)
+        self._finished.pop(id, None)
+        self._finished[id] = known
+        _trim(self._finished)
+        if self.hub.watched(id):
+            self.hub.notify_done(id, None if known is None else known[id])
 
     # -- the operations API --------------------------------------------------
 
@@ -175,6 +178,11 @@ class Engine:
         )
         record, created = await self.store.create(new, time.time())
         if created:
+            # Unless its finish was heard already (a worker may be that quick), every
+            # finish from now on is: this process tells of its own, the feed of others'.
+            if self.config.follow_done and record.id not in self._finished:
+                self._unfinished[record.id] = record
+                _trim(self._unfinished)
             self.hub.notify_work()
         return record
 
@@ -209,7 +217,7 @@ class Engine:
         record = await self.store.cancel(id, time.time(), CANCELLED_STATUS)
         if record is not None:
             if record.done:
-                self.hub.notify_done(id)
+                self.notify_done(id)
             else:
                 self.hub.notify_cancel(id)
         return record
@@ -218,9 +226,8 @@ class Engine:
         if await self.get(id, tenant) is None:
             return False
         deleted = await self.store.delete(id)
-        self._finished.pop(id, None)
         self.hub.notify_cancel(id)
-        self.hub.notify_done(id)
+        self.notify_done(id)
         return deleted
 
     async def wait(
@@ -240,7 +247,11 @@ class Engine:
             return known if accept is None or accept(known) else None
         future = self.hub.watch_done(id)
         try:
-            record = await self.get(id, tenant)
+            # Created here and not heard finished: it is there and unfinished, so wait
+            # without reading it (what it is when the wait ends is read then).
+            record = self._unfinished.get(id) if timeout > 0 else None
+            if record is None or record.tenant != tenant:
+                record = await self.get(id, tenant)
             if record is not None and accept is not None and not accept(record):
                 return None
             if record is None or record.done or timeout <= 0:
@@ -303,6 +314,11 @@ class Engine:
         for file in expired:
             await asyncio.to_thread(self.blobs.delete, file.blob_key)
         return len(expired)
+
+
+def _trim(remembered: dict[str, Any]) -> None:
+    while len(remembered) > REMEMBERED:
+        del remembered[next(iter(remembered))]
 
 
 __all__ = ["CANCELLED_STATUS", "Engine", "EngineConfig", "InvalidRequest", "UnknownKind"]

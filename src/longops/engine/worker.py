@@ -183,7 +183,7 @@ class Worker:
                 "could not record the outcome of %s (attempt %d)", record.name, record.attempt
             )
         if finished:
-            self.engine.hub.notify_done(record.id)
+            self.engine.notify_done(record.id)
 
     async def _attempt(self, running: _Running) -> bool:
         """Run the handler and record its outcome; True if this attempt ended the operation.
@@ -337,7 +337,7 @@ class Worker:
                 for id, state in recovered:
                     log.warning("recovered %s from an expired lease: now %s", id, state.value)
                     if state.done:
-                        self.engine.hub.notify_done(id)
+                        self.engine.notify_done(id)
                     else:
                         self.engine.hub.notify_work()
                 if now - last_purge >= self.config.purge_interval:
