@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
@@ -14,7 +15,7 @@ import pytest
 from longops import Client
 from longops.engine import Engine, NewOperation, OperationRecord, State
 from longops.engine.engine import EngineConfig
-from longops.engine.store import Change, open_store
+from longops.engine.store import Change, Store, open_store
 from longops.engine.store.postgres import PostgresStore, _Notifier
 from longops.kinds import default_registry
 from tests.support.postgres import fresh_schema
@@ -26,6 +27,18 @@ from tests.support.waiting import until, until_sync
 def pg_url() -> Iterator[str]:
     with fresh_schema() as url:
         yield url
+
+
+@asynccontextmanager
+async def engine_and_writer(url: str) -> AsyncIterator[tuple[Engine, Store]]:
+    """An engine, and a store standing for another process writing to its database."""
+    async with Engine(open_store(url), default_registry()) as engine:
+        writer = open_store(url)
+        await writer.open()
+        try:
+            yield engine, writer
+        finally:
+            await writer.close()
 
 
 def test_db_upgrade_creates_the_schema(pg_url: str) -> None:
@@ -158,11 +171,7 @@ def test_a_wait_after_a_finish_elsewhere_and_after_a_delete_elsewhere(pg_url: st
     and forget operations other processes delete."""
 
     async def main() -> None:
-        engine = Engine(open_store(pg_url), default_registry())
-        writer = open_store(pg_url)
-        await engine.start()
-        await writer.open()
-        try:
+        async with engine_and_writer(pg_url) as (engine, writer):
             for id in ("a", "b"):
                 await writer.create(NewOperation(id, f"operations/{id}", "longops.sleep", {}), 1.0)
             parked = asyncio.create_task(engine.wait("b", "", timeout=30))
@@ -181,9 +190,6 @@ def test_a_wait_after_a_finish_elsewhere_and_after_a_delete_elsewhere(pg_url: st
             # And a finish heard before the delete is not what later waits answer.
             await writer.delete("a")
             await until_async_none(lambda: engine.wait("a", "", timeout=0))
-        finally:
-            await writer.close()
-            await engine.close()
 
     asyncio.run(main())
 
@@ -329,11 +335,7 @@ def test_waits_on_operations_this_process_created(pg_url: str) -> None:
     read or heard: the operation as it is, never as it was created."""
 
     async def main() -> None:
-        engine = Engine(open_store(pg_url), default_registry())
-        writer = open_store(pg_url)
-        await engine.start()
-        await writer.open()
-        try:
+        async with engine_and_writer(pg_url) as (engine, writer):
             created = await engine.create("longops.sleep", {"seconds": 60}, tenant="t")
             [claimed] = await writer.claim(["longops.sleep"], "w", 30, 1, time.time())
             assert claimed.id == created.id
@@ -347,8 +349,5 @@ def test_waits_on_operations_this_process_created(pg_url: str) -> None:
             await writer.finish(created.id, 1, State.SUCCEEDED, time.time(), response={})
             done = await asyncio.wait_for(parked, 5)
             assert done == await writer.get(created.id)
-        finally:
-            await writer.close()
-            await engine.close()
 
     asyncio.run(main())

@@ -252,6 +252,7 @@ _COLUMNS = (
     "seq, id, name, kind, tenant, request_id, request, state, metadata, response, error,"
     " attempt, max_attempts, cancel_requested, create_time, update_time, start_time, end_time"
 )
+_COLUMN_NAMES = tuple(name.strip() for name in _COLUMNS.split(","))
 _DONE_STATES = "('SUCCEEDED', 'FAILED', 'CANCELLED')"
 _UNFINISHED_STATES = "('PENDING', 'RUNNING')"
 _FILE_COLUMNS = (
@@ -388,26 +389,7 @@ class _Finished(Mapping[str, OperationRecord]):
 
     def __getitem__(self, id: str) -> OperationRecord:
         row = orjson.loads(self._rows[id])
-        return OperationRecord(
-            seq=row["seq"],
-            id=row["id"],
-            name=row["name"],
-            kind=row["kind"],
-            tenant=row["tenant"],
-            request_id=row["request_id"],
-            request=row["request"],
-            state=State(row["state"]),
-            metadata=row["metadata"],
-            response=row["response"],
-            error=row["error"],
-            attempt=row["attempt"],
-            max_attempts=row["max_attempts"],
-            cancel_requested=row["cancel_requested"],
-            create_time=float(row["create_time"]),
-            update_time=float(row["update_time"]),
-            start_time=_float(row["start_time"]),
-            end_time=_float(row["end_time"]),
-        )
+        return _record([row[name] for name in _COLUMN_NAMES])
 
     def __contains__(self, id: object) -> bool:  # Mapping's would decode the row
         return id in self._rows
@@ -431,10 +413,6 @@ def _change(payloads: Sequence[str]) -> Change:
         if id:
             done.add(id)
     return Change(done_ids=frozenset(done), work="" in payloads, records=_Finished(rows))
-
-
-def _float(value: float | None) -> float | None:
-    return None if value is None else float(value)
 
 
 def _channel(name: str, schema: str | None) -> str:
