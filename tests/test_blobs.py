@@ -27,6 +27,7 @@ from longops.engine.blobs import (
     digest,
     open_blobs,
 )
+from longops.engine.uploads import GRACE_SECONDS, UploadSessions
 from longops.types import GenerateVideosConfig
 from tests.support.servers import Process, free_port, subprocess_env, wait_healthy
 
@@ -142,6 +143,41 @@ def test_append_checks_offsets_and_publish_concatenates(blobs: Blobs) -> None:
 
     blobs.publish_appended("uploads/empty.part", "files/empty")
     assert blobs.read("files/empty") == b""
+
+
+def test_keys_lists_a_folder_and_discard_drops_appended_bytes(blobs: Blobs) -> None:
+    assert blobs.keys("uploads") == []
+    blobs.write_bytes("uploads/b.json", b"{}")
+    blobs.write_bytes("uploads/a.json", b"{}")
+    blobs.write_bytes("uploads/deeper/c.json", b"{}")
+    blobs.write_bytes("other/d.json", b"{}")
+    blobs.append("uploads/a.part", b"abc", 0)
+    assert {"uploads/a.json", "uploads/b.json"} <= set(blobs.keys("uploads"))
+    assert not {"uploads/deeper/c.json", "other/d.json"} & set(blobs.keys("uploads"))
+    assert blobs.keys("uploads") == sorted(blobs.keys("uploads"))
+
+    blobs.discard_appended("uploads/a.part")
+    blobs.discard_appended("uploads/a.part")  # discarding what is gone is fine
+    assert blobs.current_size("uploads/a.part") == 0
+    assert blobs.append("uploads/a.part", b"new", 0) == 3  # starts over from nothing
+    assert blobs.read("uploads/a.json") == b"{}"
+
+
+def test_upload_sessions_expire_then_are_purged_with_their_bytes(blobs: Blobs) -> None:
+    uploads = UploadSessions(blobs, ttl_seconds=100.0)
+    live = uploads.open({"target": "file"}, now=1000.0)
+    abandoned = uploads.open({"target": "file"}, now=1000.0 - 100 - GRACE_SECONDS)
+    for session in (live, abandoned):
+        blobs.append(uploads.part(session), b"abc", 0)
+    assert uploads.settings(live, now=1099.0) == {"target": "file", "expires": 1100.0}
+    assert uploads.settings(live, now=1100.0) is None  # expired, not yet purged
+    assert uploads.purge_expired(now=1000.0) == 1
+    assert f"uploads/{abandoned}.json" not in blobs.keys("uploads")
+    assert blobs.current_size(uploads.part(abandoned)) == 0
+    assert blobs.current_size(uploads.part(live)) == 3
+    assert uploads.purge_expired(now=1000.0) == 0
+    assert uploads.purge_expired(now=1100.0 + GRACE_SECONDS) == 1
+    assert blobs.keys("uploads") == []
 
 
 def test_keys_cannot_escape_the_store(blobs: Blobs) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -12,9 +14,12 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
+from longops.engine.uploads import GRACE_SECONDS
+from longops.engine.worker import WorkerConfig
 from longops.server import ServerConfig
 from tests.support.servers import ThreadServer
 from tests.support.twin import Twin
+from tests.support.waiting import until_sync
 
 NINE_MIB = os.urandom(9 << 20)  # two chunks of the SDKs' 8 MiB
 
@@ -118,6 +123,41 @@ def test_upload_protocol_errors(server: ThreadServer) -> None:
     assert unknown.status_code == 404 and unknown.headers["x-goog-upload-status"] == "final"
     no_protocol = httpx.post(f"{server.url}/upload/v1beta/files", json={})
     assert no_protocol.status_code == 400
+
+
+def test_abandoned_upload_sessions_expire_and_are_swept(
+    make_server: Callable[..., ThreadServer],
+) -> None:
+    """A session answers 404 once a week has passed since it opened; an hour after that
+    the workers' maintenance removes it and its bytes. Live sessions are left alone."""
+    server = make_server(worker_config=WorkerConfig(concurrency=1, purge_interval=0.1))
+    uploads, blobs = server.engine.uploads, server.engine.blobs
+    live = httpx.post(
+        f"{server.url}/upload/v1beta/files",
+        headers={"x-goog-upload-protocol": "resumable", "x-goog-upload-command": "start"},
+    ).headers["x-goog-upload-url"]
+    chunk = {"x-goog-upload-command": "upload", "x-goog-upload-offset": "0"}
+    assert httpx.post(live, content=b"abc", headers=chunk).status_code == 200
+    opened_long_ago = time.time() - uploads.ttl_seconds
+    expired = uploads.open({"target": "file"}, opened_long_ago - 60)
+    abandoned = uploads.open({"target": "file"}, opened_long_ago - 2 * GRACE_SECONDS)
+    for session in (expired, abandoned):
+        blobs.append(uploads.part(session), b"abc", 0)
+        late = httpx.post(
+            f"{server.url}/upload/v1beta/files?upload_id={session}", content=b"d", headers=chunk
+        )
+        assert late.status_code == 404 and "expired" in late.json()["error"]["message"]
+
+    until_sync(lambda: blobs.current_size(uploads.part(abandoned)) == 0, what="the sweep")
+    until_sync(lambda: f"uploads/{abandoned}.json" not in blobs.keys("uploads"))
+    assert f"uploads/{expired}.json" in blobs.keys("uploads")  # within the grace period
+    assert blobs.current_size(uploads.part(expired)) == 3
+    done = httpx.post(
+        live,
+        content=b"def",
+        headers={"x-goog-upload-command": "upload, finalize", "x-goog-upload-offset": "3"},
+    )
+    assert done.status_code == 200 and done.json()["file"]["sizeBytes"] == "6"
 
 
 def test_downloads_answer_byte_ranges(server: ThreadServer) -> None:

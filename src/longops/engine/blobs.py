@@ -65,6 +65,10 @@ class Blobs(Protocol):
         """Make what was appended to `key` (possibly nothing) the blob `new_key`."""
         ...
 
+    def discard_appended(self, key: str) -> None:
+        """Remove what was appended to `key`, if anything."""
+        ...
+
     def open(self, key: str) -> BinaryIO:
         """The blob, to read in chunks; raises `BlobNotFound`."""
         ...
@@ -75,6 +79,11 @@ class Blobs(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove a blob if it exists."""
+        ...
+
+    def keys(self, folder: str) -> list[str]:
+        """The keys of the blobs directly in `folder` (`folder/name`), sorted; growing
+        blobs may or may not be among them."""
         ...
 
 
@@ -163,6 +172,9 @@ class LocalBlobs:
         except FileNotFoundError:  # nothing was appended: an empty blob
             self.write_bytes(new_key, b"")
 
+    def discard_appended(self, key: str) -> None:
+        self.delete(key)
+
     def open(self, key: str) -> BinaryIO:
         try:
             return self._path(key).open("rb")
@@ -175,6 +187,13 @@ class LocalBlobs:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def keys(self, folder: str) -> list[str]:
+        try:
+            names = [p.name for p in self._path(folder).iterdir() if p.is_file()]
+        except FileNotFoundError:
+            return []
+        return sorted(f"{folder}/{name}" for name in names if not name.startswith("."))
 
 
 class FsspecBlobs:
@@ -254,6 +273,11 @@ class FsspecBlobs:
         if every:
             self.fs.rm(every)
 
+    def discard_appended(self, key: str) -> None:
+        every, _ = self._parts(key)
+        if every:
+            self.fs.rm(every)
+
     def open(self, key: str) -> BinaryIO:
         try:
             return cast(BinaryIO, self.fs.open(self._path(key), "rb", block_size=CHUNK_BYTES))
@@ -269,3 +293,11 @@ class FsspecBlobs:
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self._path(key))
+
+    def keys(self, folder: str) -> list[str]:
+        try:
+            entries = self.fs.ls(self._path(folder), detail=True)
+        except FileNotFoundError:
+            return []
+        names = (posixpath.basename(e["name"].rstrip("/")) for e in entries if e["type"] == "file")
+        return sorted(f"{folder}/{name}" for name in names)

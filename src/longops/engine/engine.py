@@ -15,6 +15,7 @@ from longops.engine.hub import Hub
 from longops.engine.records import CANCELLED, FileRecord, NewOperation, OperationRecord
 from longops.engine.registry import InvalidRequest, Registry
 from longops.engine.store import Store, StoreBusy
+from longops.engine.uploads import UploadSessions
 
 log = logging.getLogger("longops.engine")
 
@@ -34,6 +35,8 @@ class EngineConfig:
     """Done operations older than this are purged by the workers."""
     file_ttl_seconds: float = 48 * 3600
     """Files expire after this, as Google's do."""
+    upload_ttl_seconds: float = 7 * 24 * 3600
+    """Resumable upload sessions expire after this, as Google's upload URLs do."""
     public_url: str = "http://127.0.0.1:8000"
     """Where clients reach this service; kinds use it to build links (video URIs)."""
     follow_work: bool = True
@@ -59,6 +62,7 @@ class Engine:
         self.registry = registry
         self.config = config or EngineConfig()
         self.blobs: Blobs = blobs or LocalBlobs("longops-blobs")
+        self.uploads = UploadSessions(self.blobs, self.config.upload_ttl_seconds)
         self.hub = Hub()
         self._background: list[asyncio.Task[None]] = []
         # What this process has heard, so that most waits need no read. Finished (or
@@ -314,6 +318,9 @@ class Engine:
         for file in expired:
             await asyncio.to_thread(self.blobs.delete, file.blob_key)
         return len(expired)
+
+    async def purge_expired_uploads(self) -> int:
+        return await asyncio.to_thread(self.uploads.purge_expired, time.time())
 
 
 def _trim(remembered: dict[str, Any]) -> None:

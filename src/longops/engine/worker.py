@@ -325,7 +325,8 @@ class Worker:
         return strays - suspects
 
     async def _maintenance_loop(self) -> None:
-        """Recover expired leases (crashed workers) and purge done operations past retention."""
+        """Recover expired leases (crashed workers); purge done operations past retention,
+        expired files and abandoned uploads."""
         last_purge = 0.0
         while True:
             await asyncio.sleep(self.config.maintenance_interval)
@@ -344,6 +345,7 @@ class Worker:
                     last_purge = now
                     await self.engine.store.purge_done(now - self.engine.config.retention_seconds)
                     await self.engine.purge_expired_files()
+                    await self.engine.purge_expired_uploads()
             except StoreBusy:
                 log.warning("store busy during maintenance")
             except Exception:

@@ -3,15 +3,16 @@
 `POST /upload/{v}/files` with `x-goog-upload-command: start` opens a session and
 answers its upload URL; the bytes then go to that URL in chunks (`upload`, and
 `upload, finalize` for the last). The session id in the URL is the credential — the
-official SDK sends no API key there — so it is long and random, and the tenant is
-fixed when the session starts. Sessions live in the blob store beside their bytes, so
-any API server sharing that store can continue one.
+official SDK sends no API key there — so the tenant is fixed when the session starts.
+Sessions are kept by the engine (`longops.engine.uploads`), in the blob store beside
+their bytes, so any API server sharing that store can continue one; they expire.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from longops.engine.blobs import BlobNotFound, OffsetMismatch, digest
+from longops.engine.blobs import OffsetMismatch, digest
 from longops.engine.records import OperationRecord
 from longops.engine.registry import RequestRejected, new_token_id
 from longops.server.errors import ApiError, error_response, invalid_argument
@@ -128,10 +129,7 @@ class UploadRoutes(Routes):
         return body, total
 
     async def _open_session(self, request: Request, state: dict[str, Any]) -> Response:
-        session = new_token_id(32)
-        await asyncio.to_thread(
-            self.engine.blobs.write_bytes, f"uploads/{session}.json", orjson.dumps(state)
-        )
+        session = await asyncio.to_thread(self.engine.uploads.open, state, time.time())
         url = str(request.url.replace_query_params(upload_id=session, upload_protocol="resumable"))
         return Response(
             b"",
@@ -158,11 +156,10 @@ class UploadRoutes(Routes):
         if not _SESSION.match(session):
             raise ApiError(404, "No such upload session.")
         blobs = self.engine.blobs
-        try:
-            state = orjson.loads(await asyncio.to_thread(blobs.read, f"uploads/{session}.json"))
-        except BlobNotFound:
-            raise ApiError(404, "No such upload session (finished, or never started).") from None
-        part = f"uploads/{session}.part"
+        state = await asyncio.to_thread(self.engine.uploads.settings, session, time.time())
+        if state is None:
+            raise ApiError(404, "No such upload session (finished, expired, or never started).")
+        part = self.engine.uploads.part(session)
         commands = {c.strip() for c in request.headers.get("x-goog-upload-command", "").split(",")}
         if commands == {"query"}:
             received = await asyncio.to_thread(blobs.current_size, part)
@@ -215,7 +212,7 @@ class UploadRoutes(Routes):
             source="UPLOADED",
             display_name=state["displayName"],
         )
-        await asyncio.to_thread(blobs.delete, f"uploads/{session}.json")
+        await asyncio.to_thread(self.engine.uploads.end, session)
         return Response(
             orjson.dumps(
                 {
@@ -239,7 +236,7 @@ class UploadRoutes(Routes):
         except RequestRejected as exc:
             await asyncio.to_thread(blobs.delete, key)
             raise invalid_argument(exc.message) from None
-        await asyncio.to_thread(blobs.delete, f"uploads/{session}.json")
+        await asyncio.to_thread(self.engine.uploads.end, session)
         body = render_operation(record, self.engine.registry.get(record.kind))
         return Response(orjson.dumps(body), media_type="application/json", headers=_status("final"))
 

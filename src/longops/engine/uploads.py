@@ -1,0 +1,79 @@
+"""Resumable uploads in progress: each session's settings and the bytes received so far.
+
+They live in the blob store rather than the database, so that any API server sharing
+the store can take a session's next chunk, and so that the bytes become the file's blob
+without a copy (`publish_appended`). A session its client gives up on would stay
+forever, bytes and all: each expires a week after it opens, as Google's upload URLs do,
+and the workers' maintenance sweeps expired ones away.
+
+Every method blocks (it is blob store I/O): callers on an event loop run them in a thread.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from longops.engine.blobs import BlobNotFound, Blobs
+from longops.engine.registry import new_token_id
+
+FOLDER = "uploads"
+GRACE_SECONDS = 3600.0
+"""How long an expired session is kept before it is swept: a chunk accepted just
+before the expiry may still be on its way into the blob store, or being published."""
+
+
+@dataclass(frozen=True, slots=True)
+class UploadSessions:
+    blobs: Blobs
+    ttl_seconds: float
+
+    @staticmethod
+    def _settings_key(session: str) -> str:
+        return f"{FOLDER}/{session}.json"
+
+    @staticmethod
+    def part(session: str) -> str:
+        """The growing blob that receives the session's bytes."""
+        return f"{FOLDER}/{session}.part"
+
+    def open(self, settings: dict[str, Any], now: float) -> str:
+        """Start a session; its id is long and random, as it is the upload's credential."""
+        session = new_token_id(32)
+        state = {**settings, "expires": now + self.ttl_seconds}
+        self.blobs.write_bytes(self._settings_key(session), orjson.dumps(state))
+        return session
+
+    def settings(self, session: str, now: float) -> dict[str, Any] | None:
+        """A live session's settings; None where it never was, has ended or expired."""
+        try:
+            state: dict[str, Any] = orjson.loads(self.blobs.read(self._settings_key(session)))
+        except BlobNotFound:
+            return None
+        return state if state["expires"] > now else None
+
+    def end(self, session: str) -> None:
+        """Forget a session whose bytes were published (the part is gone with them)."""
+        self.blobs.delete(self._settings_key(session))
+
+    def purge_expired(self, now: float) -> int:
+        """Remove sessions that expired over `GRACE_SECONDS` ago, bytes first; returns how
+        many. Safe to run in several processes at once: removing is idempotent."""
+        purged = 0
+        for key in self.blobs.keys(FOLDER):
+            session, suffix = posixpath.splitext(posixpath.basename(key))
+            if suffix != ".json":
+                continue
+            try:
+                expires = orjson.loads(self.blobs.read(key))["expires"]
+            except BlobNotFound:  # ended meanwhile
+                continue
+            if expires > now - GRACE_SECONDS:
+                continue
+            self.blobs.discard_appended(self.part(session))
+            self.blobs.delete(key)
+            purged += 1
+        return purged
