@@ -123,6 +123,20 @@ def test_upload_protocol_errors(server: ThreadServer) -> None:
     assert unknown.status_code == 404 and unknown.headers["x-goog-upload-status"] == "final"
     no_protocol = httpx.post(f"{server.url}/upload/v1beta/files", json={})
     assert no_protocol.status_code == 400
+    huge = "9" * 4301  # past the digits `int` converts
+    too_long = httpx.post(
+        url,
+        content=b"d",
+        headers={"x-goog-upload-command": "upload", "x-goog-upload-offset": huge},
+    )
+    assert too_long.status_code == 400 and too_long.headers["x-goog-upload-status"] == "final"
+    start_headers = {"x-goog-upload-protocol": "resumable", "x-goog-upload-command": "start"}
+    for headers, body in [
+        ({**start_headers, "x-goog-upload-header-content-length": huge}, {}),
+        (start_headers, {"file": {"displayName": {"a": 1}}}),
+    ]:
+        bad = httpx.post(f"{server.url}/upload/v1beta/files", headers=headers, json=body)
+        assert bad.status_code == 400, bad.text
 
 
 def test_abandoned_upload_sessions_expire_and_are_swept(

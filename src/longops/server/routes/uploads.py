@@ -38,6 +38,20 @@ def _status(value: str) -> dict[str, str]:
     return {"x-goog-upload-status": value}
 
 
+def _byte_count(value: str, header: str) -> int:
+    """A header's byte count; 19 digits and more are beyond any upload (and `int`'s
+    guard against huge numbers would answer them with a 500)."""
+    if not (value.isascii() and value.isdigit() and len(value) < 19):
+        raise invalid_argument(f"Invalid {header}: {value[:40]!r}.")
+    return int(value)
+
+
+def _display_name(value: Any, name: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise invalid_argument(f"{name} must be a string.", field=name)
+    return value
+
+
 class UploadRoutes(Routes):
     def routes(self) -> list[BaseRoute]:
         return [
@@ -66,7 +80,7 @@ class UploadRoutes(Routes):
                 "total": total,
                 "tenant": self.auth.tenant(request),
                 "fileId": file_id,
-                "displayName": field(file, "displayName")
+                "displayName": _display_name(field(file, "displayName"), "file.displayName")
                 or request.headers.get("x-goog-upload-file-name"),
                 "mimeType": self._mime(request, field(file, "mimeType")),
             },
@@ -88,7 +102,7 @@ class UploadRoutes(Routes):
                 "total": total,
                 "tenant": tenant,
                 "store": store.id,
-                "displayName": field(body, "displayName"),
+                "displayName": _display_name(field(body, "displayName"), "displayName"),
                 "mimeType": self._mime(request, field(body, "mimeType")),
                 "customMetadata": field(body, "customMetadata") or [],
                 "chunkingConfig": field(body, "chunkingConfig") or {},
@@ -121,9 +135,7 @@ class UploadRoutes(Routes):
         declared = headers.get("x-goog-upload-header-content-length")
         total = None
         if declared is not None:
-            if not (declared.isascii() and declared.isdigit()):
-                raise invalid_argument("Invalid x-goog-upload-header-content-length.")
-            total = int(declared)
+            total = _byte_count(declared, "x-goog-upload-header-content-length")
             if total > self.config.max_upload_bytes:
                 raise ApiError(413, f"Files are limited to {self.config.max_upload_bytes} bytes.")
         return body, total
@@ -169,14 +181,15 @@ class UploadRoutes(Routes):
         if not commands or not commands <= {"upload", "finalize"}:
             raise invalid_argument("x-goog-upload-command must be upload, finalize or query.")
         if "upload" in commands:
-            offset = request.headers.get("x-goog-upload-offset")
-            if offset is None or not (offset.isascii() and offset.isdigit()):
+            header = request.headers.get("x-goog-upload-offset")
+            if header is None:
                 raise invalid_argument("x-goog-upload-offset is required.")
+            offset = _byte_count(header, "x-goog-upload-offset")
             data = await request.body()
-            if int(offset) + len(data) > self.config.max_upload_bytes:
+            if offset + len(data) > self.config.max_upload_bytes:
                 raise ApiError(413, f"Files are limited to {self.config.max_upload_bytes} bytes.")
             try:
-                received = await asyncio.to_thread(blobs.append, part, data, int(offset))
+                received = await asyncio.to_thread(blobs.append, part, data, offset)
             except OffsetMismatch as exc:
                 raise invalid_argument(
                     f"x-goog-upload-offset {offset} does not match the {exc.size} bytes"
