@@ -375,6 +375,25 @@ def test_invalid_kind_request(
 
 
 @pytest.mark.parametrize(
+    "blob_key", ["files/someone-elses", "../../etc/passwd", "search-uploads/x"]
+)
+def test_imports_name_no_blob_but_their_own_upload(
+    http: httpx.Client, op: str, blob_key: str
+) -> None:
+    """`blobKey` is how the upload route hands its bytes to an import, which reads and
+    then deletes them: a client that names any other blob gets a 400, and nothing runs."""
+    store = http.post("/fileSearchStores", json={"displayName": "s"}).json()["name"]
+    before = snapshot(http)
+    for path, body in [
+        (f"/{store}:importFile", {"blobKey": blob_key}),
+        ("/kinds/upload_to_file_search_store:start", {"store": store, "blobKey": blob_key}),
+    ]:
+        error = assert_error(http.post(path, json=body), 400, "INVALID_ARGUMENT")
+        assert "blobKey" in field_violations(error), error
+    assert snapshot(http) == before
+
+
+@pytest.mark.parametrize(
     "request_id", ["", "a" * 129, "has space", "tab\there", "ünïcödé", "new\nline"], ids=repr
 )
 def test_bad_request_id(http: httpx.Client, op: str, request_id: str) -> None:

@@ -25,6 +25,8 @@ from longops.kinds.file_search.extract import ExtractionError, extract_text
 from longops.kinds.folders import OutsideFolder, inside
 
 INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION = 3, 5, 7, 9
+UPLOADED_KEY = r"^search-uploads/[a-z0-9]{32}$"
+"""Where the upload route puts an upload's bytes (its session id is secret)."""
 IMPORT_RESPONSE = "type.googleapis.com/google.ai.generativelanguage.v1main.ImportFileResponse"
 UPLOAD_RESPONSE = (
     "type.googleapis.com/google.ai.generativelanguage.v1main.UploadToFileSearchStoreResponse"
@@ -67,8 +69,10 @@ class ImportRequest(_Wire):
     file_name: str | None = None
     gcs_uri: str | None = None
     uri: str | None = None
-    blob_key: str | None = None
-    """Set by the upload route: bytes already in the blob store."""
+    blob_key: str | None = Field(default=None, pattern=UPLOADED_KEY)
+    """Set by the upload route: the bytes of one upload, which the import deletes.
+    Only such keys: a client may start this kind itself, and must not name any other
+    blob (another tenant's file, say) to be read into its store and deleted."""
     display_name: str | None = None
     mime_type: str | None = None
     custom_metadata: list[CustomMetadata] = Field(default_factory=list, max_length=20)
