@@ -557,3 +557,26 @@ def test_stores_in_two_schemas_of_one_database_search_apart(database_url: str) -
         assert asyncio.run(_search(database_url, "the", "moon")) == ["The moon pulls the tides."]
         assert asyncio.run(_search(other_url, "the", "moon")) == ["The sun warms the sea."]
     assert asyncio.run(_search(database_url, "moon")) == ["The moon pulls the tides."]
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "1",
+        '{"operation": "EQUAL", "stringValue": {}}',
+        '{"operation": "EQUAL", "stringValue": "a\\u0000b"}',
+        '{"operation": "EQUAL", "numericValue": [1]}',
+        '{"operation": "EQUAL", "numericValue": true}',
+        '{"operation": "LESS", "numericValue": 1' + "0" * 400 + "}",
+    ],
+    ids=lambda c: c[:60],
+)
+def test_malformed_metadata_filters_are_400s(server: ThreadServer, condition: str) -> None:
+    headers = {"x-goog-api-key": "KEY", "content-type": "application/json"}
+    store = httpx.post(f"{server.url}/v1beta/fileSearchStores", headers=headers, json={}).json()
+    body = '{"query": "hello", "metadataFilters": [{"key": "a", "conditions": [%s]}]}'
+    answer = httpx.post(
+        f"{server.url}/v1beta/{store['name']}:query", headers=headers, content=body % condition
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["status"] == "INVALID_ARGUMENT"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from typing import Any
@@ -74,6 +75,22 @@ def slug(display_name: str | None) -> str:
     stem = "-".join(words)[:40].strip("-")
     suffix = new_token_id(12)
     return f"{stem}-{suffix}" if stem else suffix
+
+
+def _condition_value(condition: dict[str, Any]) -> str | float | None:
+    """A condition's string or finite number; None for anything else, which the query
+    would otherwise hand the database to choke on."""
+    text = field(condition, "stringValue")
+    if text is not None:
+        return text if isinstance(text, str) and "\x00" not in text else None
+    number = field(condition, "numericValue")
+    if isinstance(number, bool) or not isinstance(number, int | float):
+        return None
+    try:
+        number = float(number)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 class FileSearchRoutes(Routes):
@@ -267,10 +284,10 @@ class FileSearchRoutes(Routes):
                     "Each metadata filter needs a key and conditions.", field="metadataFilters"
                 )
             for condition in conditions:
+                if not isinstance(condition, dict):
+                    condition = {}
                 operator = _OPERATORS.get(str(condition.get("operation", "")).upper())
-                value = field(condition, "stringValue")
-                if value is None:
-                    value = field(condition, "numericValue")
+                value = _condition_value(condition)
                 if operator is None or value is None:
                     raise invalid_argument(
                         "A condition needs an operation (EQUAL, LESS, …) and a value.",
