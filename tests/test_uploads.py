@@ -208,3 +208,20 @@ def test_downloads_answer_byte_ranges(server: ThreadServer) -> None:
     assert beyond.status_code == 416
     assert beyond.headers["content-range"] == f"bytes */{len(payload)}"
     assert beyond.json()["error"]["status"] == "OUT_OF_RANGE"
+
+
+def test_a_store_upload_rejected_at_finalize_ends_its_session(server: ThreadServer) -> None:
+    """The import's request is checked once the bytes are in; if it is refused, the bytes
+    are dropped and the session ends, so a retried finalize cannot import nothing."""
+    store = httpx.post(f"{server.url}/v1beta/fileSearchStores", json={}).json()["name"]
+    start = httpx.post(
+        f"{server.url}/upload/v1beta/{store}:uploadToFileSearchStore",
+        headers={"x-goog-upload-protocol": "resumable", "x-goog-upload-command": "start"},
+        json={"customMetadata": [{"key": ""}]},
+    )
+    url = start.headers["x-goog-upload-url"]
+    finalize = {"x-goog-upload-command": "upload, finalize", "x-goog-upload-offset": "0"}
+    refused = httpx.post(url, content=b"some text", headers=finalize)
+    assert refused.status_code == 400 and refused.headers["x-goog-upload-status"] == "final"
+    again = httpx.post(url, content=b"some text", headers=finalize)
+    assert again.status_code == 404, again.text

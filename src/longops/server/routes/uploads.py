@@ -246,10 +246,11 @@ class UploadRoutes(Routes):
         await asyncio.to_thread(blobs.publish_appended, part, key)
         try:
             record = await self._create_store_upload(state, key)
-        except RequestRejected as exc:
+        except RequestRejected as exc:  # the bytes are gone: a retry must not import nothing
             await asyncio.to_thread(blobs.delete, key)
             raise invalid_argument(exc.message) from None
-        await asyncio.to_thread(self.engine.uploads.end, session)
+        finally:
+            await asyncio.to_thread(self.engine.uploads.end, session)
         body = render_operation(record, self.engine.registry.get(record.kind))
         return Response(orjson.dumps(body), media_type="application/json", headers=_status("final"))
 
