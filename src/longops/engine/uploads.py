@@ -21,6 +21,11 @@ from longops.engine.blobs import BlobNotFound, Blobs
 from longops.engine.registry import new_token_id
 
 FOLDER = "uploads"
+SESSION_ID = r"[a-z0-9]{32}"
+"""What `open` makes a session id: long and random, as it is the upload's credential."""
+STORE_UPLOADS = "search-uploads"
+"""Where an upload into a file search store leaves its bytes for the import, under the
+session id (`{STORE_UPLOADS}/{session}`)."""
 GRACE_SECONDS = 3600.0
 """How long an expired session is kept before it is swept: a chunk accepted just
 before the expiry may still be on its way into the blob store, or being published."""
@@ -41,7 +46,7 @@ class UploadSessions:
         return f"{FOLDER}/{session}.part"
 
     def open(self, settings: dict[str, Any], now: float) -> str:
-        """Start a session; its id is long and random, as it is the upload's credential."""
+        """Start a session; returns its id (`SESSION_ID`)."""
         session = new_token_id(32)
         state = {**settings, "expires": now + self.ttl_seconds}
         self.blobs.write_bytes(self._settings_key(session), orjson.dumps(state))

@@ -20,13 +20,13 @@ from pydantic.alias_generators import to_camel
 from longops.engine.context import Context
 from longops.engine.records import DocumentRecord
 from longops.engine.registry import Kind, OperationFailed, new_token_id
+from longops.engine.uploads import SESSION_ID, STORE_UPLOADS
 from longops.kinds.file_search.chunking import chunk_text
 from longops.kinds.file_search.extract import ExtractionError, extract_text
 from longops.kinds.folders import OutsideFolder, inside
 
 INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION = 3, 5, 7, 9
-UPLOADED_KEY = r"^search-uploads/[a-z0-9]{32}$"
-"""Where the upload route puts an upload's bytes (its session id is secret)."""
+UPLOADED_KEY = rf"^{STORE_UPLOADS}/{SESSION_ID}$"
 IMPORT_RESPONSE = "type.googleapis.com/google.ai.generativelanguage.v1main.ImportFileResponse"
 UPLOAD_RESPONSE = (
     "type.googleapis.com/google.ai.generativelanguage.v1main.UploadToFileSearchStoreResponse"

@@ -284,10 +284,11 @@ class FileSearchRoutes(Routes):
                     "Each metadata filter needs a key and conditions.", field="metadataFilters"
                 )
             for condition in conditions:
-                if not isinstance(condition, dict):
-                    condition = {}
-                operator = _OPERATORS.get(str(condition.get("operation", "")).upper())
-                value = _condition_value(condition)
+                if isinstance(condition, dict):
+                    operator = _OPERATORS.get(str(condition.get("operation", "")).upper())
+                    value = _condition_value(condition)
+                else:
+                    operator = value = None
                 if operator is None or value is None:
                     raise invalid_argument(
                         "A condition needs an operation (EQUAL, LESS, …) and a value.",

@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Route
 from longops.engine.blobs import OffsetMismatch, digest
 from longops.engine.records import OperationRecord
 from longops.engine.registry import RequestRejected, new_token_id
+from longops.engine.uploads import SESSION_ID, STORE_UPLOADS
 from longops.server.errors import ApiError, error_response, invalid_argument
 from longops.server.render import render_operation
 from longops.server.requests import field, read_json
@@ -31,7 +32,7 @@ from longops.server.routes.base import Routes
 from longops.server.routes.files import render_file
 
 _FILE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
-_SESSION = re.compile(r"^[a-z0-9]{32}$")
+_SESSION = re.compile(rf"^{SESSION_ID}$")
 
 
 def _status(value: str) -> dict[str, str]:
@@ -242,7 +243,7 @@ class UploadRoutes(Routes):
         self, session: str, state: dict[str, Any], part: str
     ) -> Response:
         blobs = self.engine.blobs
-        key = f"search-uploads/{session}"
+        key = f"{STORE_UPLOADS}/{session}"
         await asyncio.to_thread(blobs.publish_appended, part, key)
         try:
             record = await self._create_store_upload(state, key)
