@@ -203,3 +203,24 @@ async def test_an_attempt_stopped_before_it_starts_frees_its_slot_and_lease(
     assert done is not None and done.state is State.SUCCEEDED and done.attempt == 2
     assert [line[0] for line in journal_lines(journal)] == ["start", "end"]
     assert not worker._running
+
+
+@pytest.mark.parametrize("heed_stop", [True, False])
+async def test_a_cancel_finishes_only_once_the_attempts_thread_returned(
+    make_engine, tmp_path, heed_stop: bool
+) -> None:
+    """A thread polling `ctx.stop_requested` stops at once; one that doesn't keeps the
+    operation running (and leased) until it returns: it is never done while its code runs."""
+    engine = await make_engine()
+    worker, task = run_worker(engine)
+    journal = tmp_path / "journal"
+    seconds = 60 if heed_stop else 1.5
+    record = await engine.create(
+        "test.blocking", {"journal": str(journal), "seconds": seconds, "heed_stop": heed_stop}
+    )
+    await until(lambda: journal_lines(journal), what="the attempt to start")
+    await engine.cancel(record.id, "")
+    done = await engine.wait(record.id, "", 30)
+    assert done is not None and done.state is State.CANCELLED
+    assert [line[0] for line in journal_lines(journal)] == ["start", "end"]
+    await stop(worker, task)

@@ -103,6 +103,34 @@ def test_sigterm_lets_the_running_operation_finish(
     assert [event for event, *_ in journal(log)] == ["start", "end"]
 
 
+def test_sigterm_hands_back_an_attempt_only_once_its_thread_returned(
+    api_server: ThreadServer, client: Client, spawn: Callable[..., Process], tmp_path: Path
+) -> None:
+    """A thread can't be interrupted: past the grace the attempt keeps its lease until
+    the thread returns, so the worker waiting beside it never runs attempt 2 meanwhile."""
+    log = tmp_path / "journal"
+    first = spawn(*worker_args(api_server.database_url, "--shutdown-grace", "1"))
+    until_sync(worker_ready(first), what="the first worker")
+    op = client.operations.start("test.blocking", {"journal": str(log), "seconds": 3})
+    until_sync(lambda: journal(log), what="attempt 1 to start")
+    second = spawn(*worker_args(api_server.database_url))
+    until_sync(worker_ready(second), what="the second worker")
+
+    assert first.terminate(timeout=30) == 0
+    done = client.operations.wait(op, timeout=60)
+
+    assert done.done and done.error is None
+    id = op.name.split("/")[-1]
+    # Appends to one file, in the order they happened: attempt 1's thread ended first.
+    assert journal(log) == [
+        ("start", id, 1, first.pid),
+        ("end", id, 1, first.pid),
+        ("start", id, 2, second.pid),
+        ("end", id, 2, second.pid),
+    ]
+    assert "Traceback" not in first.log.read_text()
+
+
 def test_server_killed_loses_nothing_it_acknowledged(
     spawn: Callable[..., Process], database_url: str, tmp_path: Path
 ) -> None:

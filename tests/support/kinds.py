@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -66,3 +67,32 @@ def _count_primes(n: int) -> int:
 async def cpu(ctx: Context, request: CpuRequest) -> dict[str, object]:
     primes = await ctx.run_in_process(_count_primes, request.n)
     return {"primes": primes}
+
+
+class BlockingRequest(BaseModel):
+    journal: str
+    seconds: float
+    """How long attempt 1 blocks in a thread; later attempts return at once."""
+    heed_stop: bool = False
+    """Whether the thread polls `ctx.stop_requested`, as a well-behaved handler does."""
+
+
+def _block(ctx: Context, request: BlockingRequest) -> None:
+    deadline = time.monotonic() + request.seconds
+    while time.monotonic() < deadline:
+        if request.heed_stop and ctx.stop_requested.is_set():
+            break
+        time.sleep(0.01)
+    _journal(request.journal, f"end {ctx.operation_id} {ctx.attempt} {os.getpid()}")
+
+
+@kind("test.blocking", request=BlockingRequest, max_attempts=3)
+async def blocking(ctx: Context, request: BlockingRequest) -> dict[str, object]:
+    """Journal the start of each attempt, and the end of its thread (which the attempt
+    can't interrupt), so tests see whether two attempts ever overlap."""
+    _journal(request.journal, f"start {ctx.operation_id} {ctx.attempt} {os.getpid()}")
+    if ctx.attempt == 1:
+        await ctx.run_in_thread(_block, ctx, request)
+    else:
+        _journal(request.journal, f"end {ctx.operation_id} {ctx.attempt} {os.getpid()}")
+    return {"attempt": ctx.attempt, "pid": os.getpid()}

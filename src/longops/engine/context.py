@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -45,6 +47,15 @@ class Context:
     writes nothing until it finishes (the final metadata goes with the result).
     Each write also reads the cancel flag, so a cancel made by another process is
     seen at the next report (in-process cancels interrupt the handler at once).
+
+    Stopping: a cancel, a lost lease, or a shutdown past its grace interrupts the
+    handler at its next `await` (asyncio cancellation). Code running in
+    `run_in_thread` or `run_in_process` can't be interrupted, so the attempt keeps its
+    lease (heartbeats go on) and is neither released nor finished until that code
+    returns: an attempt never runs twice at once. To stop promptly, blocking code in a
+    thread polls `ctx.stop_requested` (a `threading.Event`, set on every interrupt)
+    between units of work and returns early; work in a process is best split into
+    short calls, with `ctx.check_cancelled()` between them.
     """
 
     def __init__(
@@ -64,6 +75,9 @@ class Context:
         self._last_write = time.time()
         self._dirty = False
         self.cancel_requested = record.cancel_requested
+        self.stop_requested = threading.Event()
+        """Set when this attempt is told to stop: for blocking code in threads to poll."""
+        self._off_loop: set[asyncio.Future[Any]] = set()
 
     @property
     def operation_id(self) -> str:
@@ -172,15 +186,45 @@ class Context:
         self.cancel_requested = self.cancel_requested or cancel
 
     async def run_in_thread(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """For blocking I/O or C code that releases the GIL (encoders, compression)."""
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        """For blocking I/O or C code that releases the GIL (encoders, compression).
+
+        Long calls should poll `stop_requested` (see the class docstring)."""
+        loop = asyncio.get_running_loop()
+        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+        return await self._off_loop_call(loop.run_in_executor(None, call))
 
     async def run_in_process(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """For pure-Python CPU work, which would hold the GIL and stall the API in a thread."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._process_pool(), functools.partial(fn, *args, **kwargs)
-        )
+        call = functools.partial(fn, *args, **kwargs)
+        return await self._off_loop_call(loop.run_in_executor(self._process_pool(), call))
+
+    async def _off_loop_call(self, future: asyncio.Future[T]) -> T:
+        """Await `future` shielded: cancelling the handler can't stop a thread or a
+        process, so the future is kept until it ends, for `settle` to wait on."""
+        self._off_loop.add(future)
+        future.add_done_callback(self._off_loop_done)
+        return await asyncio.shield(future)
+
+    def _off_loop_done(self, future: asyncio.Future[Any]) -> None:
+        self._off_loop.discard(future)
+        if not future.cancelled():
+            future.exception()  # seen: a handler interrupted meanwhile never reads it
+
+    def request_stop(self) -> None:
+        self.stop_requested.set()
+
+    @property
+    def busy_off_loop(self) -> bool:
+        """Whether code this attempt started in a thread or process still runs."""
+        return bool(self._off_loop)
+
+    async def settle(self) -> None:
+        """Wait until every thread and process call this attempt started has returned
+        (their results and errors are dropped: the handler stopped waiting for them).
+        `asyncio.wait`, not `gather`: being cancelled must not cancel what it waits on."""
+        while self._off_loop:
+            await asyncio.wait(set(self._off_loop))
 
     def final_metadata(self) -> dict[str, Any]:
         return self._metadata

@@ -165,6 +165,7 @@ class Worker:
             return
         if reason == "cancel":
             running.context.cancel_requested = True
+        running.context.request_stop()
         if running.interrupt is None:
             running.interrupt = reason
             running.task.cancel()
@@ -200,7 +201,7 @@ class Worker:
                 raise OperationFailed(INTERNAL, f"No worker handler for kind {record.kind!r}.")
             response = await self._call(kind, running)
         except OperationFailed as exc:
-            running.finishing = True
+            await self._settle(running)
             finished = await store.finish(
                 record.id,
                 record.attempt,
@@ -210,9 +211,10 @@ class Worker:
                 metadata=running.context.final_metadata(),
             )
         except OperationCancelled:
-            running.finishing = True
+            await self._settle(running)
             finished = await self._finish_cancelled(running)
         except LeaseLost:
+            await self._settle(running)
             log.warning("lost the lease on %s (attempt %d)", record.name, record.attempt)
         except asyncio.CancelledError:
             reason = running.interrupt
@@ -221,7 +223,7 @@ class Worker:
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()
-            running.finishing = True
+            await self._settle(running)
             if reason == "cancel":
                 finished = await self._finish_cancelled(running)
             elif reason == "shutdown":
@@ -231,7 +233,7 @@ class Worker:
                 log.warning("lost the lease on %s (attempt %d)", record.name, record.attempt)
         except Exception:
             log.exception("handler for %s failed (attempt %d)", record.name, record.attempt)
-            running.finishing = True
+            await self._settle(running)
             delay = self.config.retry_delay * 2 ** (record.attempt - 1) * random.uniform(0.5, 1.5)
             now = time.time()
             state = await store.fail_attempt(
@@ -245,7 +247,7 @@ class Worker:
             if state is State.PENDING:
                 self.engine.hub.notify_work()
         else:
-            running.finishing = True
+            await self._settle(running)
             metadata = running.context.final_metadata()
             metadata["progressPercent"] = 100
             finished = await store.finish(
@@ -257,6 +259,21 @@ class Worker:
                 metadata=metadata,
             )
         return finished
+
+    async def _settle(self, running: _Running) -> None:
+        """Take the attempt out of reach of further interrupts, then wait for the code it
+        started in threads and processes: nothing can stop those, and until they return
+        the attempt keeps its lease (the heartbeat goes on), so no outcome is recorded
+        and no other worker is let in while its code still runs."""
+        running.finishing = True
+        if running.context.busy_off_loop:
+            running.context.request_stop()
+            log.info(
+                "waiting for the thread or process work of %s (attempt %d) to return",
+                running.record.name,
+                running.record.attempt,
+            )
+            await running.context.settle()
 
     async def _call(self, kind: Kind[Any], running: _Running) -> dict[str, Any] | None:
         request = kind.request_model.model_validate(running.record.request)
