@@ -13,7 +13,7 @@ from typing import Any
 from longops.engine.blobs import Blobs, LocalBlobs
 from longops.engine.hub import Hub
 from longops.engine.records import CANCELLED, FileRecord, NewOperation, OperationRecord
-from longops.engine.registry import InvalidRequest, Registry
+from longops.engine.registry import InvalidRequest, Registry, RequestRejected
 from longops.engine.store import Store, StoreBusy
 from longops.engine.uploads import UploadSessions
 
@@ -27,6 +27,19 @@ heard finished (see `Engine.wait`)."""
 
 class UnknownKind(LookupError):
     pass
+
+
+class RequestIdReused(RequestRejected):
+    """A `requestId` the tenant already used for another create: an idempotency key
+    names one request, so answering with that other operation would be wrong."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(
+            f"requestId {request_id!r} was already used for a different request;"
+            " use a new requestId for a new operation.",
+            [{"field": "requestId", "description": "already used for a different request"}],
+            code=6,  # ALREADY_EXISTS
+        )
 
 
 @dataclass(slots=True)
@@ -162,7 +175,9 @@ class Engine:
     ) -> OperationRecord:
         """Validate and store a new operation; a repeated `request_id` returns the first one.
 
-        Raises `UnknownKind` or `InvalidRequest` before anything is stored.
+        Raises `UnknownKind` or `InvalidRequest` before anything is stored, and
+        `RequestIdReused` when the first operation of `request_id` was a different
+        request (another kind, parent or body): a retry sends the same one.
         """
         kind = self.registry.get(kind_name)
         if kind is None:
@@ -181,6 +196,8 @@ class Engine:
             metadata=metadata or {},
         )
         record, created = await self.store.create(new, time.time())
+        if not created and not _same_request(record, new):
+            raise RequestIdReused(request_id or "")
         if created:
             # Unless its finish was heard already (a worker may be that quick), every
             # finish from now on is: this process tells of its own, the feed of others'.
@@ -323,9 +340,27 @@ class Engine:
         return await asyncio.to_thread(self.uploads.purge_expired, time.time())
 
 
+def _same_request(record: OperationRecord, new: NewOperation) -> bool:
+    def parent(name: str) -> str:
+        return name.rpartition("operations/")[0]
+
+    return (
+        record.kind == new.kind
+        and parent(record.name) == parent(new.name)
+        and record.request == new.request
+    )
+
+
 def _trim(remembered: dict[str, Any]) -> None:
     while len(remembered) > REMEMBERED:
         del remembered[next(iter(remembered))]
 
 
-__all__ = ["CANCELLED_STATUS", "Engine", "EngineConfig", "InvalidRequest", "UnknownKind"]
+__all__ = [
+    "CANCELLED_STATUS",
+    "Engine",
+    "EngineConfig",
+    "InvalidRequest",
+    "RequestIdReused",
+    "UnknownKind",
+]

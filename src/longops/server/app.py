@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from starlette.applications import Starlette
 from starlette.convertors import Convertor, register_url_convertor
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -18,6 +19,7 @@ from longops.engine.worker import WorkerConfig
 from longops.server.auth import Authenticator
 from longops.server.config import ServerConfig
 from longops.server.errors import EXCEPTION_HANDLERS
+from longops.server.requests import RefuseNulInUrl
 from longops.server.routes.file_search import FileSearchRoutes
 from longops.server.routes.files import FileRoutes
 from longops.server.routes.models import ModelRoutes
@@ -99,6 +101,7 @@ def create_app(
             *uploads.routes(),
             *file_search.routes(),
         ],
+        middleware=[Middleware(RefuseNulInUrl)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

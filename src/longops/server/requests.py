@@ -8,14 +8,50 @@ import hashlib
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from longops.server.errors import ApiError, invalid_argument
+from longops.server.errors import ApiError, error_response, invalid_argument
 
 _MAX_POSITION = 1 << 63  # positions are signed 64-bit keys in every store
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*s?\s*$")
+_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+_NUL = b"\\u0000"
+"""How NUL appears in JSON text: as an escape (a raw NUL byte is invalid JSON)."""
+
+
+class RefuseNulInUrl:
+    """Refuse a path or query parameter holding NUL (`%00`) before any route sees it.
+
+    Ids, names, filters and request ids all come from the URL, and PostgreSQL cannot
+    store or even compare text holding NUL (SQLite can): one check here makes every
+    backend answer the same 400, naming the parameter, instead of a 500 on one of them.
+    JSON bodies get the same check in `read_json`.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            where = None
+            if "\x00" in scope["path"]:
+                where = "path"
+            elif b"%00" in scope["query_string"]:
+                query = scope["query_string"].decode("latin-1")
+                pairs = parse_qsl(query, keep_blank_values=True)
+                where = next((k for k, v in pairs if "\x00" in k + v), None)
+            if where is not None:
+                where = where.replace("\x00", "%00")[:200]
+                error = invalid_argument(
+                    f"The request's {where} must not contain NUL characters (%00).", field=where
+                )
+                await error_response(error)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
@@ -42,7 +78,31 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
         raise invalid_argument(f"Invalid JSON payload received. {exc}") from None
     if not isinstance(body, dict):
         raise invalid_argument("Invalid JSON payload received. Expected a JSON object.")
+    if _NUL in raw and (where := _nul_path(body)) is not None:
+        where = where[:200]
+        raise invalid_argument(f"{where} must not contain NUL characters.", field=where)
     return body
+
+
+def _nul_path(body: dict[str, Any]) -> str | None:
+    """The path (`file.displayName`, `instances[0].prompt`) of the first key or string
+    holding NUL, which PostgreSQL cannot store in text or JSON: refused here for every
+    backend alike. Iterative, as bodies may nest as deep as the parser allows."""
+    stack: list[tuple[str, Any]] = [("", body)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return path or "body"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                inner = f"{path}.{key}" if path else key
+                if "\x00" in key:
+                    return inner.replace("\x00", "\\u0000")
+                stack.append((inner, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+    return None
 
 
 def _too_large(limit: int) -> ApiError:
@@ -85,12 +145,28 @@ def parse_bool(value: str, field_name: str) -> bool:
 
 
 def parse_page_size(value: str | None, default: int, maximum: int) -> int:
+    """`pageSize` as Google reads it: 0 or absent is the default, more than the maximum
+    is the maximum (however many digits: `int` would refuse 4,300 and more)."""
     if value is None or value == "":
         return default
     if not (value.isascii() and value.isdigit()):
-        raise invalid_argument(f"Invalid pageSize: {value!r}.", field="pageSize")
-    size = int(value)
+        raise invalid_argument(f"Invalid pageSize: {value[:40]!r}.", field="pageSize")
+    digits = value.lstrip("0")
+    if len(digits) > len(str(maximum)):
+        return maximum
+    size = int(digits or "0")
     return default if size == 0 else min(size, maximum)
+
+
+def request_id(request: Request) -> str | None:
+    """The `requestId` of a create, by one rule for every route that creates."""
+    query = request.query_params
+    value = query.get("requestId", query.get("request_id"))
+    if value is not None and not _REQUEST_ID.match(value):
+        raise invalid_argument(
+            "requestId must be 1-128 printable ASCII characters.", field="requestId"
+        )
+    return value
 
 
 class PageTokens:

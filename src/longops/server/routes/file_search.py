@@ -19,7 +19,7 @@ from longops.server.auth import Authenticator
 from longops.server.config import ServerConfig
 from longops.server.errors import ApiError, invalid_argument, not_found
 from longops.server.render import timestamp
-from longops.server.requests import field, parse_bool, read_json
+from longops.server.requests import field, parse_bool, read_json, request_id
 from longops.server.routes.base import Routes
 from longops.server.routes.operations import OperationRoutes, json_response
 
@@ -34,6 +34,9 @@ _OPERATORS = {
     "GREATER_EQUAL": ">=",
 }
 _EMPTY = b"{}"
+MAX_QUERY_TERMS = 256
+"""Distinct words a query may hold: each is one branch of the full-text match, and
+PostgreSQL runs out of stack for a few thousand of them."""
 
 
 def render_store(store: SearchStoreRecord) -> dict[str, Any]:
@@ -239,7 +242,7 @@ class FileSearchRoutes(Routes):
             "import_file",
             body,
             tenant=store.tenant,
-            request_id=request.query_params.get("requestId"),
+            request_id=request_id(request),
             parent=f"fileSearchStores/{store.id}",
         )
         return self.operations.render(record)
@@ -254,9 +257,13 @@ class FileSearchRoutes(Routes):
         if not isinstance(count, int) or not 1 <= count <= 100:
             raise invalid_argument("resultsCount must be 1 to 100.", field="resultsCount")
         filters = self._filters(field(body, "metadataFilters") or [])
-        hits = await self.engine.store.query_chunks(
-            store.id, _WORDS.findall(text.lower()), filters, count
-        )
+        terms = list(dict.fromkeys(_WORDS.findall(text.lower())))
+        if len(terms) > MAX_QUERY_TERMS:
+            raise invalid_argument(
+                f"query holds {len(terms)} distinct words; at most {MAX_QUERY_TERMS} are allowed.",
+                field="query",
+            )
+        hits = await self.engine.store.query_chunks(store.id, terms, filters, count)
         chunks = [
             {
                 "chunkRelevanceScore": round(hit.score, 6),

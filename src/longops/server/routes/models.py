@@ -19,7 +19,7 @@ from longops.engine.engine import UnknownKind
 from longops.server.auth import Authenticator
 from longops.server.config import ServerConfig
 from longops.server.errors import invalid_argument, not_found
-from longops.server.requests import read_json
+from longops.server.requests import read_json, request_id
 from longops.server.routes.base import Routes
 from longops.server.routes.operations import OperationRoutes
 
@@ -81,10 +81,9 @@ class ModelRoutes(Routes):
         tenant = self.auth.tenant(request)
         body = await read_json(request, self.config.max_media_body_bytes)
         body["api"], body["model"] = api, model
-        request_id = request.query_params.get("requestId")
         try:
             record = await self.engine.create(
-                KIND, body, tenant=tenant, request_id=request_id, parent=parent
+                KIND, body, tenant=tenant, request_id=request_id(request), parent=parent
             )
         except UnknownKind:
             raise not_found(f"models/{model} is not served: video generation is off.") from None

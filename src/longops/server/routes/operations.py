@@ -22,12 +22,12 @@ from longops.server.requests import (
     parse_bool,
     parse_duration,
     read_json,
+    request_id,
 )
 from longops.server.routes.base import Routes
 
 _FILTER_TERM = re.compile(r"^\s*(done|kind)\s*[=:]\s*(\"[^\"]*\"|'[^']*'|\S+)\s*$")
 _AND = re.compile(r"\s+AND\s+", re.IGNORECASE)
-_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 _EMPTY = b"{}"
 _RENDER_CACHE_SIZE = 10_000
 
@@ -189,15 +189,11 @@ class OperationRoutes(Routes):
         """Start an operation of any registered kind: `POST /v1beta/kinds/{kind}:start`."""
         tenant = self.auth.tenant(request)
         body = await read_json(request, self.config.max_body_bytes)
-        query = request.query_params
-        request_id = query.get("requestId", query.get("request_id"))
-        if request_id is not None and not _REQUEST_ID.match(request_id):
-            raise invalid_argument(
-                "requestId must be 1-128 printable ASCII characters.", field="requestId"
-            )
         kind = request.path_params["kind"]
         try:
-            record = await self.engine.create(kind, body, tenant=tenant, request_id=request_id)
+            record = await self.engine.create(
+                kind, body, tenant=tenant, request_id=request_id(request)
+            )
         except UnknownKind:
             raise not_found(f"Kind {kind} is not registered on this server.") from None
         return self.render(record)
