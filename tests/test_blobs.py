@@ -251,7 +251,9 @@ def test_written_by_one_server_served_by_another(s3_endpoint: str, tmp_path: Pat
         bucket = s3fs.S3FileSystem(endpoint_url=s3_endpoint, use_listings_cache=False)
         stored = {key.removeprefix(f"{url[5:]}/").split("/")[0] for key in bucket.find(url[5:])}
         assert stored == {"files", "videos"}  # no upload session or part left behind
-        bucket.rm_file(f"{url[5:]}/{name}")
+        bucket.rm(
+            f"{url[5:]}/files", recursive=True
+        )  # every upload's bytes, under keys of their own
         gone = httpx.get(f"{url_a}/v1beta/{name}:download", params={"alt": "media"})
         assert gone.status_code == 404 and "are gone" in gone.text
     finally:

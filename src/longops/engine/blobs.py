@@ -12,7 +12,9 @@ Every method blocks (disk or network): callers on an event loop run them in a th
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
+import io
 import os
 import posixpath
 import shutil
@@ -35,7 +37,8 @@ class BlobNotFound(LookupError):
 
 
 class OffsetMismatch(ValueError):
-    """An append that does not continue where the blob ends."""
+    """An append that does not continue where the blob ends (another append at the same
+    offset won, or the growing blob was published meanwhile)."""
 
     def __init__(self, size: int) -> None:
         super().__init__(f"blob holds {size} bytes")
@@ -52,9 +55,15 @@ class Blobs(Protocol):
 
     def write_bytes(self, key: str, data: bytes) -> None: ...
 
-    def append(self, key: str, data: bytes, expected_size: int) -> int:
-        """Add `data` to the growing blob `key` if it now holds exactly `expected_size`
-        bytes; returns the new size, or raises `OffsetMismatch`."""
+    def write_new(self, key: str, data: bytes) -> bool:
+        """Write the blob only if there is none under `key`; False if there was. Of
+        several processes trying at once, exactly one gets True."""
+        ...
+
+    def append(self, key: str, data: bytes | BinaryIO, expected_size: int) -> int:
+        """Add `data` (bytes, or a file read from its position to its end) to the growing
+        blob `key` if it now holds exactly `expected_size` bytes; returns the new size,
+        or raises `OffsetMismatch`. Of several appends at one offset, at most one lands."""
         ...
 
     def current_size(self, key: str) -> int:
@@ -62,7 +71,10 @@ class Blobs(Protocol):
         ...
 
     def publish_appended(self, key: str, new_key: str) -> None:
-        """Make what was appended to `key` (possibly nothing) the blob `new_key`."""
+        """Make what was appended to `key` (possibly nothing) the blob `new_key`; an
+        append that had not landed when this started does not reach `new_key`.
+        Callers publish a growing blob once (see `UploadSessions.claim`): a second
+        publish finds nothing appended."""
         ...
 
     def discard_appended(self, key: str) -> None:
@@ -107,6 +119,10 @@ def open_blobs(url_or_path: str) -> Blobs:
     return FsspecBlobs(base, **options)
 
 
+def _reader(data: bytes | BinaryIO) -> BinaryIO:
+    return io.BytesIO(data) if isinstance(data, bytes) else data
+
+
 def digest(blobs: Blobs, key: str) -> tuple[int, str]:
     """The size and SHA-256 (hex) of a blob, reading it a chunk at a time."""
     h = hashlib.sha256()
@@ -148,17 +164,49 @@ class LocalBlobs:
         with self.writer(key) as f:
             f.write(data)
 
-    def append(self, key: str, data: bytes, expected_size: int) -> int:
+    def write_new(self, key: str, data: bytes) -> bool:
+        """Written aside, then hard-linked into place: linking fails if the name exists,
+        and a reader never sees half of the blob."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("ab") as f:
-            size = f.tell()
+        partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
+        try:
+            partial.write_bytes(data)
+            os.link(partial, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def append(self, key: str, data: bytes | BinaryIO, expected_size: int) -> int:
+        """Under an exclusive lock on the growing file, which `publish_appended` takes
+        too: without it two appends at one offset both passed the size check and the
+        blob held both, and an append could land in a blob already published."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Only a first append may create the file: a later one finding it gone (as it
+        # was published) must not start a new one.
+        flags = os.O_WRONLY | os.O_APPEND | (os.O_CREAT if expected_size == 0 else 0)
+        try:
+            fd = os.open(path, flags, 0o644)
+        except FileNotFoundError:
+            raise OffsetMismatch(0) from None
+        with open(fd, "ab") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
+            size = os.fstat(f.fileno()).st_size
+            if not _names(path, f):  # published or discarded while we waited for the lock
+                raise OffsetMismatch(self.current_size(key))
             if size != expected_size:
                 raise OffsetMismatch(size)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-            return size + len(data)
+            try:
+                shutil.copyfileobj(_reader(data), f, CHUNK_BYTES)
+                f.flush()
+                os.fsync(f.fileno())
+            except BaseException:
+                f.truncate(size)  # all of the chunk or none of it
+                raise
+            return f.tell()
 
     def current_size(self, key: str) -> int:
         path = self._path(key)
@@ -167,10 +215,15 @@ class LocalBlobs:
     def publish_appended(self, key: str, new_key: str) -> None:
         target = self._path(new_key)
         target.parent.mkdir(parents=True, exist_ok=True)
+        path = self._path(key)
         try:
-            self._path(key).replace(target)
+            f = path.open("rb")
         except FileNotFoundError:  # nothing was appended: an empty blob
             self.write_bytes(new_key, b"")
+            return
+        with f:
+            fcntl.flock(f, fcntl.LOCK_EX)  # no append is half-way through
+            path.replace(target)
 
     def discard_appended(self, key: str) -> None:
         self.delete(key)
@@ -194,6 +247,14 @@ class LocalBlobs:
         except FileNotFoundError:
             return []
         return sorted(f"{folder}/{name}" for name in names if not name.startswith("."))
+
+
+def _names(path: Path, f: BinaryIO) -> bool:
+    """Whether `path` still names the open file `f`."""
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(f.fileno()))
+    except FileNotFoundError:
+        return False
 
 
 class FsspecBlobs:
@@ -235,6 +296,15 @@ class FsspecBlobs:
     def write_bytes(self, key: str, data: bytes) -> None:
         self.fs.pipe_file(self._path(key), data)
 
+    def write_new(self, key: str, data: bytes) -> bool:
+        """An exclusive create (`If-None-Match: *` on S3), atomic where the filesystem
+        implements one; fsspec's fallback for the others checks, then writes."""
+        try:
+            self.fs.pipe_file(self._path(key), data, mode="create")
+            return True
+        except FileExistsError:
+            return False
+
     def _parts(self, key: str) -> tuple[list[str], list[tuple[str, int]]]:
         """Every part object of `key`, and those that continue each other from offset 0."""
         try:
@@ -253,13 +323,24 @@ class FsspecBlobs:
             end += by_offset[end][1]
         return [name for name, _ in by_offset.values()], chain
 
-    def append(self, key: str, data: bytes, expected_size: int) -> int:
+    def append(self, key: str, data: bytes | BinaryIO, expected_size: int) -> int:
+        """The part is created exclusively (as `write_new`): of two appends at one
+        offset, the second finds the first's part and fails."""
         size = self.current_size(key)
         if size != expected_size:
             raise OffsetMismatch(size)
-        if data:
-            self.fs.pipe_file(f"{self._parts_folder(key)}/{size:020d}", data)
-        return size + len(data)
+        source = _reader(data)
+        start = source.tell()
+        length = source.seek(0, os.SEEK_END) - start
+        source.seek(start)
+        if not length:
+            return size
+        try:
+            with self.fs.open(f"{self._parts_folder(key)}/{size:020d}", "xb") as part:
+                shutil.copyfileobj(source, part, CHUNK_BYTES)
+        except FileExistsError:
+            raise OffsetMismatch(self.current_size(key)) from None
+        return size + length
 
     def current_size(self, key: str) -> int:
         return sum(size for _, size in self._parts(key)[1])

@@ -139,7 +139,8 @@ class Context:
         store = await self._store.get_search_store(id)
         return store if store is not None and store.tenant == self._record.tenant else None
 
-    async def begin_document(self, document: DocumentRecord) -> DocumentRecord:
+    async def begin_document(self, document: DocumentRecord) -> DocumentRecord | None:
+        """None when the store was deleted meanwhile."""
         return await self._store.begin_document(document)
 
     async def index_document(

@@ -299,7 +299,9 @@ class Engine:
         source: str,
         display_name: str | None = None,
     ) -> FileRecord:
-        """Record a blob already written under `blob_key` as a file of `tenant`."""
+        """Record a blob already written under `blob_key` as a file of `tenant`; raises
+        `FileExists` when the tenant has another file of that id (the blob stays the
+        caller's to remove)."""
         now = time.time()
         return await self.store.create_file(
             FileRecord(
@@ -317,15 +319,15 @@ class Engine:
         )
 
     async def get_file(self, id: str, tenant: str) -> FileRecord | None:
-        file = await self.store.get_file(id)
-        if file is None or file.tenant != tenant or file.expire_time < time.time():
+        file = await self.store.get_file(id, tenant)
+        if file is None or file.expire_time < time.time():
             return None
         return file
 
     async def delete_file(self, id: str, tenant: str) -> bool:
         if await self.get_file(id, tenant) is None:
             return False
-        deleted = await self.store.delete_file(id)
+        deleted = await self.store.delete_file(id, tenant)
         if deleted is not None:
             await asyncio.to_thread(self.blobs.delete, deleted.blob_key)
         return deleted is not None

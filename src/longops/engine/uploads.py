@@ -60,9 +60,32 @@ class UploadSessions:
             return None
         return state if state["expires"] > now else None
 
+    @staticmethod
+    def _claim_key(session: str) -> str:
+        return f"{FOLDER}/{session}.claim"
+
+    def claim(self, session: str) -> bool:
+        """Take the right to publish the session's bytes; True for exactly one caller.
+
+        Several finalize requests of one session may arrive at once (on any of the API
+        servers): each used to publish, the later ones an empty blob over the first's.
+        The claim is an exclusive create in the blob store, beside the session."""
+        return self.blobs.write_new(self._claim_key(session), b"")
+
+    def claimed(self, session: str) -> bool:
+        """Whether a finalize has taken the session (its bytes may be published already)."""
+        try:
+            self.blobs.read(self._claim_key(session))
+        except BlobNotFound:
+            return False
+        return True
+
     def end(self, session: str) -> None:
-        """Forget a session whose bytes were published (the part is gone with them)."""
+        """Forget a session whose bytes were published or thrown away (the part is gone
+        with them). The claim goes last, so a finalize arriving meanwhile finds the
+        session claimed or gone, never open again."""
         self.blobs.delete(self._settings_key(session))
+        self.blobs.delete(self._claim_key(session))
 
     def purge_expired(self, now: float) -> int:
         """Remove sessions that expired over `GRACE_SECONDS` ago, bytes first; returns how
@@ -80,5 +103,6 @@ class UploadSessions:
                 continue
             self.blobs.discard_appended(self.part(session))
             self.blobs.delete(key)
+            self.blobs.delete(self._claim_key(session))
             purged += 1
         return purged

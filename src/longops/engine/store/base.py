@@ -27,6 +27,10 @@ class StoreBusy(RuntimeError):
     """The database stayed locked by other processes for longer than the store waits."""
 
 
+class FileExists(ValueError):
+    """`create_file` found the tenant's file id taken: ids are unique per tenant only."""
+
+
 class StoreUnavailable(StoreBusy):
     """The database could not be reached for longer than the store retries.
 
@@ -134,16 +138,19 @@ class Store(Protocol):
 
     async def done_among(self, ids: Sequence[str]) -> list[str]: ...
 
-    async def create_file(self, file: FileRecord) -> FileRecord: ...
+    async def create_file(self, file: FileRecord) -> FileRecord:
+        """Insert; raises `FileExists` when the tenant has another file of that id (one
+        with the same blob key is this file, created by an earlier try, and returned)."""
 
-    async def get_file(self, id: str) -> FileRecord | None: ...
+    async def get_file(self, id: str, tenant: str) -> FileRecord | None:
+        """The tenant's file: another tenant's file of the same id is not there."""
 
     async def list_files(
         self, tenant: str, *, before_seq: int | None, limit: int
     ) -> list[FileRecord]:
         """Newest first, keyset-paged like operations."""
 
-    async def delete_file(self, id: str) -> FileRecord | None:
+    async def delete_file(self, id: str, tenant: str) -> FileRecord | None:
         """The deleted file, so the caller can remove its blob."""
 
     async def purge_expired_files(self, now: float, batch: int = 1000) -> list[FileRecord]: ...
@@ -158,11 +165,15 @@ class Store(Protocol):
 
     async def delete_search_store(self, id: str, *, force: bool) -> bool | None: ...
 
-    async def begin_document(self, document: DocumentRecord) -> DocumentRecord: ...
+    async def begin_document(self, document: DocumentRecord) -> DocumentRecord | None:
+        """The store's document for `document.source_key`, made PENDING if it is new;
+        None when the store is gone (a document of a deleted store would stay forever)."""
 
     async def index_document(
         self, document: DocumentRecord, chunks: Sequence[str], now: float
-    ) -> DocumentRecord | None: ...
+    ) -> DocumentRecord | None:
+        """None when the document or its store was deleted meanwhile: then nothing is
+        written, whatever the order of the delete and this call."""
 
     async def abandon_document(self, id: str) -> None: ...
 

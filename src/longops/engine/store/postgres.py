@@ -54,7 +54,7 @@ from longops.engine.records import (
     SearchStoreRecord,
     State,
 )
-from longops.engine.store.base import Change, LeaseState, StoreUnavailable
+from longops.engine.store.base import Change, FileExists, LeaseState, StoreUnavailable
 
 log = logging.getLogger("longops.store")
 
@@ -245,6 +245,17 @@ _MIGRATIONS: list[str] = [
     # rows served nothing but cost every create and claim an index entry.
     """
     DROP INDEX operations_pending;
+    """,
+    # File ids are unique per tenant, not across tenants: one namespace shared by all
+    # told a tenant which names others had used. Documents and chunks an import left
+    # for a store deleted under it (possible before version 7) are removed.
+    """
+    ALTER TABLE files DROP CONSTRAINT files_id_key;
+    ALTER TABLE files ADD CONSTRAINT files_tenant_id_key UNIQUE (tenant, id);
+    DELETE FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM search_stores s WHERE s.id = c.store_id)
+        OR NOT EXISTS (SELECT 1 FROM documents d WHERE d.id = c.document_id);
+    DELETE FROM documents d
+        WHERE NOT EXISTS (SELECT 1 FROM search_stores s WHERE s.id = d.store_id);
     """,
 ]
 
@@ -949,19 +960,27 @@ class PostgresStore:
 
     @_reconnecting
     async def create_file(self, file: FileRecord) -> FileRecord:
-        await self.pool.execute(
+        """A retry after a lost connection may find the row its first try committed: the
+        same blob key tells it from another upload's file of that id."""
+        row = await self.pool.fetchrow(
             f"INSERT INTO files ({_FILE_COLUMNS.removesuffix(', seq')})"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            f" ON CONFLICT (tenant, id) DO NOTHING RETURNING {_FILE_COLUMNS}",
             file.id, file.tenant, file.display_name, file.mime_type, file.size_bytes,
             file.sha256, file.source, file.blob_key, file.create_time, file.expire_time,
         )  # fmt: skip
-        created = await self.get_file(file.id)
-        assert created is not None
-        return created
+        if row is None:
+            existing = await self.get_file(file.id, file.tenant)
+            if existing is None or existing.blob_key != file.blob_key:
+                raise FileExists(file.id)
+            return existing
+        return _file(row)
 
     @_reconnecting
-    async def get_file(self, id: str) -> FileRecord | None:
-        row = await self.pool.fetchrow(f"SELECT {_FILE_COLUMNS} FROM files WHERE id = $1", id)
+    async def get_file(self, id: str, tenant: str) -> FileRecord | None:
+        row = await self.pool.fetchrow(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE tenant = $1 AND id = $2", tenant, id
+        )
         return None if row is None else _file(row)
 
     @_reconnecting
@@ -978,9 +997,11 @@ class PostgresStore:
         return [_file(r) for r in rows]
 
     @_reconnecting
-    async def delete_file(self, id: str) -> FileRecord | None:
+    async def delete_file(self, id: str, tenant: str) -> FileRecord | None:
         row = await self.pool.fetchrow(
-            f"DELETE FROM files WHERE id = $1 RETURNING {_FILE_COLUMNS}", id
+            f"DELETE FROM files WHERE tenant = $1 AND id = $2 RETURNING {_FILE_COLUMNS}",
+            tenant,
+            id,
         )
         return None if row is None else _file(row)
 
@@ -1053,9 +1074,13 @@ class PostgresStore:
             return True
 
     @_reconnecting
-    async def begin_document(self, document: DocumentRecord) -> DocumentRecord:
-        """The store's document for `document.source_key`, made PENDING if it is new."""
+    async def begin_document(self, document: DocumentRecord) -> DocumentRecord | None:
+        """The store's document for `document.source_key`, made PENDING if it is new;
+        None when the store is gone. The store's row is share-locked first: a delete
+        (which locks it for update) waits for this to commit, then takes the document."""
         async with self.pool.acquire() as conn, conn.transaction():
+            if not await self._lock_search_store(conn, document.store_id):
+                return None
             await conn.execute(
                 "INSERT INTO documents (id, store_id, source_key, display_name, mime_type,"
                 " size_bytes, custom_metadata, state, create_time, update_time)"
@@ -1071,7 +1096,14 @@ class PostgresStore:
                 document.store_id,
                 document.source_key,
             )
-            return _document(row)
+            return None if row is None else _document(row)
+
+    @staticmethod
+    async def _lock_search_store(conn: Any, id: str) -> bool:
+        """Whether the store exists, share-locking its row until the transaction ends so
+        that `delete_search_store` cannot run between a check and the writes after it."""
+        found = await conn.fetchval("SELECT 1 FROM search_stores WHERE id = $1 FOR SHARE", id)
+        return found is not None
 
     @_reconnecting
     async def index_document(
@@ -1079,14 +1111,17 @@ class PostgresStore:
     ) -> DocumentRecord | None:
         """Replace the document's chunks and make it ACTIVE, all in one transaction, so a
         query sees the old version or the new one, never half of either. None when the
-        document (or its store) was deleted meanwhile."""
+        document (or its store) was deleted meanwhile. Without the store's row lock, a
+        delete between this update and the chunks' insert left the chunks behind."""
         async with self.pool.acquire() as conn, conn.transaction():
+            if not await self._lock_search_store(conn, document.store_id):
+                return None
             status: str = await conn.execute(
                 "UPDATE documents SET state = 'ACTIVE', display_name = $1, mime_type = $2,"
-                " size_bytes = $3, custom_metadata = $4::jsonb, update_time = $5 WHERE id = $6"
-                " AND EXISTS (SELECT 1 FROM search_stores WHERE id = documents.store_id)",
+                " size_bytes = $3, custom_metadata = $4::jsonb, update_time = $5"
+                " WHERE id = $6 AND store_id = $7",
                 document.display_name, document.mime_type, document.size_bytes,
-                document.custom_metadata, now, document.id,
+                document.custom_metadata, now, document.id, document.store_id,
             )  # fmt: skip
             if not _count(status):
                 return None

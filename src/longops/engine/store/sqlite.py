@@ -33,7 +33,7 @@ from longops.engine.records import (
     SearchStoreRecord,
     State,
 )
-from longops.engine.store.base import Change, LeaseState, StoreBusy
+from longops.engine.store.base import Change, FileExists, LeaseState, StoreBusy
 
 T = TypeVar("T")
 Future = asyncio.Future[Any]
@@ -134,6 +134,34 @@ _MIGRATIONS: list[str] = [
     CREATE TRIGGER chunks_unindexed AFTER DELETE ON chunks BEGIN
         INSERT INTO chunks_fts (chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
     END;
+    """,
+    # File ids are unique per tenant, not across tenants: one namespace shared by all
+    # told a tenant which names others had used. SQLite cannot drop a constraint, so the
+    # table is rebuilt. Documents and chunks an import left for a store deleted under it
+    # (possible before version 4) are removed.
+    """
+    CREATE TABLE files_by_tenant (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        display_name TEXT,
+        mime_type TEXT NOT NULL,
+        size_bytes INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        source TEXT NOT NULL,
+        blob_key TEXT NOT NULL,
+        create_time REAL NOT NULL,
+        expire_time REAL NOT NULL,
+        UNIQUE (tenant, id)
+    );
+    INSERT INTO files_by_tenant SELECT * FROM files;
+    DROP TABLE files;
+    ALTER TABLE files_by_tenant RENAME TO files;
+    CREATE INDEX files_tenant ON files (tenant, seq);
+    CREATE INDEX files_expiry ON files (expire_time);
+    DELETE FROM chunks WHERE store_id NOT IN (SELECT id FROM search_stores)
+        OR document_id NOT IN (SELECT id FROM documents);
+    DELETE FROM documents WHERE store_id NOT IN (SELECT id FROM search_stores);
     """,
 ]
 
@@ -698,19 +726,29 @@ class SQLiteStore:
         def tx(conn: sqlite3.Connection) -> FileRecord:
             row = conn.execute(
                 f"INSERT INTO files ({_FILE_COLUMNS.removesuffix(', seq')})"
-                f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_FILE_COLUMNS}",
+                f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                f" ON CONFLICT (tenant, id) DO NOTHING RETURNING {_FILE_COLUMNS}",
                 (
                     file.id, file.tenant, file.display_name, file.mime_type, file.size_bytes,
                     file.sha256, file.source, file.blob_key, file.create_time, file.expire_time,
                 ),
             ).fetchone()  # fmt: skip
+            if row is None:  # the tenant's id is taken: by this very file (a repeat) or not
+                row = conn.execute(
+                    f"SELECT {_FILE_COLUMNS} FROM files WHERE tenant = ? AND id = ?",
+                    (file.tenant, file.id),
+                ).fetchone()
+                if row[7] != file.blob_key:
+                    raise FileExists(file.id)
             return _file(row)
 
         return await self._write(tx)
 
-    async def get_file(self, id: str) -> FileRecord | None:
+    async def get_file(self, id: str, tenant: str) -> FileRecord | None:
         row = await self._read(
-            lambda c: c.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE id = ?", (id,)).fetchone()
+            lambda c: c.execute(
+                f"SELECT {_FILE_COLUMNS} FROM files WHERE tenant = ? AND id = ?", (tenant, id)
+            ).fetchone()
         )
         return None if row is None else _file(row)
 
@@ -726,10 +764,11 @@ class SQLiteStore:
         )
         return [_file(r) for r in rows]
 
-    async def delete_file(self, id: str) -> FileRecord | None:
+    async def delete_file(self, id: str, tenant: str) -> FileRecord | None:
         row = await self._write(
             lambda c: c.execute(
-                f"DELETE FROM files WHERE id = ? RETURNING {_FILE_COLUMNS}", (id,)
+                f"DELETE FROM files WHERE tenant = ? AND id = ? RETURNING {_FILE_COLUMNS}",
+                (tenant, id),
             ).fetchone()
         )
         return None if row is None else _file(row)
@@ -805,10 +844,15 @@ class SQLiteStore:
 
         return await self._write(tx)
 
-    async def begin_document(self, document: DocumentRecord) -> DocumentRecord:
-        """The store's document for `document.source_key`, made PENDING if it is new."""
+    async def begin_document(self, document: DocumentRecord) -> DocumentRecord | None:
+        """The store's document for `document.source_key`, made PENDING if it is new;
+        None when the store is gone. Writes are serialised, so a store deleted after
+        this takes the document with it."""
 
-        def tx(conn: sqlite3.Connection) -> DocumentRecord:
+        def tx(conn: sqlite3.Connection) -> DocumentRecord | None:
+            store = (document.store_id,)
+            if conn.execute("SELECT 1 FROM search_stores WHERE id = ?", store).fetchone() is None:
+                return None
             conn.execute(
                 "INSERT INTO documents (id, store_id, source_key, display_name, mime_type,"
                 " size_bytes, custom_metadata, state, create_time, update_time)"
@@ -826,7 +870,7 @@ class SQLiteStore:
                 " WHERE d.store_id = ? AND d.source_key = ?",
                 (document.store_id, document.source_key),
             ).fetchone()
-            return _document(row)
+            return None if row is None else _document(row)
 
         return await self._write(tx)
 

@@ -257,6 +257,8 @@ async def _import(
             update_time=now,
         )
     )
+    if document is None:
+        raise OperationFailed(NOT_FOUND, f"fileSearchStores/{request.store} was deleted.")
     try:
         ctx.check_cancelled()
         document.display_name, document.mime_type = name, extracted.mime_type

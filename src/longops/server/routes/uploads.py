@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import re
+import tempfile
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from longops.engine.blobs import OffsetMismatch, digest
+from longops.engine.blobs import CHUNK_BYTES, OffsetMismatch, digest
 from longops.engine.records import OperationRecord
 from longops.engine.registry import RequestRejected, new_token_id
+from longops.engine.store.base import FileExists
 from longops.engine.uploads import SESSION_ID, STORE_UPLOADS
 from longops.server.errors import ApiError, error_response, invalid_argument
 from longops.server.render import render_operation
@@ -45,6 +47,23 @@ def _byte_count(value: str, header: str) -> int:
     if not (value.isascii() and value.isdigit() and len(value) < 19):
         raise invalid_argument(f"Invalid {header}: {value[:40]!r}.")
     return int(value)
+
+
+def _exists(file_id: str) -> ApiError:
+    return ApiError(409, f"File files/{file_id} already exists.")
+
+
+def _finalizing() -> ApiError:
+    return ApiError(
+        409,
+        "This upload session is being finalized by another request; query the file it"
+        " names instead of sending more.",
+        status="ABORTED",
+    )
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, f"Files are limited to {limit} bytes.")
 
 
 def _display_name(value: Any, name: str) -> str | None:
@@ -72,14 +91,16 @@ class UploadRoutes(Routes):
         if not isinstance(file, Mapping):
             raise invalid_argument("file must be an object.", field="file")
         file_id = self._requested_id(field(file, "name"))
-        if file_id is not None and await self.engine.store.get_file(file_id) is not None:
-            raise ApiError(409, f"File files/{file_id} already exists.")
+        tenant = self.auth.tenant(request)
+        # Names are the tenant's own: another tenant's file of this name is not seen.
+        if file_id is not None and await self.engine.get_file(file_id, tenant) is not None:
+            raise _exists(file_id)
         return await self._open_session(
             request,
             {
                 "target": "file",
                 "total": total,
-                "tenant": self.auth.tenant(request),
+                "tenant": tenant,
                 "fileId": file_id,
                 "displayName": _display_name(field(file, "displayName"), "file.displayName")
                 or request.headers.get("x-goog-upload-file-name"),
@@ -138,7 +159,7 @@ class UploadRoutes(Routes):
         if declared is not None:
             total = _byte_count(declared, "x-goog-upload-header-content-length")
             if total > self.config.max_upload_bytes:
-                raise ApiError(413, f"Files are limited to {self.config.max_upload_bytes} bytes.")
+                raise _too_large(self.config.max_upload_bytes)
         return body, total
 
     async def _open_session(self, request: Request, state: dict[str, Any]) -> Response:
@@ -181,52 +202,99 @@ class UploadRoutes(Routes):
             )
         if not commands or not commands <= {"upload", "finalize"}:
             raise invalid_argument("x-goog-upload-command must be upload, finalize or query.")
+        if await asyncio.to_thread(self.engine.uploads.claimed, session):
+            raise _finalizing()
         if "upload" in commands:
-            header = request.headers.get("x-goog-upload-offset")
-            if header is None:
-                raise invalid_argument("x-goog-upload-offset is required.")
-            offset = _byte_count(header, "x-goog-upload-offset")
-            data = await request.body()
-            if offset + len(data) > self.config.max_upload_bytes:
-                raise ApiError(413, f"Files are limited to {self.config.max_upload_bytes} bytes.")
-            try:
-                received = await asyncio.to_thread(blobs.append, part, data, offset)
-            except OffsetMismatch as exc:
-                raise invalid_argument(
-                    f"x-goog-upload-offset {offset} does not match the {exc.size} bytes"
-                    " received so far."
-                ) from None
+            received = await self._append(request, part)
         else:
             received = await asyncio.to_thread(blobs.current_size, part)
         if "finalize" not in commands:
             return Response(b"", headers=_status("active"))
+        self._check_total(state, received)
+        if not await asyncio.to_thread(self.engine.uploads.claim, session):
+            raise _finalizing()
+        return await self._finish(request, session, state, part)
+
+    async def _append(self, request: Request, part: str) -> int:
+        """Add the request's chunk to the session's bytes; the new size. An oversized
+        chunk is refused from its Content-Length before any of it is read, and one sent
+        without a length as soon as it passes the limit: it never sits whole in memory."""
+        header = request.headers.get("x-goog-upload-offset")
+        if header is None:
+            raise invalid_argument(
+                "x-goog-upload-offset is required.", field="x-goog-upload-offset"
+            )
+        offset = _byte_count(header, "x-goog-upload-offset")
+        room = self.config.max_upload_bytes - offset
+        length = request.headers.get("content-length")
+        if room < 0 or (length is not None and _byte_count(length, "content-length") > room):
+            raise _too_large(self.config.max_upload_bytes)
+        with tempfile.SpooledTemporaryFile(max_size=CHUNK_BYTES) as chunk:
+            pending = bytearray()
+            async for piece in request.stream():
+                room -= len(piece)
+                if room < 0:
+                    raise _too_large(self.config.max_upload_bytes)
+                pending += piece
+                if len(pending) >= CHUNK_BYTES:  # past max_size, writes reach the disk
+                    await asyncio.to_thread(chunk.write, pending)
+                    pending = bytearray()
+            chunk.write(pending)
+            chunk.seek(0)
+            try:
+                return await asyncio.to_thread(
+                    self.engine.blobs.append, part, cast(BinaryIO, chunk), offset
+                )
+            except OffsetMismatch as exc:
+                raise invalid_argument(
+                    f"x-goog-upload-offset {offset} does not match the {exc.size} bytes"
+                    " received so far.",
+                    field="x-goog-upload-offset",
+                ) from None
+
+    @staticmethod
+    def _check_total(state: dict[str, Any], received: int) -> None:
         if state["total"] is not None and received != state["total"]:
             raise invalid_argument(
-                f"Upload finalized after {received} bytes; {state['total']} were announced."
+                f"Upload finalized after {received} bytes; {state['total']} were announced.",
+                field="x-goog-upload-header-content-length",
             )
-        return await self._finish(request, session, state, part, received)
 
     async def _finish(
-        self, request: Request, session: str, state: dict[str, Any], part: str, size: int
+        self, request: Request, session: str, state: dict[str, Any], part: str
     ) -> Response:
+        """Publish the session's bytes, which this request alone has claimed, under a key
+        of their own, then record them; the session ends either way. Publishing under
+        `files/{id}` let a second upload of one id overwrite the first's bytes."""
         if state["target"] == "store":
             return await self._finish_store_upload(session, state, part)
         blobs = self.engine.blobs
         file_id = state["fileId"] or new_token_id(12)
-        key = f"files/{file_id}"
-        await asyncio.to_thread(blobs.publish_appended, part, key)
-        _, sha256 = await asyncio.to_thread(digest, blobs, key)
-        record = await self.engine.add_file(
-            id=file_id,
-            tenant=state["tenant"],
-            blob_key=key,
-            mime_type=state["mimeType"],
-            size_bytes=size,
-            sha256=sha256,
-            source="UPLOADED",
-            display_name=state["displayName"],
-        )
-        await asyncio.to_thread(self.engine.uploads.end, session)
+        key = f"files/{new_token_id(32)}"
+        published = False
+        try:
+            await asyncio.to_thread(blobs.publish_appended, part, key)
+            published = True
+            size, sha256 = await asyncio.to_thread(digest, blobs, key)
+            self._check_total(state, size)  # a chunk that landed meanwhile
+            record = await self.engine.add_file(
+                id=file_id,
+                tenant=state["tenant"],
+                blob_key=key,
+                mime_type=state["mimeType"],
+                size_bytes=size,
+                sha256=sha256,
+                source="UPLOADED",
+                display_name=state["displayName"],
+            )
+        except (FileExists, ApiError) as exc:  # refused: the bytes are nobody's
+            if published:
+                await asyncio.to_thread(blobs.delete, key)
+            if isinstance(exc, FileExists):
+                raise _exists(file_id) from None
+            raise
+        finally:
+            await asyncio.to_thread(self.engine.uploads.end, session)
         return Response(
             orjson.dumps(
                 {
