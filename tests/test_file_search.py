@@ -283,6 +283,7 @@ def test_http_and_file_sources(
     (allowed / "local.md").write_text("# Tides\n\nThe moon pulls the oceans into tides.")
     (tmp_path / "secret.txt").write_text("not for import")
     monkeypatch.setenv("LONGOPS_IMPORT_FOLDER", str(allowed))
+    monkeypatch.setenv("LONGOPS_EGRESS_ALLOW", "127.0.0.1")  # the test's own web server
     server = make_server(workers=1)
     try:
         with Client(base_url=server.url) as client:

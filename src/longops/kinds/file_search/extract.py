@@ -21,6 +21,7 @@ __all__ = [
     "SUPPORTED_TYPES",
     "Extracted",
     "ExtractionError",
+    "TextTooLong",
     "detect_type",
     "extract_text",
 ]
@@ -41,6 +42,34 @@ _SAMPLE = 64 * 1024  # how much of a text the heuristics look at
 
 class ExtractionError(ValueError):
     """Unsupported, empty, encrypted or corrupt input; message is safe to show users."""
+
+
+class TextTooLong(ExtractionError):
+    """The document holds more text than the caller allows. Raised as soon as the text
+    being built passes the limit, so a small file that expands (a CSV repeating long
+    headers, deep JSON paths) never builds its whole text first."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"the document has more than {limit} characters of text; split it into smaller files"
+        )
+
+
+class _Budget:
+    """Characters of text still allowed; `take` raises `TextTooLong` past the limit."""
+
+    __slots__ = ("left", "limit")
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.left = limit if limit is not None else -1
+
+    def take(self, count: int) -> None:
+        if self.limit is None:
+            return
+        self.left -= count
+        if self.left < 0:
+            raise TextTooLong(self.limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,13 +424,20 @@ def _normalise_newlines(text: str) -> str:
     return text
 
 
-def extract_text(data: bytes, name: str | None = None, declared: str | None = None) -> Extracted:
-    """The searchable text of a document; raises `ExtractionError` when there is none."""
+def extract_text(
+    data: bytes,
+    name: str | None = None,
+    declared: str | None = None,
+    max_chars: int | None = None,
+) -> Extracted:
+    """The searchable text of a document; raises `ExtractionError` when there is none,
+    and `TextTooLong` when it would be over `max_chars` characters."""
     if not data:
         raise ExtractionError("the file is empty")
     sniffed = _sniff(data, name, declared)
+    budget = _Budget(max_chars)
     if sniffed.mime_type == PDF:
-        text, pages = _pdf_text(data)
+        text, pages = _pdf_text(data, budget)
         return Extracted(PDF, text, pages)
     if sniffed.text is None:
         raise ExtractionError(
@@ -410,11 +446,13 @@ def extract_text(data: bytes, name: str | None = None, declared: str | None = No
         )
     text = _normalise_newlines(sniffed.text)
     if sniffed.mime_type == JSON:
-        text = _flatten_json(sniffed.json_value)
+        text = _flatten_json(sniffed.json_value, budget)
     elif sniffed.mime_type == HTML:
-        text = _html_text(text)
+        text = _html_text(text)  # never longer than the HTML
     elif sniffed.mime_type == CSV:
-        text = _csv_text(text, sniffed.delimiter)
+        text = _csv_text(text, sniffed.delimiter, budget)
+    if sniffed.mime_type != JSON and sniffed.mime_type != CSV:
+        budget.take(len(text))
     if not text.strip():
         raise ExtractionError("the document is empty: it has no text to index")
     return Extracted(sniffed.mime_type, text, None)
@@ -423,7 +461,7 @@ def extract_text(data: bytes, name: str | None = None, declared: str | None = No
 # PDF
 
 
-def _pdf_text(data: bytes) -> tuple[str, int]:
+def _pdf_text(data: bytes, budget: _Budget) -> tuple[str, int]:
     from pypdf import PdfReader
     from pypdf.errors import DependencyError, FileNotDecryptedError
 
@@ -450,6 +488,7 @@ def _pdf_text(data: bytes) -> tuple[str, int]:
         for page in reader.pages:
             page_text = _normalise_newlines(page.extract_text()).replace("\x00", "").strip()
             if page_text:
+                budget.take(len(page_text) + 2)
                 texts.append(page_text)
     except ExtractionError:
         raise
@@ -579,8 +618,11 @@ def _scalar(value: Any) -> str:
     return repr(value)  # int or float, all json.loads makes besides the above
 
 
-def _flatten_json(root: Any) -> str:
-    """``key.sub: value`` lines, arrays as ``key[0]``; iterative, so depth costs no stack."""
+def _flatten_json(root: Any, budget: _Budget) -> str:
+    """``key.sub: value`` lines, arrays as ``key[0]``; iterative, so depth costs no stack.
+
+    Paths repeat for every leaf, so the text can be far longer than the JSON: `budget`
+    is charged line by line."""
     lines: list[str] = []
     stack: list[tuple[str, Any]] = [("", root)]
     while stack:
@@ -591,14 +633,18 @@ def _flatten_json(root: Any) -> str:
         elif isinstance(value, list) and value:
             stack.extend((f"{path}[{i}]", value[i]) for i in range(len(value) - 1, -1, -1))
         elif path:  # an empty root holds nothing to index
-            lines.append(f"{path}: {_scalar(value)}")
+            line = f"{path}: {_scalar(value)}"
+            budget.take(len(line) + 1)
+            lines.append(line)
     return "\n".join(lines)
 
 
 # CSV
 
 
-def _csv_text(text: str, delimiter: str) -> str:
+def _csv_text(text: str, delimiter: str, budget: _Budget) -> str:
+    """``header: cell`` pairs, a line per row; the header repeats on every row, so
+    `budget` is charged row by row."""
     lines: list[str] = []
     header: list[str] | None = None
     try:
@@ -611,10 +657,11 @@ def _csv_text(text: str, delimiter: str) -> str:
                 continue
             if len(cells) > len(header):
                 header.extend(f"column {i + 1}" for i in range(len(header), len(cells)))
-            lines.append(
-                ", ".join(f"{h}: {cell}" for h, cell in zip(header, cells, strict=False) if cell)
-            )
+            line = ", ".join(f"{h}: {c}" for h, c in zip(header, cells, strict=False) if c)
+            budget.take(len(line) + 1)
+            lines.append(line)
     except csv.Error:  # e.g. a field over csv.field_size_limit(): index it as plain text
+        _Budget(budget.limit).take(len(text))  # the rows charged so far are not in it
         return text
     if header is not None and not lines:  # only a header row
         return ", ".join(header)

@@ -7,9 +7,11 @@ failed import leaves the store as it was.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +19,24 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from longops.engine.blobs import BlobNotFound
 from longops.engine.context import Context
+from longops.engine.egress import EgressPolicy, egress_client
 from longops.engine.records import DocumentRecord
 from longops.engine.registry import Kind, OperationFailed, new_token_id
 from longops.engine.uploads import SESSION_ID, STORE_UPLOADS
-from longops.kinds.file_search.chunking import chunk_text
-from longops.kinds.file_search.extract import ExtractionError, extract_text
+from longops.kinds.file_search.extract import ExtractionError
+from longops.kinds.file_search.isolation import Limits, prepare
 from longops.kinds.folders import OutsideFolder, inside
 
-INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION = 3, 5, 7, 9
+INVALID_ARGUMENT, DEADLINE_EXCEEDED, NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION = (
+    3,
+    4,
+    5,
+    7,
+    9,
+)
+log = logging.getLogger("longops.file_search")
 UPLOADED_KEY = rf"^{STORE_UPLOADS}/{SESSION_ID}$"
 IMPORT_RESPONSE = "type.googleapis.com/google.ai.generativelanguage.v1main.ImportFileResponse"
 UPLOAD_RESPONSE = (
@@ -87,6 +98,14 @@ class ImportRequest(_Wire):
 
 
 _MAX_BYTES = 100 << 20
+_MAX_TEXT = 20_000_000
+DEFAULT_LIMITS = Limits(
+    max_text_chars=_MAX_TEXT,
+    max_chunks=20_000,
+    max_chunk_chars=2 * _MAX_TEXT,
+    cpu_seconds=60,
+    memory_bytes=2 << 30,
+)
 
 
 @dataclass(slots=True)
@@ -96,16 +115,32 @@ class FileSearchSettings:
     import_folder: Path | None = None
     """The one folder of the server's own disk that `file://` sources may read."""
     max_bytes: int = _MAX_BYTES
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
+    """Which addresses `http(s)://` sources may reach: public ones, unless allowed."""
+    fetch_timeout: float = 60.0
+    """Seconds one `http(s)://` fetch may take in all, however the bytes trickle in."""
+    limits: Limits = DEFAULT_LIMITS
+    """What extracting and chunking one document may cost."""
 
     @classmethod
     def from_env(cls) -> FileSearchSettings:
-        root = os.environ.get("LONGOPS_GCS_ROOT")
-        folder = os.environ.get("LONGOPS_IMPORT_FOLDER")
-        limit = os.environ.get("LONGOPS_IMPORT_MAX_BYTES")
+        env = os.environ.get
+        root, folder = env("LONGOPS_GCS_ROOT"), env("LONGOPS_IMPORT_FOLDER")
+        max_text = int(env("LONGOPS_IMPORT_MAX_TEXT") or _MAX_TEXT)
+        memory = int(env("LONGOPS_IMPORT_MAX_MEMORY") or DEFAULT_LIMITS.memory_bytes or 0)
         return cls(
             gcs_root=Path(root) if root else None,
             import_folder=Path(folder) if folder else None,
-            max_bytes=int(limit) if limit else _MAX_BYTES,
+            max_bytes=int(env("LONGOPS_IMPORT_MAX_BYTES") or _MAX_BYTES),
+            egress=EgressPolicy.from_env(),
+            fetch_timeout=float(env("LONGOPS_IMPORT_TIMEOUT") or 60),
+            limits=Limits(
+                max_text_chars=max_text,
+                max_chunks=int(env("LONGOPS_IMPORT_MAX_CHUNKS") or DEFAULT_LIMITS.max_chunks),
+                max_chunk_chars=2 * max_text,
+                cpu_seconds=int(env("LONGOPS_IMPORT_CPU_SECONDS") or DEFAULT_LIMITS.cpu_seconds),
+                memory_bytes=memory or None,
+            ),
         )
 
 
@@ -116,7 +151,7 @@ async def _fetch(
     reading it all."""
     limit = settings.max_bytes
     if request.blob_key is not None:
-        return await ctx.run_in_thread(ctx.blobs.read, request.blob_key), None
+        return await _read_blob(ctx, request.blob_key, "The uploaded file"), None
     if request.file_name is not None:
         id = request.file_name.removeprefix("files/")
         file = await ctx.get_file(id)
@@ -124,11 +159,10 @@ async def _fetch(
             raise OperationFailed(NOT_FOUND, f"File {request.file_name} not found.")
         if file.size_bytes > limit:
             raise OperationFailed(INVALID_ARGUMENT, f"{request.file_name} is over {limit} bytes.")
-        data = await ctx.run_in_thread(ctx.blobs.read, file.blob_key)
-        return data, file.display_name
+        return await _read_blob(ctx, file.blob_key, f"File {request.file_name}"), file.display_name
     if request.gcs_uri is not None:
         if not request.gcs_uri.startswith("gs://") or "/" not in request.gcs_uri[5:]:
-            raise OperationFailed(INVALID_ARGUMENT, f"Invalid gs:// URI {request.gcs_uri!r}.")
+            raise OperationFailed(INVALID_ARGUMENT, f"Invalid gs:// URI {request.gcs_uri}.")
         bucket_path = request.gcs_uri.removeprefix("gs://")
         if settings.gcs_root is None:
             return await ctx.run_in_thread(_read_gcs, bucket_path, limit)
@@ -141,29 +175,54 @@ async def _fetch(
         )
         return await ctx.run_in_thread(_read_local, path, request.uri, limit)
     if not request.uri.startswith(("http://", "https://")):
-        raise OperationFailed(INVALID_ARGUMENT, f"Unsupported uri {request.uri!r}.")
-    async with httpx.AsyncClient(follow_redirects=True, timeout=60) as client:
-        try:
-            async with client.stream("GET", request.uri) as answer:
-                if answer.status_code != 200:
-                    raise OperationFailed(
-                        NOT_FOUND, f"{request.uri} answered HTTP {answer.status_code}."
-                    )
-                received = bytearray()
-                async for chunk in answer.aiter_bytes():
-                    received += chunk
-                    if len(received) > limit:
-                        raise OperationFailed(
-                            INVALID_ARGUMENT, f"{request.uri} is over {limit} bytes."
-                        )
-                name = request.uri.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
-                return bytes(received), name
-        except httpx.HTTPError as exc:
-            raise OperationFailed(NOT_FOUND, f"Could not fetch {request.uri}: {exc}.") from None
+        raise OperationFailed(INVALID_ARGUMENT, f"Unsupported uri {request.uri}.")
+    try:
+        async with asyncio.timeout(settings.fetch_timeout):
+            return await _download(request.uri, settings)
+    except TimeoutError:
+        raise OperationFailed(
+            DEADLINE_EXCEEDED, f"Fetching {request.uri} took over {settings.fetch_timeout:g} s."
+        ) from None
+
+
+async def _download(uri: str, settings: FileSearchSettings) -> tuple[bytes, str | None]:
+    """GET `uri` through the egress policy. Whatever keeps the server from the bytes (an
+    address the policy refuses, a closed port, a failed lookup, a redirect loop) reads
+    the same to the client, so imports cannot map the server's network; the log has the
+    reason."""
+    limit = settings.max_bytes
+    per_read = min(30.0, settings.fetch_timeout)
+    try:
+        async with (
+            egress_client(settings.egress, httpx.Timeout(per_read)) as client,
+            client.stream("GET", uri) as answer,
+        ):
+            if answer.status_code != 200:
+                raise OperationFailed(NOT_FOUND, f"{uri} answered HTTP {answer.status_code}.")
+            received = bytearray()
+            async for chunk in answer.aiter_bytes():
+                received += chunk
+                if len(received) > limit:
+                    raise OperationFailed(INVALID_ARGUMENT, f"{uri} is over {limit} bytes.")
+    except httpx.InvalidURL:
+        raise OperationFailed(INVALID_ARGUMENT, f"Invalid uri {uri}.") from None
+    except httpx.HTTPError as exc:
+        log.info("import could not fetch %s: %s: %s", uri, type(exc).__name__, exc)
+        raise OperationFailed(NOT_FOUND, f"Could not fetch {uri}.") from None
+    return bytes(received), uri.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
+
+
+async def _read_blob(ctx: Context, key: str, shown: str) -> bytes:
+    try:
+        return await ctx.run_in_thread(ctx.blobs.read, key)
+    except BlobNotFound:
+        raise OperationFailed(NOT_FOUND, f"{shown} was not found; upload it again.") from None
 
 
 def _local(root: Path | None, relative: str, setting: str) -> Path:
     """A file under an operator-configured folder, never outside it."""
+    if "\x00" in relative:  # the OS would refuse it with an error that is no answer
+        raise OperationFailed(INVALID_ARGUMENT, "The path contains a NUL character.")
     if root is None:
         raise OperationFailed(PERMISSION_DENIED, f"This server reads no such source ({setting}).")
     try:
@@ -208,8 +267,9 @@ def _read_gcs(bucket_path: str, limit: int) -> tuple[bytes, str | None]:
         raise OperationFailed(NOT_FOUND, f"{uri} not found.") from None
     except OperationFailed:
         raise
-    except Exception as exc:  # credentials, network, permissions: all the caller can act on
-        raise OperationFailed(FAILED_PRECONDITION, f"Could not read {uri}: {exc}") from None
+    except Exception as exc:  # credentials, network, permissions: the operator's to fix
+        log.warning("import could not read %s: %s: %s", uri, type(exc).__name__, exc)
+        raise OperationFailed(FAILED_PRECONDITION, f"Could not read {uri}.") from None
     return data, bucket_path.rsplit("/", 1)[-1]
 
 
@@ -227,17 +287,19 @@ async def _import(
     data, source_name = await _fetch(ctx, request, settings)
     await ctx.report_progress(30, bytesFetched=len(data))
     name = request.display_name or source_name
+    whitespace = request.chunking_config.white_space_config
     try:
-        extracted = await ctx.run_in_thread(extract_text, data, name, request.mime_type)
+        extracted = await prepare(
+            data,
+            name,
+            request.mime_type,
+            whitespace.max_tokens_per_chunk,
+            whitespace.max_overlap_tokens,
+            settings.limits,
+        )
     except ExtractionError as exc:
         raise OperationFailed(INVALID_ARGUMENT, str(exc)) from None
-    whitespace = request.chunking_config.white_space_config
-    chunks = await ctx.run_in_thread(
-        chunk_text,
-        extracted.text,
-        whitespace.max_tokens_per_chunk,
-        whitespace.max_overlap_tokens,
-    )
+    chunks = extracted.chunks
     await ctx.report_progress(60, chunksToIndex=len(chunks))
     now = time.time()
     # Re-importing a source replaces its document; every upload is a document of its own.
@@ -263,7 +325,7 @@ async def _import(
         ctx.check_cancelled()
         document.display_name, document.mime_type = name, extracted.mime_type
         document.size_bytes, document.custom_metadata = len(data), metadata
-        indexed = await ctx.index_document(document, [c.text for c in chunks])
+        indexed = await ctx.index_document(document, chunks)
     except BaseException:
         await ctx.abandon_document(document.id)
         raise
