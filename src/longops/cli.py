@@ -178,12 +178,41 @@ def serve(
     blobs: Blobs = DEFAULT_BLOBS,
     public_url: PublicUrl = None,
     log_level: LogLevel = "info",
+    header_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="LONGOPS_HEADER_TIMEOUT",
+            min=0.1,
+            help="Seconds a request's line and headers may take to arrive.",
+        ),
+    ] = 15.0,
+    body_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="LONGOPS_BODY_TIMEOUT",
+            min=0.1,
+            help="Seconds a request body may go without a byte (inactivity, not total).",
+        ),
+    ] = 60.0,
+    keep_alive_timeout: Annotated[
+        int,
+        typer.Option(
+            envvar="LONGOPS_KEEP_ALIVE_TIMEOUT", min=1, help="Seconds an idle connection is kept."
+        ),
+    ] = 5,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            envvar="LONGOPS_MAX_CONNECTIONS",
+            min=1,
+            help="Open connections past which new ones are refused with a 503.",
+        ),
+    ] = 2000,
 ) -> None:
     """Serve the API, with workers in the same process unless --no-workers."""
-    import uvicorn
-
     from longops.server import ServerConfig, create_app
     from longops.server.auth import parse_api_keys
+    from longops.server.serving import Limits, server
 
     _logging(log_level)
     keys = parse_api_keys(k for entry in api_key or [] for k in entry.split(","))
@@ -210,16 +239,16 @@ def serve(
         f"{concurrency or 'no'} worker slots, kinds: {', '.join(engine.registry.names())})",
         err=True,
     )
-    # Long `:wait` calls must not hold a shutdown for their whole timeout: after a few
-    # seconds they are cut, and the SDK retries them against another server.
-    uvicorn.run(
-        application,
-        host=host,
-        port=port,
-        log_level=log_level,
-        access_log=False,
-        timeout_graceful_shutdown=5,
+    limits = Limits(
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+        keep_alive_timeout=keep_alive_timeout,
+        max_connections=max_connections,
+        shutdown_timeout=shutdown_grace,
     )
+    # On SIGTERM open `:wait` calls answer at once and the workers' grace starts;
+    # requests still open when it ends get a 503, which the SDKs retry elsewhere.
+    server(application, limits, host=host, port=port, log_level=log_level, access_log=False).run()
 
 
 @app.command()

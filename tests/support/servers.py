@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Self
 
 import httpx
-import uvicorn
 from starlette.types import ASGIApp
 
 from longops.engine import Engine
@@ -26,6 +25,7 @@ from longops.engine.store import open_store
 from longops.engine.worker import WorkerConfig
 from longops.kinds import VideoSettings, default_registry
 from longops.server import ServerConfig, create_app
+from longops.server.serving import Limits, server
 
 TESTS_DIR = Path(__file__).resolve().parent.parent
 REPO = TESTS_DIR.parent
@@ -41,15 +41,15 @@ def free_port() -> int:
 class AppThread:
     """uvicorn serving an ASGI app on an ephemeral port, in a background thread."""
 
-    def __init__(self, app: ASGIApp, *, lifespan: str = "on") -> None:
+    def __init__(self, app: ASGIApp, *, lifespan: str = "on", limits: Limits | None = None) -> None:
         # proto IPPROTO_TCP, so asyncio sets TCP_NODELAY on accepted connections (as it does
         # for uvicorn's own sockets); without it every answer waits ~40 ms on a delayed ACK.
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.sock.bind(("127.0.0.1", 0))
         self.port: int = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", lifespan=lifespan, timeout_graceful_shutdown=5)
+        self.server = server(
+            app, limits or Limits(shutdown_timeout=5), log_level="warning", lifespan=lifespan
         )
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -86,6 +86,7 @@ class ThreadServer(AppThread):
         videos: VideoSettings | None = None,
         public_url: str = "http://127.0.0.1",
         blobs: Path | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.database_url = database_url
         registry = default_registry(videos or VideoSettings())
@@ -105,7 +106,7 @@ class ThreadServer(AppThread):
             workers=workers,
             worker_config=worker_config or WorkerConfig(concurrency=8),
         )
-        super().__init__(app)
+        super().__init__(app, limits=limits)
 
 
 def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:

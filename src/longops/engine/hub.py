@@ -18,6 +18,7 @@ class Hub:
         self._done_waiters: dict[str, set[asyncio.Future[OperationRecord | None]]] = {}
         self._work_listeners: set[Callable[[bool], None]] = set()
         self._cancel_listeners: dict[str, Callable[[], None]] = {}
+        self._waits_stopped = False
 
     # -- waiting for an operation to finish --------------------------------
 
@@ -25,7 +26,10 @@ class Hub:
         """A future that `notify_done` resolves, with the finished operation if the
         notifier had it (else None: read it)."""
         future: asyncio.Future[OperationRecord | None] = asyncio.get_running_loop().create_future()
-        self._done_waiters.setdefault(id, set()).add(future)
+        if self._waits_stopped:
+            future.set_result(None)
+        else:
+            self._done_waiters.setdefault(id, set()).add(future)
         return future
 
     def unwatch_done(self, id: str, future: asyncio.Future[OperationRecord | None]) -> None:
@@ -45,6 +49,14 @@ class Hub:
         for future in self._done_waiters.pop(id, ()):
             if not future.done():
                 future.set_result(record)
+
+    def stop_waits(self) -> None:
+        """The server is shutting down: resolve every parked wait now, and each new one
+        at once, so `:wait` calls answer with the operation as it stands instead of
+        holding the shutdown until they are cut off."""
+        self._waits_stopped = True
+        for id in list(self._done_waiters):
+            self.notify_done(id)
 
     # -- waking idle workers -------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.convertors import Convertor, register_url_convertor
@@ -79,16 +79,25 @@ def create_app(
     uploads = UploadRoutes(engine, auth, config)
     file_search = FileSearchRoutes(engine, auth, config, operations)
 
+    running: list[Worker] = []
+
+    def begin_shutdown() -> None:
+        """Answer open waits and start the workers' grace: the server calls this as it
+        stops accepting, before it waits for open requests (see `serving.Server`), so a
+        long `:wait` neither holds the shutdown nor delays the workers' grace."""
+        engine.hub.stop_waits()
+        for worker in running:
+            worker.stop()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await engine.start()
-        running: Sequence[Worker] = [Worker(engine, worker_config) for _ in range(workers)]
+        running[:] = [Worker(engine, worker_config) for _ in range(workers)]
         tasks = [asyncio.create_task(w.run(), name="longops-worker") for w in running]
         try:
             yield
         finally:
-            for worker in running:
-                worker.stop()
+            begin_shutdown()
             await asyncio.gather(*tasks, return_exceptions=True)
             await engine.close()
 
@@ -106,4 +115,5 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.engine = engine
+    app.state.begin_shutdown = begin_shutdown
     return app
