@@ -43,31 +43,23 @@ def document(store_id: str, key: str = "source") -> DocumentRecord:
 
 async def rows_of(store: Store, store_id: str) -> tuple[int, int]:
     """Documents and chunks of `store_id` in the database, whatever their state."""
-    documents = chunks = 0
-    if hasattr(store, "pool"):
-        async with store.pool.acquire() as conn:
-            documents = await conn.fetchval(
-                "SELECT count(*) FROM documents WHERE store_id = $1", store_id
-            )
-            chunks = await conn.fetchval(
-                "SELECT count(*) FROM chunks WHERE store_id = $1", store_id
-            )
-    else:
-        conn: Any = store.conn  # type: ignore[attr-defined]
-        ((documents,),) = conn.execute(
-            "SELECT count(*) FROM documents WHERE store_id = ?", (store_id,)
-        ).fetchall()
-        ((chunks,),) = conn.execute(
-            "SELECT count(*) FROM chunks WHERE store_id = ?", (store_id,)
-        ).fetchall()
-    return documents, chunks
+    counts = []
+    for table in ("documents", "chunks"):
+        sql = f"SELECT count(*) FROM {table} WHERE store_id = "
+        if hasattr(store, "pool"):
+            counts.append(await store.pool.fetchval(sql + "$1", store_id))
+        else:
+            sqlite: Any = store
+            counts.append(sqlite.conn.execute(sql + "?", (store_id,)).fetchone()[0])
+    return counts[0], counts[1]
 
 
 async def execute(store: Store, sql: str) -> None:
     if hasattr(store, "pool"):
         await store.pool.execute(sql)
     else:
-        store.conn.execute(sql)  # type: ignore[attr-defined]
+        sqlite: Any = store
+        sqlite.conn.execute(sql)
 
 
 async def test_file_ids_are_unique_per_tenant_only(store: Store) -> None:
@@ -176,7 +168,8 @@ async def test_an_existing_database_migrates_to_files_per_tenant(
             await execute(
                 old,
                 "INSERT INTO documents (id, store_id, source_key, size_bytes, custom_metadata,"
-                " state, create_time, update_time) VALUES ('d', 's', 'k', 1, '[]', 'PENDING', 1, 1)",
+                " state, create_time, update_time)"
+                " VALUES ('d', 's', 'k', 1, '[]', 'PENDING', 1, 1)",
             )
             await execute(
                 old,
