@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
@@ -618,20 +619,29 @@ def _scalar(value: Any) -> str:
     return repr(value)  # int or float, all json.loads makes besides the above
 
 
+def _members(path: str, value: Any) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        prefix = f"{path}." if path else ""
+        return ((f"{prefix}{key}", item) for key, item in value.items())
+    return ((f"{path}[{i}]", item) for i, item in enumerate(value))
+
+
 def _flatten_json(root: Any, budget: _Budget) -> str:
     """``key.sub: value`` lines, arrays as ``key[0]``; iterative, so depth costs no stack.
 
     Paths repeat for every leaf, so the text can be far longer than the JSON: `budget`
-    is charged line by line."""
+    is charged line by line, and containers are walked lazily (a stack of iterators, not
+    of every member's path), so a long array costs no more than the lines it makes."""
     lines: list[str] = []
-    stack: list[tuple[str, Any]] = [("", root)]
+    stack: list[Iterator[tuple[str, Any]]] = [iter([("", root)])]
     while stack:
-        path, value = stack.pop()
-        if isinstance(value, dict) and value:
-            prefix = f"{path}." if path else ""
-            stack.extend((f"{prefix}{key}", item) for key, item in reversed(value.items()))
-        elif isinstance(value, list) and value:
-            stack.extend((f"{path}[{i}]", value[i]) for i in range(len(value) - 1, -1, -1))
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+            continue
+        path, value = entry
+        if isinstance(value, dict | list) and value:
+            stack.append(_members(path, value))
         elif path:  # an empty root holds nothing to index
             line = f"{path}: {_scalar(value)}"
             budget.take(len(line) + 1)
