@@ -8,8 +8,9 @@ from typing import Any
 
 import orjson
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from longops.engine.registry import RequestRejected
 from longops.engine.store import StoreBusy, StoreUnavailable
@@ -137,9 +138,44 @@ async def handle_store_busy(request: Request, exc: Exception) -> Response:
     )
 
 
-async def handle_unexpected(request: Request, exc: Exception) -> Response:
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(ApiError(500, "Internal error encountered."))
+async def handle_client_disconnect(request: Request, exc: Exception) -> Response:
+    """The client went away mid-request (mid-body, typically): nobody is left to answer,
+    and it is no error of the server's."""
+    log.info("client left during %s %s", request.method, request.url.path)
+    return error_response(ApiError(499, "The client closed the request."))
+
+
+class AnswerUnexpected:
+    """Answer an unexpected error with Google's 500 envelope and keep the connection.
+
+    Starlette's handler for `Exception` answers, then re-raises, so uvicorn logs the
+    error a second time and drops the kept-alive connection (the client's next request
+    on it fails). This middleware sits inside Starlette's and handles the error there:
+    logged once, with its traceback, and the connection stays usable.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            log.error("unhandled error on %s %s", scope["method"], scope["path"], exc_info=exc)
+            if not started:  # else uvicorn closes the connection: a response was cut short
+                await error_response(ApiError(500, "Internal error encountered."))(
+                    scope, receive, send
+                )
 
 
 EXCEPTION_HANDLERS = {
@@ -147,5 +183,5 @@ EXCEPTION_HANDLERS = {
     RequestRejected: handle_request_rejected,
     HTTPException: handle_http_exception,
     StoreBusy: handle_store_busy,
-    Exception: handle_unexpected,
+    ClientDisconnect: handle_client_disconnect,
 }
