@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import shutil
+import stat
 import threading
 import zlib
 from pathlib import Path
@@ -24,9 +26,11 @@ from longops.kinds.videos.backends import VideoBackend
 from longops.kinds.videos.catalogue import VideoModel
 from longops.kinds.videos.render import InvalidImage, RenderSpec
 from longops.kinds.videos.request import VideoRequest, check, decode_base64
-from longops.kinds.videos.settings import VideoSettings
+from longops.kinds.videos.settings import InvalidUri, VideoSettings
 
-INVALID_ARGUMENT = 3
+INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION = 3, 5, 9
+MAX_IMAGE_BYTES = 32 << 20
+"""The largest image file a `gcsUri` may name (inline images are bounded by the body size)."""
 GEMINI_RESPONSE = (
     "type.googleapis.com/google.ai.generativelanguage.v1beta.PredictLongRunningResponse"
 )
@@ -73,6 +77,8 @@ async def _generate(ctx: Context, request: VideoRequest, settings: VideoSettings
     filtered = max(1, count // 2) if filtered_terms else 0
     seed = seed_for(request)
     width, height = model.frame_size(params.aspect_ratio or "16:9", params.resolution or "720p")
+    if params.storage_uri is not None:  # before rendering: a retry would not make it work
+        await ctx.run_in_thread(_check_storage, settings, params.storage_uri)
     first_frame = await _image_bytes(ctx, request, settings)
     specs = [
         RenderSpec(
@@ -128,10 +134,7 @@ async def _image_bytes(
     if image.bytes_base64_encoded is not None:
         return decode_base64(image.bytes_base64_encoded)
     if image.gcs_uri is not None:
-        path = settings.gcs_path(image.gcs_uri)
-        if not path.is_file():
-            raise OperationFailed(5, f"Image {image.gcs_uri} not found.")
-        return await ctx.run_in_thread(path.read_bytes)
+        return await ctx.run_in_thread(_read_image, settings, image.gcs_uri)
     raise OperationFailed(
         INVALID_ARGUMENT, "instances[0].image needs bytesBase64Encoded or gcsUri."
     )
@@ -207,15 +210,56 @@ async def _publish(
     return {"@type": VERTEX_RESPONSE, "videos": items}
 
 
+def _check_storage(settings: VideoSettings, uri: str) -> None:
+    try:
+        settings.check_folder(uri)
+    except InvalidUri as exc:
+        raise OperationFailed(INVALID_ARGUMENT, f"parameters.storageUri: {exc}") from None
+    except ValueError as exc:
+        raise OperationFailed(FAILED_PRECONDITION, f"parameters.storageUri: {exc}") from None
+
+
+def _read_image(settings: VideoSettings, uri: str) -> bytes:
+    """The bytes of a gs:// image, refused (not read) when larger than MAX_IMAGE_BYTES."""
+    field = "instances[0].image.gcsUri"
+    try:
+        path = settings.gcs_path(uri)
+    except InvalidUri as exc:
+        raise OperationFailed(INVALID_ARGUMENT, f"{field}: {exc}") from None
+    except ValueError as exc:
+        raise OperationFailed(FAILED_PRECONDITION, f"{field}: {exc}") from None
+    try:  # not blocking on a FIFO, and nothing but a regular file is read
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise FileNotFoundError
+            data = file.read(MAX_IMAGE_BYTES + 1)
+    except OSError:
+        raise OperationFailed(NOT_FOUND, f"Image {uri} not found.") from None
+    if len(data) > MAX_IMAGE_BYTES:
+        raise OperationFailed(
+            INVALID_ARGUMENT, f"{field}: the image is larger than {MAX_IMAGE_BYTES} bytes"
+        )
+    return data
+
+
 def _delete_all(blobs: Blobs, keys: list[str]) -> None:
     for key in keys:
         blobs.delete(key)
 
 
 def _copy_out(blobs: Blobs, key: str, destination: Path) -> None:
-    """Copy a video to the folder that stands in for a Cloud Storage bucket."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    with blobs.open(key) as source, destination.open("wb") as out:
+    """Copy a video to the folder that stands in for a Cloud Storage bucket.
+
+    `_check_storage` ran before rendering; should the folder have changed since (a file
+    put in its place), the operation fails with the OS's reason, not after retries."""
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        out = destination.open("wb")
+    except OSError as exc:
+        raise OperationFailed(
+            FAILED_PRECONDITION, f"parameters.storageUri: cannot be written ({exc.strerror})"
+        ) from None
+    with blobs.open(key) as source, out:
         shutil.copyfileobj(source, out, CHUNK_BYTES)
 
 

@@ -38,8 +38,12 @@ hand the planes to the encoder with no colour conversion (about 0.2 ms of drawin
 are streamed into a temporary file (in `tempfile`'s directory, `TMPDIR`) that FFmpeg
 lays out with `movflags=+faststart`, then copied into `out`, so `out` may be any
 writable binary stream, even a write-only file; the temporary file is always removed.
-`should_stop` is first asked after the static layers are built (about 0.2 s at 1080p,
-more for a large `first_frame`) and then before every frame.
+Laying out the prompt is linear in what is shown (see `_wrap`) and `first_frame` is
+refused from its header when it has more than `MAX_IMAGE_PIXELS`, so no request makes a
+step slow. **Cancelling.** `should_stop` is asked between the steps of building the
+static layers (decoding and scaling the image, the gradient's bands, the text, the
+shapes), before every frame, and between the chunks copied into `out`: a render stops
+well within a second of it turning true.
 """
 
 from __future__ import annotations
@@ -50,9 +54,9 @@ import hashlib
 import io
 import math
 import os
-import shutil
+import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, BinaryIO, Final
@@ -60,7 +64,7 @@ from typing import Any, BinaryIO, Final
 import av
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 U8 = NDArray[np.uint8]
 U16 = NDArray[np.uint16]
@@ -75,6 +79,14 @@ MAX_FPS = 60
 VIDEO_CODEC: Final = "libx264"
 VIDEO_OPTIONS = {"preset": "ultrafast"}
 PROGRESS_PER_SECOND = 10  # progress callbacks per second of video (and one at the end)
+IMAGE_FORMATS: Final = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
+"""What `first_frame` may be: Pillow is asked to try no other decoder on client bytes."""
+MAX_IMAGE_SIDE: Final = 4096
+MAX_IMAGE_PIXELS: Final = MAX_IMAGE_SIDE * MAX_IMAGE_SIDE
+"""The most pixels a `first_frame` may have (any shape), checked from its header before
+decoding: a 9000x9000 image would cost over 600 MB to decode, convert and scale."""
+COPY_CHUNK = 1 << 20
+_REPR = re.compile(r"<[^<>]* at 0x[0-9A-Fa-f]+>")
 
 _BOX_RGB = (14, 16, 22)  # time-code box: opaque, so its glyph tiles are too
 _TEXT_RGB = (245, 245, 245)
@@ -112,7 +124,9 @@ class RenderCancelled(Exception):
 
 
 class InvalidImage(ValueError):
-    """`first_frame` holds bytes that Pillow cannot decode as an image."""
+    """`first_frame` is not an image we decode: not a format of `IMAGE_FORMATS`, more
+    than `MAX_IMAGE_PIXELS`, or bytes that Pillow cannot decode. The message is safe to
+    show a client (no object reprs)."""
 
 
 def check_spec(spec: RenderSpec) -> None:
@@ -136,13 +150,14 @@ def render_mp4(
     """Render `spec` as an MP4 into `out` (written from its current position).
 
     `progress(frames_done, total)` is called about `PROGRESS_PER_SECOND` times per
-    second of video and once when the file is complete; `should_stop()` is asked before
-    every frame and a true answer raises RenderCancelled. Raises InvalidImage for a
-    `first_frame` that is not an image and ValueError for a spec `check_spec` refuses.
+    second of video and once when the file is complete; `should_stop()` is asked between
+    the setup steps, before every frame and between copied chunks, and a true answer
+    raises RenderCancelled. Raises InvalidImage for a `first_frame` that is not an image
+    (or too large, see `check_image`) and ValueError for a spec `check_spec` refuses.
     """
     check_spec(spec)
     total = spec.frames
-    scene = _Scene(spec)  # decodes first_frame: InvalidImage before any file is made
+    scene = _Scene(spec, should_stop)  # decodes first_frame: InvalidImage before any file
     audio = _Chords(_rng(spec, "audio"), total / spec.fps) if spec.audio else None
     step = max(1, round(spec.fps / PROGRESS_PER_SECOND))
     fd, tmp_name = tempfile.mkstemp(prefix="longops-render-", suffix=".mp4")
@@ -157,8 +172,7 @@ def render_mp4(
                 sound.time_base = Fraction(1, SAMPLE_RATE)
             samples_done = 0
             for index in range(total):
-                if should_stop is not None and should_stop():
-                    raise RenderCancelled(f"stopped after {index} of {total} frames")
+                _stop_point(should_stop, f"after {index} of {total} frames")
                 frame = scene.frame(index)
                 frame.pts = index
                 container.mux(video.encode(frame))
@@ -171,7 +185,9 @@ def render_mp4(
             if sound is not None and audio is not None:
                 _encode_audio(container, sound, audio, samples_done, audio.samples, final=True)
         with open(tmp_name, "rb") as encoded:
-            shutil.copyfileobj(encoded, out, 1 << 20)
+            while chunk := encoded.read(COPY_CHUNK):
+                _stop_point(should_stop, "copying the encoded video")
+                out.write(chunk)
         out.flush()
     finally:
         with contextlib.suppress(OSError):
@@ -179,6 +195,12 @@ def render_mp4(
     if progress is not None:
         progress(total, total)
     return RenderResult(frames=total, duration_seconds=total / spec.fps, has_audio=spec.audio)
+
+
+def _stop_point(should_stop: Callable[[], bool] | None, where: str) -> None:
+    """Raise RenderCancelled if `should_stop()`: asked between all steps that take time."""
+    if should_stop is not None and should_stop():
+        raise RenderCancelled(f"stopped {where}")
 
 
 def open_mp4(path: str) -> av.container.OutputContainer:
@@ -287,24 +309,41 @@ def rgb_to_yuv420(rgb: U8) -> tuple[U8, U8, U8]:
 # -- images and text -------------------------------------------------------------------
 
 
-def letterbox(image_bytes: bytes, width: int, height: int) -> Image.Image:
+def check_image(image_bytes: bytes) -> tuple[int, int]:
+    """The image's (width, height), read from its header alone: nothing is decoded.
+
+    Raises InvalidImage when the bytes are not one of `IMAGE_FORMATS` or the image has
+    more than `MAX_IMAGE_PIXELS`, so a request can be refused before it is stored.
+    """
+    with _open_image(image_bytes) as opened:
+        size: tuple[int, int] = opened.size
+        return size
+
+
+def letterbox(
+    image_bytes: bytes, width: int, height: int, should_stop: Callable[[], bool] | None = None
+) -> Image.Image:
     """The image (EXIF orientation applied, alpha over black) scaled to fit, centred on black.
 
     Scaled with Lanczos to round(w * s) x round(h * s), s = min(width / w, height / h),
-    and pasted at ((width - sw) // 2, (height - sh) // 2). Raises InvalidImage.
+    and pasted at ((width - sw) // 2, (height - sh) // 2). Raises InvalidImage, before
+    decoding anything when the header is refused by `check_image`'s rules, and
+    RenderCancelled between its steps once `should_stop()` is true.
     """
-    try:
-        with Image.open(io.BytesIO(image_bytes)) as opened:
+    with _open_image(image_bytes) as opened:
+        try:
             opened.load()
+            _stop_point(should_stop, "decoding the image")
             image = ImageOps.exif_transpose(opened)
             if image.mode != "RGB":
                 rgba = image.convert("RGBA")
                 image = Image.new("RGB", rgba.size)
                 image.paste(rgba, mask=rgba.getchannel("A"))
-    except Exception as exc:  # Pillow raises many types for bad input; all mean the same
-        raise InvalidImage(f"cannot decode the image ({type(exc).__name__}: {exc})") from None
-    if image.width < 1 or image.height < 1:
-        raise InvalidImage("the image is empty")
+        except RenderCancelled:
+            raise
+        except Exception as exc:  # Pillow raises many types for bad input; all mean the same
+            raise InvalidImage(f"cannot decode the image: {_describe(exc)}") from None
+    _stop_point(should_stop, "converting the image")
     scale = min(width / image.width, height / image.height)
     size = (
         max(1, min(width, round(image.width * scale))),
@@ -315,6 +354,35 @@ def letterbox(image_bytes: bytes, width: int, height: int) -> Image.Image:
     canvas = Image.new("RGB", (width, height))
     canvas.paste(image, ((width - size[0]) // 2, (height - size[1]) // 2))
     return canvas
+
+
+@contextlib.contextmanager
+def _open_image(image_bytes: bytes) -> Iterator[Image.Image]:
+    """The image opened lazily (Pillow reads the header only) once its size is allowed."""
+    names = ", ".join(IMAGE_FORMATS)
+    try:
+        opened = Image.open(io.BytesIO(image_bytes), formats=IMAGE_FORMATS)
+    except UnidentifiedImageError:  # its message is the repr of our BytesIO
+        raise InvalidImage(f"the bytes are not an image in a supported format ({names})") from None
+    except Image.DecompressionBombError:
+        raise InvalidImage(f"the image has more than {MAX_IMAGE_PIXELS} pixels") from None
+    except Exception as exc:
+        raise InvalidImage(f"cannot read the image header: {_describe(exc)}") from None
+    with opened:
+        w, h = opened.size
+        if w < 1 or h < 1:
+            raise InvalidImage("the image is empty")
+        if w * h > MAX_IMAGE_PIXELS:
+            raise InvalidImage(
+                f"the image is {w}x{h}, {w * h} pixels; at most {MAX_IMAGE_PIXELS}"
+                f" ({MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}) are accepted"
+            )
+        yield opened
+
+
+def _describe(exc: Exception) -> str:
+    """Pillow's message with any object repr (`<_io.BytesIO object at 0x…>`) taken out."""
+    return _REPR.sub("the image", str(exc)) or type(exc).__name__
 
 
 def _font(size: int) -> Font:
@@ -330,30 +398,54 @@ def _line_height(font: Font) -> int:
 
 
 def _wrap(text: str, font: Font, max_width: float, max_lines: int) -> list[str]:
-    """Greedy word wrap; over-long words are broken; past `max_lines` the last line ends in …."""
-    pieces: list[str] = []
-    for word in text.split():
-        while font.getlength(word) > max_width and len(word) > 1:
-            cut = len(word) - 1
-            while cut > 1 and font.getlength(word[:cut]) > max_width:
-                cut -= 1
-            pieces.append(word[:cut])
-            word = word[cut:]
-        pieces.append(word)
+    """Greedy word wrap; over-long words are broken; past `max_lines` the last line ends in ….
+
+    Each line is the longest prefix of the rest of the text that fits, cut back to its
+    last space when it ends inside a word. `_fitting` finds it by doubling then halving,
+    so a line of k characters costs O(log k) measurements of at most 2k characters,
+    and nothing after the last line shown is measured: laying out any prompt, even one
+    10,000-character word, takes milliseconds (re-measuring a word one character
+    shorter at a time took an hour).
+    """
+    rest = " ".join(text.split())
     lines: list[str] = []
-    for piece in pieces:
-        candidate = f"{lines[-1]} {piece}" if lines else piece
-        if lines and font.getlength(candidate) <= max_width:
-            lines[-1] = candidate
-        else:
-            lines.append(piece)
-    if len(lines) > max_lines:
-        lines = lines[:max_lines]
+    while rest and len(lines) < max_lines:
+        cut = max(1, _fitting(rest, "", font, max_width))
+        if cut < len(rest) and rest[cut] != " ":
+            space = rest.rfind(" ", 0, cut)
+            cut = space if space > 0 else cut
+        lines.append(rest[:cut])
+        rest = rest[cut:].lstrip(" ")
+    if rest:
         last = lines[-1]
-        while last and font.getlength(last + " …") > max_width:
-            last = last[:-1]
-        lines[-1] = last.rstrip() + " …"
+        lines[-1] = last[: _fitting(last, " …", font, max_width)].rstrip() + " …"
     return lines or ["(empty prompt)"]
+
+
+def _fitting(text: str, suffix: str, font: Font, max_width: float) -> int:
+    """The largest k for which `text[:k] + suffix` is at most `max_width` wide (0 if none).
+
+    Widths grow with k, so: double k from 16 until too wide, then bisect. That is
+    O(log k) measurements, none of more than 2k + 16 characters.
+    """
+
+    def fits(k: int) -> bool:
+        return font.getlength(text[:k] + suffix) <= max_width
+
+    low, high = 0, 16
+    while high < len(text) and fits(high):
+        low, high = high, 2 * high
+    if high >= len(text):
+        if fits(len(text)):
+            return len(text)
+        high = len(text)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle
+    return low
 
 
 def _even(value: float) -> int:
@@ -380,7 +472,7 @@ class _Shape:
 class _Scene:
     """The static layers of one video, and the cheap per-frame drawing on top of them."""
 
-    def __init__(self, spec: RenderSpec) -> None:
+    def __init__(self, spec: RenderSpec, should_stop: Callable[[], bool] | None = None) -> None:
         self.spec = spec
         w, h = self.width, self.height = spec.width, spec.height
         self.fps = spec.fps
@@ -420,6 +512,7 @@ class _Scene:
         room = int(h * (0.42 if h > w else 0.34)) - 2 * pad - info_lh
         max_lines = max(1, min(8, room // max(1, prompt_lh)))
         lines = _wrap(spec.prompt, prompt_font, w - 2 * margin, max_lines)
+        _stop_point(should_stop, "laying out the text")
         panel_h = _even(2 * pad + info_lh + len(lines) * prompt_lh + 1)
         panel_top = min(h - 2, max(margin + box_h + 2, h - panel_h))
         panel_top -= panel_top % 2
@@ -428,11 +521,12 @@ class _Scene:
         # Background: the image, or a gradient with a glow and a faint grid.
         self._first: U8 | None = None
         if spec.first_frame is not None:
-            picture = letterbox(spec.first_frame, w, h)
+            picture = letterbox(spec.first_frame, w, h, should_stop)
             base = np.asarray(picture, dtype=np.uint8)
             self._first = self._planes_from_rgb(base)
         else:
-            base = self._gradient(rng, w, h, unit)
+            base = self._gradient(rng, w, h, unit, should_stop)
+        _stop_point(should_stop, "drawing the background")
         canvas = Image.fromarray(base, "RGB").convert("RGBA")
         overlay = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
         draw = ImageDraw.Draw(overlay)
@@ -447,6 +541,7 @@ class _Scene:
         draw.rectangle((margin, margin, margin + box_w - 1, margin + box_h - 1), fill=_BOX_RGB)
         self._background = self._planes_from_rgb(np.asarray(canvas.convert("RGB")))
         del canvas, overlay, base
+        _stop_point(should_stop, "drawing the text panel")
 
         # The stage: between the time-code box and the panel; shapes never leave it.
         stage_top = min(margin + box_h + margin // 2, panel_top)
@@ -480,7 +575,13 @@ class _Scene:
         return buffer
 
     @staticmethod
-    def _gradient(rng: np.random.Generator, w: int, h: int, unit: int) -> U8:
+    def _gradient(
+        rng: np.random.Generator,
+        w: int,
+        h: int,
+        unit: int,
+        should_stop: Callable[[], bool] | None,
+    ) -> U8:
         hue = rng.random()
         c0 = np.array(_hsv(hue, rng.uniform(0.45, 0.8), rng.uniform(0.25, 0.45)), np.float32)
         c1 = np.array(
@@ -499,6 +600,7 @@ class _Scene:
         grid_x = (np.arange(w) % cell) < max(1, unit // 360)
         out = np.empty((h, w, 3), np.uint8)
         for top in range(0, h, 64):
+            _stop_point(should_stop, "drawing the background")
             ys = np.arange(top, min(h, top + 64), dtype=np.float32)[:, None]
             t = (along_x[None, :] + ys * math.sin(angle) - lo) / span
             rgb = c0 + (c1 - c0) * t[..., None]

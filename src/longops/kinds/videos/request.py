@@ -12,9 +12,11 @@ from pydantic.alias_generators import to_camel
 
 from longops.engine.registry import RequestRejected
 from longops.kinds.videos.catalogue import VideoModel
-from longops.kinds.videos.settings import VideoSettings
+from longops.kinds.videos.render import InvalidImage, check_image
+from longops.kinds.videos.settings import InvalidUri, VideoSettings
 
 NOT_FOUND, FAILED_PRECONDITION = 5, 9
+_ID_ROOM = 36  # characters of the longest operation id (a UUID) in an output path
 
 
 class _Wire(BaseModel):
@@ -137,13 +139,24 @@ def check(request: VideoRequest, settings: VideoSettings) -> VideoModel:
         )
     if params.generate_audio and not model.audio:
         raise _reject("parameters.generateAudio", f"{model.name} does not generate audio")
-    for field, uri in (
-        ("parameters.storageUri", params.storage_uri),
-        ("instances[0].image.gcsUri", instance.image.gcs_uri if instance.image else None),
-    ):
-        if uri is not None:
-            try:
-                settings.gcs_path(uri if field.endswith("gcsUri") else uri.rstrip("/") + "/x")
-            except ValueError as exc:
-                raise _reject(field, str(exc), FAILED_PRECONDITION) from None
+    if params.storage_uri is not None:  # checked as the longest file it will be written to
+        longest = f"{'o' * _ID_ROOM}/sample_{model.max_videos - 1}.mp4"
+        _check_uri("parameters.storageUri", f"{params.storage_uri.rstrip('/')}/{longest}", settings)
+    image = instance.image
+    if image is not None and image.gcs_uri is not None:
+        _check_uri("instances[0].image.gcsUri", image.gcs_uri, settings)
+    if image is not None and image.bytes_base64_encoded is not None:
+        try:  # its header only: nothing is decoded
+            check_image(decode_base64(image.bytes_base64_encoded))
+        except InvalidImage as exc:
+            raise _reject("instances[0].image.bytesBase64Encoded", str(exc)) from None
     return model
+
+
+def _check_uri(field: str, uri: str, settings: VideoSettings) -> None:
+    try:
+        settings.gcs_path(uri)
+    except InvalidUri as exc:
+        raise _reject(field, str(exc)) from None
+    except ValueError as exc:
+        raise _reject(field, str(exc), FAILED_PRECONDITION) from None

@@ -13,6 +13,17 @@ from longops.kinds.videos.backends import VideoBackend, default_backends
 from longops.kinds.videos.catalogue import Catalogue
 
 _DEFAULT_FAILURE = "Video generation failed (injected fault)."
+NAME_MAX = 255
+"""Bytes in one path component on Linux's file systems (and macOS's)."""
+PATH_MAX = 4096
+"""Bytes in a whole path on Linux, its terminating NUL included."""
+
+
+class InvalidUri(ValueError):
+    """A gs:// URI that no file under the root can stand for (NUL, a component over
+    NAME_MAX bytes, a path over PATH_MAX, outside the root, a file where a folder must
+    be): the client's mistake, INVALID_ARGUMENT, where an unconfigured root is the
+    server's (FAILED_PRECONDITION). Its message names the URI, never the local path."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +87,55 @@ class VideoSettings:
         return [t for t in self.safety_terms if t in words or (" " in t and t in prompt.lower())]
 
     def gcs_path(self, uri: str) -> Path:
-        """The local file for a gs:// URI; ValueError when none is configured or it escapes."""
+        """The local file for a gs:// URI; ValueError when none is configured, InvalidUri
+        when the URI is malformed, escapes the root or makes a path the OS refuses.
+
+        Checked from the URI alone, so that a request can be refused before it is
+        stored rather than fail with ENAMETOOLONG after rendering.
+        """
+        root = self._root()
+        if not uri.startswith("gs://"):
+            raise InvalidUri(f"not a gs:// URI: {uri[:100]!r}")
+        key = uri.removeprefix("gs://")
+        if "\0" in key:
+            raise InvalidUri("a gs:// URI cannot contain NUL characters")
+        longest = max((len(part.encode()) for part in key.split("/")), default=0)
+        if longest > NAME_MAX:
+            raise InvalidUri(
+                f"a folder or file name in the URI is {longest} bytes long; at most {NAME_MAX}"
+            )
+        try:
+            path = inside(root, key)
+        except ValueError:
+            raise InvalidUri(f"{uri[:100]!r} is outside the buckets this server serves") from None
+        if len(str(path).encode()) >= PATH_MAX:
+            raise InvalidUri(f"the URI is too long ({len(uri.encode())} bytes) for this server")
+        return path
+
+    def check_folder(self, uri: str) -> None:
+        """Check that gs:// `uri` is, or can be made, a writable folder, touching nothing.
+
+        InvalidUri when a file stands where a folder is needed, ValueError when the
+        folder cannot be written (the server's configuration).
+        """
+        path = self.gcs_path(uri.rstrip("/") + "/x").parent
+        root = self._root()
+        for folder in (path, *path.parents):
+            if not folder.is_relative_to(root):
+                return  # not even the root exists yet: writing makes it
+            name = f"gs://{folder.relative_to(root)}" if folder != root else "the storage root"
+            try:
+                if not folder.exists():
+                    continue
+                if not folder.is_dir():
+                    raise InvalidUri(f"{name} is a file, not a folder")
+            except OSError as exc:
+                raise ValueError(f"{name} cannot be checked: {exc.strerror}") from None
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise ValueError(f"{name} is not writable by this server")
+            return
+
+    def _root(self) -> Path:
         if self.gcs_root is None:
             raise ValueError("no local folder is configured for gs:// URIs (LONGOPS_GCS_ROOT)")
-        if not uri.startswith("gs://"):
-            raise ValueError(f"not a gs:// URI: {uri!r}")
-        return inside(self.gcs_root, uri.removeprefix("gs://"))
+        return self.gcs_root.resolve()
