@@ -7,6 +7,7 @@ import hashlib
 import io
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -143,6 +144,38 @@ def test_append_checks_offsets_and_publish_concatenates(blobs: Blobs) -> None:
 
     blobs.publish_appended("uploads/empty.part", "files/empty")
     assert blobs.read("files/empty") == b""
+
+
+def test_appends_at_one_offset_land_once(blobs: Blobs) -> None:
+    """Appends racing at one offset: one lands, each other one raises `OffsetMismatch`
+    (both used to pass the size check, and the blob held the data twice, or on an
+    object store the last part written replaced the first)."""
+    chunks = [os.urandom(1 << 20) for _ in range(6)]
+    barrier = threading.Barrier(len(chunks))
+    outcomes: list[int | OffsetMismatch] = []
+
+    def append(chunk: bytes) -> None:
+        barrier.wait()
+        try:
+            outcomes.append(blobs.append("uploads/race.part", chunk, 0))
+        except OffsetMismatch as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=append, args=(c,)) for c in chunks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(o for o in outcomes if isinstance(o, int)) == [1 << 20]
+    assert sum(isinstance(o, OffsetMismatch) for o in outcomes) == len(chunks) - 1
+    blobs.publish_appended("uploads/race.part", "files/race")
+    assert blobs.read("files/race") in chunks
+
+
+def test_write_new_is_won_once(blobs: Blobs) -> None:
+    assert blobs.write_new("uploads/s.claim", b"first") is True
+    assert blobs.write_new("uploads/s.claim", b"second") is False
+    assert blobs.read("uploads/s.claim") == b"first"
 
 
 def test_keys_lists_a_folder_and_discard_drops_appended_bytes(blobs: Blobs) -> None:

@@ -199,7 +199,8 @@ def test_one_finalize_of_a_session_wins(server: ThreadServer, tmp_path: Path) ->
 
 def test_chunks_at_one_offset_land_once(server: ThreadServer) -> None:
     """Chunks sent at once at offset 0: one lands, the others are 400s naming the offset;
-    the file holds the winner's bytes once (it used to hold several)."""
+    the file holds the winner's bytes once (it sometimes held several: a race, which
+    `test_blobs.py::test_appends_at_one_offset_land_once` drives closer)."""
     chunks = [os.urandom(2 << 20) for _ in range(6)]
     url = session(server, A)
     answers = at_once([lambda c=c: send(url, c, 0) for c in chunks])  # type: ignore[misc]
