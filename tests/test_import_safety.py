@@ -256,9 +256,11 @@ def test_failures_carry_no_python_reprs(
     start: Callable[..., tuple[ThreadServer, Client, str]],
 ) -> None:
     _, client, store = start(LONGOPS_EGRESS_ALLOW="127.0.0.1")
+    invalid = run(client, store, {"uri": "http://[::1/"}).error
+    assert (invalid.code, invalid.message) == (3, "Invalid uri http://[::1/.")  # not INTERNAL
     messages = [
         run(client, store, {"uri": f"http://127.0.0.1:{free_port()}/"}).error.message,
-        run(client, store, {"uri": "http://[::1/"}).error.message,
+        invalid.message,
         run(
             client,
             store,

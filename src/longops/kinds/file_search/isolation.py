@@ -4,10 +4,11 @@ Parsing is pure Python: in a thread it would hold the GIL, and in `longops serve
 workers share the API's process, so a large file would stall `/healthz` and every poll.
 A hostile file can also cost far more than its size (a PDF of a few kilobytes that
 inflates into millions of drawing operations takes minutes of CPU). So each document
-is parsed and chunked in a child forked from a forkserver (a clean process, started
-once, with the parsers already imported; forking the server itself, with its threads,
-would not be safe), under RLIMIT_CPU and RLIMIT_AS. The child is killed when the import
-is cancelled or its wall-clock allowance runs out; the parent only waits on a socket.
+is parsed and chunked in a child forked by `forker` (a clean process, started once per
+server process, with the parsers already imported; forking the server itself, with its
+threads and sockets, would not be safe), under RLIMIT_CPU and RLIMIT_AS. The child is
+killed when the import is cancelled or its wall-clock allowance runs out; the server
+only waits on sockets.
 """
 
 from __future__ import annotations
@@ -150,6 +151,8 @@ async def prepare(
             writer.close()
         if answer is None:  # the child died: killed by its CPU limit, or crashed
             code = await _exit_code(watch)
+            if code is None:  # the forker itself went away: not the document's fault
+                raise RuntimeError("document extraction was interrupted")
             if code in (-signal.SIGXCPU, -signal.SIGKILL):
                 raise _too_long(limits)
             log.warning("a document's extraction ended with exit code %s", code)
