@@ -197,6 +197,25 @@ def test_one_finalize_of_a_session_wins(server: ThreadServer, tmp_path: Path) ->
     assert len(file_blobs(tmp_path)) == 1
 
 
+def test_one_finalize_of_a_store_upload_wins(server: ThreadServer) -> None:
+    """Finalizes of one upload into a file search store at once start one import (each
+    used to publish the bytes, the later ones an empty blob, and start an import)."""
+    store = httpx.post(f"{server.url}/v1beta/fileSearchStores", headers=A, json={}).json()
+    started = httpx.post(
+        f"{server.url}/upload/v1beta/{store['name']}:uploadToFileSearchStore",
+        headers={**A, "x-goog-upload-protocol": "resumable", "x-goog-upload-command": "start"},
+        json={"displayName": "notes.txt", "mimeType": "text/plain"},
+    )
+    url = started.headers["x-goog-upload-url"]
+    data = b"field notes " * 1000
+    assert send(url, data, 0).status_code == 200
+    answers = at_once([lambda: send(url, b"", len(data), "finalize") for _ in range(8)])
+    codes = sorted(a.status_code for a in answers)
+    assert codes.count(200) == 1 and set(codes) <= {200, 404, 409}, [a.text for a in answers]
+    operations = httpx.get(f"{server.url}/v1beta/operations", headers=A).json()["operations"]
+    assert len(operations) == 1
+
+
 def test_chunks_at_one_offset_land_once(server: ThreadServer) -> None:
     """Chunks sent at once at offset 0: one lands, the others are 400s naming the offset;
     the file holds the winner's bytes once (it sometimes held several: a race, which
