@@ -19,7 +19,7 @@ from rich.table import Table
 from longops.engine import Engine, Registry, Worker
 from longops.engine.blobs import open_blobs
 from longops.engine.engine import EngineConfig
-from longops.engine.store import Store, StoreUnavailable, open_store
+from longops.engine.store import Store, StoreBusy, open_store
 from longops.engine.worker import WorkerConfig
 from longops.kinds import default_registry
 
@@ -140,9 +140,21 @@ def _run_loop(main: Coroutine[Any, Any, None]) -> None:
         run = uvloop.run
     try:
         run(main)
-    except StoreUnavailable as exc:
+    except StoreBusy as exc:  # StoreUnavailable too: unreachable, or a file it can't use
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(1) from None
+
+
+def _upgrade(database: str) -> None:
+    """Open the database once and migrate it, with its errors as one line each; `serve`
+    does this before uvicorn starts, which would print a failing start as a traceback."""
+    store = _store(database)
+
+    async def main() -> None:
+        await store.open()
+        await store.close()
+
+    _run_loop(main())
 
 
 def _logging(level: str) -> None:
@@ -226,6 +238,7 @@ def serve(
         public_url or f"http://{reachable}:{port}",
         follow_work=concurrency > 0,
     )
+    _upgrade(database)
     application = create_app(
         engine,
         ServerConfig(api_keys=keys, max_wait_seconds=max_wait),
@@ -294,14 +307,7 @@ def worker(
 @db_app.command("upgrade")
 def db_upgrade(database: Database = DEFAULT_DATABASE) -> None:
     """Apply the schema migrations (servers and workers also do it when they start)."""
-
-    store = _store(database)
-
-    async def main() -> None:
-        await store.open()
-        await store.close()
-
-    _run_loop(main())
+    _upgrade(database)
     typer.echo(f"{database}: schema is up to date")
 
 

@@ -159,7 +159,11 @@ class Process:
         self._log.close()
 
 
-def run_longops(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_longops(
+    *args: str,
+    env: dict[str, str] | None = None,
+    preexec_fn: Callable[[], object] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """A `longops` command run to its end, its output captured."""
     return subprocess.run(
         [sys.executable, "-m", "longops", *args],
@@ -168,6 +172,7 @@ def run_longops(*args: str, env: dict[str, str] | None = None) -> subprocess.Com
         text=True,
         timeout=60,
         cwd=REPO,
+        preexec_fn=preexec_fn,
     )
 
 

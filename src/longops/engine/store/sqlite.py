@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import random
 import sqlite3
 import time
@@ -33,7 +34,13 @@ from longops.engine.records import (
     SearchStoreRecord,
     State,
 )
-from longops.engine.store.base import Change, FileExists, LeaseState, StoreBusy
+from longops.engine.store.base import (
+    Change,
+    FileExists,
+    LeaseState,
+    StoreBusy,
+    StoreUnavailable,
+)
 
 T = TypeVar("T")
 Future = asyncio.Future[Any]
@@ -284,15 +291,38 @@ class SQLiteStore:
     # -- connection ---------------------------------------------------------
 
     async def open(self) -> None:
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout = 0")
-        self._conn = conn
-        await self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
-        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-        await self._write(self._migrate)
-        self._check_version(conn)
+        """Open (creating it if need be) and migrate the file.
+
+        A file that can't be used (not a database, damaged, read-only, a folder, in a
+        folder that can't be made or written) raises `StoreUnavailable` with one line
+        naming the file and the problem, for the command line to print as it is.
+        """
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._conn = conn
+            conn.execute("PRAGMA busy_timeout = 0")
+            await self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            await self._write(self._migrate)
+            self._check_version(conn)
+            # SQLite opens a file it may not write read-only, and says so only at the
+            # first write: a server would start, then fail every request that writes.
+            if self.path != ":memory:" and not os.access(self.path, os.W_OK):
+                raise sqlite3.OperationalError("the file is read-only")
+        except (sqlite3.Error, OSError) as exc:
+            await self.close()
+            if await asyncio.to_thread(Path(self.path).is_dir):
+                problem = "it is a folder, not a file"
+            elif isinstance(exc, OSError):
+                folder = Path(self.path).parent
+                problem = f"cannot create its folder {folder} ({exc.strerror or exc})"
+            elif "unable to open" in str(exc):
+                problem = "cannot open or create it (is its folder there and writable?)"
+            else:
+                problem = str(exc)  # "file is not a database", "... malformed", "readonly"
+            raise StoreUnavailable(f"cannot use SQLite database {self.path}: {problem}") from None
 
     async def close(self) -> None:
         if self._conn is not None:
