@@ -3,15 +3,19 @@ envelope, and the process is gone within its grace."""
 
 from __future__ import annotations
 
+import http.client
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
 
 import httpx
+import orjson
 
 from longops import Client
-from tests.support.servers import Process, free_port, wait_healthy
+from longops.server.serving import Limits
+from tests.support.servers import Process, ThreadServer, free_port, wait_healthy
 from tests.support.waiting import until_sync
 
 GRACE = 1.0
@@ -64,3 +68,24 @@ def test_sigterm_answers_open_waits_at_once_and_exits_within_the_grace(
     assert exited < GRACE + 3.0
     log = server.log.read_text()
     assert "Traceback" not in log and "Exception in ASGI application" not in log
+
+
+def test_a_request_still_open_when_the_grace_ends_gets_a_503_envelope(
+    make_server: Callable[..., ThreadServer],
+) -> None:
+    """Here a body that is still arriving: uvicorn cancels it at the end of the grace."""
+    server = make_server(workers=0, limits=Limits(shutdown_timeout=1))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v1beta/operations/x:wait HTTP/1.1\r\nHost: x\r\n"
+            b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"timeout"'
+        )
+        stopping = threading.Thread(target=server.stop)
+        stopping.start()
+        answer = http.client.HTTPResponse(sock)
+        answer.begin()
+        body = answer.read()
+        stopping.join(timeout=30)
+    assert answer.status == 503, body
+    assert answer.getheader("content-type") == "application/json"
+    assert orjson.loads(body)["error"]["status"] == "UNAVAILABLE"
