@@ -261,7 +261,12 @@ def serve(
     )
     # On SIGTERM open `:wait` calls answer at once and the workers' grace starts;
     # requests still open when it ends get a 503, which the SDKs retry elsewhere.
-    server(application, limits, host=host, port=port, log_level=log_level, access_log=False).run()
+    running = server(
+        application, limits, host=host, port=port, log_level=log_level, access_log=False
+    )
+    running.run()
+    if not running.started:  # uvicorn has logged why (the port is taken, say)
+        raise typer.Exit(1)
 
 
 @app.command()
