@@ -253,6 +253,7 @@ def server(app: Any, limits: Limits | None = None, **config: Any) -> Server:
     uvicorn_config = uvicorn.Config(
         AnswerCutOff(app),
         http=http_protocol(limits),
+        ws="none",  # the API has no WebSockets; an upgrade must not swap the protocol out
         timeout_keep_alive=limits.keep_alive_timeout,
         timeout_graceful_shutdown=math.ceil(limits.shutdown_timeout),
         **config,
