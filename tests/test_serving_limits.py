@@ -21,8 +21,7 @@ SHORT = Limits(header_timeout=0.5, body_timeout=0.5, max_connections=50)
 
 
 def connect(server: ThreadServer) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-    return sock
+    return socket.create_connection(("127.0.0.1", server.port), timeout=10)
 
 
 def read_until_closed(sock: socket.socket) -> bytes:
@@ -57,7 +56,8 @@ def test_half_a_header_is_answered_408_and_closed(short_limits: ThreadServer) ->
     with connect(short_limits) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
         status, error = envelope(read_until_closed(sock))
-    assert status == 408 and error["status"] == "DEADLINE_EXCEEDED" and "headers" in error["message"]
+    assert status == 408 and error["status"] == "DEADLINE_EXCEEDED"
+    assert "headers" in error["message"]
 
 
 def test_a_connection_that_never_speaks_is_closed(short_limits: ThreadServer) -> None:
