@@ -24,7 +24,7 @@ from longops.engine.context import Context
 from longops.engine.registry import Kind, OperationFailed, new_token_id
 from longops.kinds.videos.backends import VideoBackend
 from longops.kinds.videos.catalogue import VideoModel
-from longops.kinds.videos.render import InvalidImage, RenderSpec
+from longops.kinds.videos.render import InvalidImage, RenderSpec, check_image
 from longops.kinds.videos.request import VideoRequest, check, decode_base64
 from longops.kinds.videos.settings import InvalidUri, VideoSettings
 
@@ -134,7 +134,12 @@ async def _image_bytes(
     if image.bytes_base64_encoded is not None:
         return decode_base64(image.bytes_base64_encoded)
     if image.gcs_uri is not None:
-        return await ctx.run_in_thread(_read_image, settings, image.gcs_uri)
+        data = await ctx.run_in_thread(_read_image, settings, image.gcs_uri)
+        try:  # its header, as the create request did for inline images
+            check_image(data)
+        except InvalidImage as exc:
+            raise OperationFailed(INVALID_ARGUMENT, f"instances[0].image.gcsUri: {exc}") from None
+        return data
     raise OperationFailed(
         INVALID_ARGUMENT, "instances[0].image needs bytesBase64Encoded or gcsUri."
     )
