@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 import av
 import httpx
 import pytest
+from PIL import Image as Picture
 from PIL import ImageFile, ImageFont
 
 from longops import Client
@@ -114,14 +115,25 @@ def vertex(server: ThreadServer) -> Iterator[Client]:
 # -- text layout -----------------------------------------------------------------------
 
 
-def test_laying_out_a_10000_character_word_measures_little(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        LONG_WORD,
+        "short " + LONG_WORD[:9_994],
+        "\u200b" * 10_000,  # zero-width: all of it fits on one line
+        "a" + "\u0301" * 9_999,  # one letter under 9,999 combining accents
+        " ".join(["ab"] * 3_333),
+    ],
+    ids=["one-word", "word-after-a-word", "zero-width", "combining", "many-words"],
+)
+def test_laying_out_10000_characters_measures_little(
+    monkeypatch: pytest.MonkeyPatch, prompt: str
 ) -> None:
-    """Counted, not timed: the old wrap re-measured the word one character shorter at a
-    time, ~n^2/2 measurements of ~n/2 characters (an hour at 10,000 characters)."""
+    """Counted, not timed: the old wrap re-measured a long word one character shorter at
+    a time, ~n^2/2 measurements of ~n/2 characters (an hour at 10,000 characters)."""
     measured: list[int] = []
     getlength = ImageFont.FreeTypeFont.getlength
-    budget = 5 * len(LONG_WORD)
+    budget = 5 * len(prompt)
 
     def counting(self: ImageFont.FreeTypeFont, text: str, *args: Any, **kwargs: Any) -> float:
         measured.append(len(text))
@@ -130,7 +142,7 @@ def test_laying_out_a_10000_character_word_measures_little(
 
     monkeypatch.setattr(ImageFont.FreeTypeFont, "getlength", counting)
     out = io.BytesIO()
-    render_mp4(replace(TINY, width=1920, height=1080, prompt=LONG_WORD), out)
+    render_mp4(replace(TINY, width=1920, height=1080, prompt=prompt), out)
     assert len(measured) < 300
     with av.open(io.BytesIO(out.getvalue()), "r") as container:
         assert len(list(container.decode(video=0))) == TINY.frames
@@ -149,7 +161,7 @@ def test_a_10000_character_word_renders_through_the_server(server: ThreadServer)
 # -- cancelling --------------------------------------------------------------------------
 
 
-def test_should_stop_is_asked_while_the_scene_is_built(huge_png: bytes) -> None:
+def test_should_stop_is_asked_while_the_scene_is_built() -> None:
     """Not only before each frame: a one-frame render asks between its setup steps too."""
     asked: list[int] = []
 
@@ -158,12 +170,10 @@ def test_should_stop_is_asked_while_the_scene_is_built(huge_png: bytes) -> None:
         return False
 
     black = io.BytesIO()
-    from PIL import Image as Picture
-
     Picture.new("RGB", (320, 180)).save(black, "PNG")
     one_frame = replace(TINY, fps=1, first_frame=black.getvalue())
     render_mp4(one_frame, io.BytesIO(), should_stop=never)
-    assert len(asked) >= 4  # text, image, background, panel; then the frame, the copy
+    assert len(asked) >= 5  # text, image (twice), background, panel; then frame and copy
     with pytest.raises(RenderCancelled):
         render_mp4(replace(one_frame, first_frame=None), io.BytesIO(), should_stop=lambda: True)
 
