@@ -89,6 +89,8 @@ def test_ops_wait_gives_up_at_its_timeout(server: ThreadServer) -> None:
     waited = cli(server.url, "ops", "wait", name, "--timeout", "0.5", "--json")
     assert waited.returncode == 3
     assert json.loads(waited.stdout)["done"] is False
+    # Not left running: the server's shutdown would give it its whole grace.
+    assert cli(server.url, "ops", "cancel", name).returncode == 0
 
 
 def test_ops_rejects_bad_json_request(server: ThreadServer) -> None:
