@@ -18,7 +18,7 @@ from longops.engine import Engine, Worker
 from longops.engine.worker import WorkerConfig
 from longops.server.auth import Authenticator
 from longops.server.config import ServerConfig
-from longops.server.errors import EXCEPTION_HANDLERS, AnswerUnexpected
+from longops.server.errors import EXCEPTION_HANDLERS, AnswerFailures
 from longops.server.requests import RefuseNulInUrl
 from longops.server.routes.file_search import FileSearchRoutes
 from longops.server.routes.files import FileRoutes
@@ -110,8 +110,8 @@ def create_app(
             *uploads.routes(),
             *file_search.routes(),
         ],
-        # AnswerUnexpected first: it must see the errors of the middleware after it.
-        middleware=[Middleware(AnswerUnexpected), Middleware(RefuseNulInUrl)],
+        # AnswerFailures first: it must see the errors of the middleware after it.
+        middleware=[Middleware(AnswerFailures), Middleware(RefuseNulInUrl)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -145,13 +146,16 @@ async def handle_client_disconnect(request: Request, exc: Exception) -> Response
     return error_response(ApiError(499, "The client closed the request."))
 
 
-class AnswerUnexpected:
-    """Answer an unexpected error with Google's 500 envelope and keep the connection.
+class AnswerFailures:
+    """Answer what escapes the routes in Google's envelope, keeping the connection.
 
-    Starlette's handler for `Exception` answers, then re-raises, so uvicorn logs the
-    error a second time and drops the kept-alive connection (the client's next request
-    on it fails). This middleware sits inside Starlette's and handles the error there:
-    logged once, with its traceback, and the connection stays usable.
+    - An unexpected error (a bug): a 500. Starlette's handler for `Exception` answers,
+      then re-raises, so uvicorn logs the error a second time and drops the kept-alive
+      connection (the client's next request on it fails). Handled here, inside
+      Starlette's middleware, it is logged once, with its traceback.
+    - A request still open when the graceful-shutdown timeout ends, which uvicorn
+      cancels: a 503 UNAVAILABLE (the SDKs retry it elsewhere), not uvicorn's
+      text/plain 500 and a `CancelledError` traceback.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -170,12 +174,17 @@ class AnswerUnexpected:
 
         try:
             await self.app(scope, receive, tracked)
+            return
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            answer = ApiError(503, "The server is shutting down; retry the request.")
         except Exception as exc:
             log.error("unhandled error on %s %s", scope["method"], scope["path"], exc_info=exc)
-            if not started:  # else uvicorn closes the connection: a response was cut short
-                await error_response(ApiError(500, "Internal error encountered."))(
-                    scope, receive, send
-                )
+            answer = ApiError(500, "Internal error encountered.")
+        if not started:  # else uvicorn closes the connection: a response was cut short
+            await error_response(answer)(scope, receive, send)
 
 
 EXCEPTION_HANDLERS = {

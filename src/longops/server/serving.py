@@ -15,9 +15,8 @@ missing limits to uvicorn's httptools protocol:
   closed, so a flood is refused instead of piling up.
 
 `Server` answers open `:wait` calls and starts the workers' grace as soon as a
-shutdown begins (see `create_app`), and requests still open when the grace ends
-get a 503 UNAVAILABLE in Google's envelope (which the SDKs retry elsewhere) instead
-of uvicorn's text/plain 500 and a traceback.
+shutdown begins (see `create_app`); requests still open when the grace ends get a
+503 UNAVAILABLE in Google's envelope from the app (`errors.AnswerFailures`).
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import uvicorn
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from longops.server.errors import ApiError, error_response
@@ -202,36 +200,6 @@ def http_protocol(limits: Limits) -> type[asyncio.Protocol]:
     )
 
 
-class AnswerCutOff:
-    """uvicorn cancels the requests still open when its graceful-shutdown timeout
-    ends; answer them 503 UNAVAILABLE in Google's envelope (the SDKs retry it), not
-    with uvicorn's text/plain 500 and a `CancelledError` traceback."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracked)
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            if not started:
-                refusal = ApiError(503, "The server is shutting down; retry the request.")
-                await error_response(refusal)(scope, receive, send)
-
-
 class Server(uvicorn.Server):
     """uvicorn's server, calling `on_shutdown` as soon as a shutdown begins: before it
     waits for open requests (for which uvicorn has no hook of its own)."""
@@ -251,7 +219,7 @@ def server(app: Any, limits: Limits | None = None, **config: Any) -> Server:
     `uvicorn.Config` (host, port, log_level...)."""
     limits = limits or Limits()
     uvicorn_config = uvicorn.Config(
-        AnswerCutOff(app),
+        app,
         http=http_protocol(limits),
         ws="none",  # the API has no WebSockets; an upgrade must not swap the protocol out
         timeout_keep_alive=limits.keep_alive_timeout,
