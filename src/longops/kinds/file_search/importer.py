@@ -27,7 +27,7 @@ from longops.engine.registry import Kind, OperationFailed, new_token_id
 from longops.engine.uploads import SESSION_ID, STORE_UPLOADS
 from longops.kinds.file_search.extract import ExtractionError
 from longops.kinds.file_search.isolation import Limits, prepare
-from longops.kinds.folders import OutsideFolder, inside
+from longops.kinds.folders import OutsideFolder, inside, tenant_folder
 
 INVALID_ARGUMENT, DEADLINE_EXCEEDED, NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION = (
     3,
@@ -111,7 +111,9 @@ DEFAULT_LIMITS = Limits(
 @dataclass(slots=True)
 class FileSearchSettings:
     gcs_root: Path | None = None
-    """Folder standing in for Cloud Storage: gs://bucket/key is gcs_root/bucket/key."""
+    """Folder standing in for Cloud Storage: gs://bucket/key is gcs_root/bucket/key.
+    Both folders are shared by every tenant unless they hold `{tenant}`, which each
+    import replaces with its own tenant's folder name (kinds/folders.py)."""
     import_folder: Path | None = None
     """The one folder of the server's own disk that `file://` sources may read."""
     max_bytes: int = _MAX_BYTES
@@ -166,13 +168,12 @@ async def _fetch(
         bucket_path = request.gcs_uri.removeprefix("gs://")
         if settings.gcs_root is None:
             return await ctx.run_in_thread(_read_gcs, bucket_path, limit)
-        path = _local(settings.gcs_root, bucket_path, "LONGOPS_GCS_ROOT")
+        path = _local(settings.gcs_root, ctx.tenant, bucket_path, "LONGOPS_GCS_ROOT")
         return await ctx.run_in_thread(_read_local, path, request.gcs_uri, limit)
     assert request.uri is not None
     if request.uri.startswith("file://"):
-        path = _local(
-            settings.import_folder, request.uri.removeprefix("file://"), "LONGOPS_IMPORT_FOLDER"
-        )
+        relative = request.uri.removeprefix("file://")
+        path = _local(settings.import_folder, ctx.tenant, relative, "LONGOPS_IMPORT_FOLDER")
         return await ctx.run_in_thread(_read_local, path, request.uri, limit)
     if not request.uri.startswith(("http://", "https://")):
         raise OperationFailed(INVALID_ARGUMENT, f"Unsupported uri {request.uri}.")
@@ -219,14 +220,15 @@ async def _read_blob(ctx: Context, key: str, shown: str) -> bytes:
         raise OperationFailed(NOT_FOUND, f"{shown} was not found; upload it again.") from None
 
 
-def _local(root: Path | None, relative: str, setting: str) -> Path:
-    """A file under an operator-configured folder, never outside it."""
+def _local(root: Path | None, tenant: str, relative: str, setting: str) -> Path:
+    """A file under an operator-configured folder (`tenant`'s, if it holds `{tenant}`),
+    never outside it."""
     if "\x00" in relative:  # the OS would refuse it with an error that is no answer
         raise OperationFailed(INVALID_ARGUMENT, "The path contains a NUL character.")
     if root is None:
         raise OperationFailed(PERMISSION_DENIED, f"This server reads no such source ({setting}).")
     try:
-        return inside(root, relative)
+        return inside(tenant_folder(root, tenant), relative)
     except OutsideFolder:
         raise OperationFailed(
             PERMISSION_DENIED, "That path is outside the allowed folder."

@@ -78,7 +78,7 @@ async def _generate(ctx: Context, request: VideoRequest, settings: VideoSettings
     seed = seed_for(request)
     width, height = model.frame_size(params.aspect_ratio or "16:9", params.resolution or "720p")
     if params.storage_uri is not None:  # before rendering: a retry would not make it work
-        await ctx.run_in_thread(_check_storage, settings, params.storage_uri)
+        await ctx.run_in_thread(_check_storage, settings, params.storage_uri, ctx.tenant)
     first_frame = await _image_bytes(ctx, request, settings)
     specs = [
         RenderSpec(
@@ -134,7 +134,7 @@ async def _image_bytes(
     if image.bytes_base64_encoded is not None:
         return decode_base64(image.bytes_base64_encoded)
     if image.gcs_uri is not None:
-        data = await ctx.run_in_thread(_read_image, settings, image.gcs_uri)
+        data = await ctx.run_in_thread(_read_image, settings, image.gcs_uri, ctx.tenant)
         try:  # its header, as the create request did for inline images
             check_image(data)
         except InvalidImage as exc:
@@ -200,7 +200,8 @@ async def _publish(
     for index, (spec, key) in enumerate(videos):
         if storage is not None:
             uri = f"{storage.rstrip('/')}/{ctx.operation_id}/sample_{index}.mp4"
-            await ctx.run_in_thread(_copy_out, ctx.blobs, key, settings.gcs_path(uri))
+            destination = settings.gcs_path(uri, tenant=ctx.tenant)
+            await ctx.run_in_thread(_copy_out, ctx.blobs, key, destination)
             items.append({"gcsUri": uri, "mimeType": "video/mp4", "generationSeed": spec.seed})
         else:
             data = await ctx.run_in_thread(ctx.blobs.read, key)
@@ -215,20 +216,21 @@ async def _publish(
     return {"@type": VERTEX_RESPONSE, "videos": items}
 
 
-def _check_storage(settings: VideoSettings, uri: str) -> None:
+def _check_storage(settings: VideoSettings, uri: str, tenant: str) -> None:
     try:
-        settings.check_folder(uri)
+        settings.check_folder(uri, tenant=tenant)
     except InvalidUri as exc:
         raise OperationFailed(INVALID_ARGUMENT, f"parameters.storageUri: {exc}") from None
     except ValueError as exc:
         raise OperationFailed(FAILED_PRECONDITION, f"parameters.storageUri: {exc}") from None
 
 
-def _read_image(settings: VideoSettings, uri: str) -> bytes:
-    """The bytes of a gs:// image, refused (not read) when larger than MAX_IMAGE_BYTES."""
+def _read_image(settings: VideoSettings, uri: str, tenant: str) -> bytes:
+    """The bytes of a gs:// image in `tenant`'s root, refused (not read) when larger
+    than MAX_IMAGE_BYTES."""
     field = "instances[0].image.gcsUri"
     try:
-        path = settings.gcs_path(uri)
+        path = settings.gcs_path(uri, tenant=tenant)
     except InvalidUri as exc:
         raise OperationFailed(INVALID_ARGUMENT, f"{field}: {exc}") from None
     except ValueError as exc:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from longops.kinds.folders import inside
+from longops.kinds.folders import TENANT, TENANT_NAME_MAX, inside, tenant_folder
 from longops.kinds.videos.backends import VideoBackend, default_backends
 from longops.kinds.videos.catalogue import Catalogue
 
@@ -57,14 +57,16 @@ class VideoSettings:
     """Prompts containing any of these words have their videos (partly) filtered."""
     faults: tuple[Fault, ...] = ()
     gcs_root: Path | None = None
-    """Folder standing in for Cloud Storage: gs://bucket/key is gcs_root/bucket/key."""
+    """Folder standing in for Cloud Storage: gs://bucket/key is gcs_root/bucket/key.
+    Shared by every tenant, unless it holds `{tenant}`: then each tenant has its own."""
     backends: dict[str, VideoBackend] = field(default_factory=default_backends)
     """Backends by name; each catalogue entry names the one that renders it."""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> VideoSettings:
         """LONGOPS_VIDEO_MODELS (JSON file), LONGOPS_SAFETY_TERMS (comma-separated),
-        LONGOPS_VIDEO_FAULTS (JSON list, or a path to one), LONGOPS_GCS_ROOT (folder)."""
+        LONGOPS_VIDEO_FAULTS (JSON list, or a path to one), LONGOPS_GCS_ROOT (folder,
+        optionally with `{tenant}`)."""
         env = dict(os.environ) if env is None else env
         settings = cls()
         if models := env.get("LONGOPS_VIDEO_MODELS"):
@@ -86,14 +88,16 @@ class VideoSettings:
         words = set(prompt.lower().replace(",", " ").replace(".", " ").split())
         return [t for t in self.safety_terms if t in words or (" " in t and t in prompt.lower())]
 
-    def gcs_path(self, uri: str) -> Path:
-        """The local file for a gs:// URI; ValueError when none is configured, InvalidUri
-        when the URI is malformed, escapes the root or makes a path the OS refuses.
+    def gcs_path(self, uri: str, *, tenant: str | None = None) -> Path:
+        """The local file for a gs:// URI in `tenant`'s root; ValueError when none is
+        configured, InvalidUri when the URI is malformed, escapes the root or makes a
+        path the OS refuses.
 
         Checked from the URI alone, so that a request can be refused before it is
-        stored rather than fail with ENAMETOOLONG after rendering.
+        stored rather than fail with ENAMETOOLONG after rendering. Without a tenant (a
+        check before one is known) the path is for no one: only read its verdict.
         """
-        root = self._root()
+        root = self._root(tenant)
         if not uri.startswith("gs://"):
             raise InvalidUri(f"not a gs:// URI: {uri[:100]!r}")
         key = uri.removeprefix("gs://")
@@ -112,14 +116,14 @@ class VideoSettings:
             raise InvalidUri(f"the URI is too long ({len(uri.encode())} bytes) for this server")
         return path
 
-    def check_folder(self, uri: str) -> None:
+    def check_folder(self, uri: str, *, tenant: str) -> None:
         """Check that gs:// `uri` is, or can be made, a writable folder, touching nothing.
 
         InvalidUri when a file stands where a folder is needed, ValueError when the
         folder cannot be written (the server's configuration).
         """
-        path = self.gcs_path(uri.rstrip("/") + "/x").parent
-        root = self._root()
+        path = self.gcs_path(uri.rstrip("/") + "/x", tenant=tenant).parent
+        root = self._root(tenant)
         for folder in (path, *path.parents):
             if not folder.is_relative_to(root):
                 return  # not even the root exists yet: writing makes it
@@ -135,7 +139,11 @@ class VideoSettings:
                 raise ValueError(f"{name} is not writable by this server")
             return
 
-    def _root(self) -> Path:
+    def _root(self, tenant: str | None) -> Path:
+        """`tenant`'s root; for None, the longest root any tenant's `{tenant}` can make,
+        so that a URI passing the create-time checks fits every tenant's root."""
         if self.gcs_root is None:
             raise ValueError("no local folder is configured for gs:// URIs (LONGOPS_GCS_ROOT)")
-        return self.gcs_root.resolve()
+        if tenant is None:
+            return Path(str(self.gcs_root).replace(TENANT, "x" * TENANT_NAME_MAX)).resolve()
+        return tenant_folder(self.gcs_root, tenant).resolve()
