@@ -16,7 +16,8 @@ TENANT = "{tenant}"
 TENANT_NAME_MAX = 64
 """The longest folder name `tenant_name` gives; longer tenants are hashed."""
 OPEN_TENANT = "default"
-"""The folder of the open server's tenant (""), shared with the keys of no tenant."""
+"""The folder of the open server's tenant (""); also that of bare API keys, whose
+tenant is named `default`."""
 _KEPT = re.compile(rf"[A-Za-z0-9._-]{{1,{TENANT_NAME_MAX}}}")
 
 
