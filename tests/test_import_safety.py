@@ -5,11 +5,13 @@ kept off the API's event loop. Through a real server with in-process workers, as
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +20,7 @@ import pytest
 from longops import Client
 from longops.types import ImportFileSource
 from tests.support.servers import ThreadServer, free_port
+from tests.support.waiting import until_sync
 from tests.support.web import drip, redirect, serving, text
 
 
@@ -175,16 +178,21 @@ def test_documents_that_make_too_many_chunks_are_refused(
     )
 
 
-def flate_bomb_pdf(operations: int) -> bytes:
-    """A PDF of a few kilobytes whose one page inflates into `operations` text drawings."""
+def flate_bomb_pdf(operations: int, pages: int = 1) -> bytes:
+    """A PDF of a few kilobytes whose pages (they share one content stream) each inflate
+    into `operations` text drawings."""
     stream = zlib.compress(b"BT /F1 1 Tf (a) Tj ET\n" * operations, 9)
+    page = (
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+        b"/Resources << /Font << /F1 3 0 R >> >> /Contents 4 0 R >>"
+    )
+    kids = b" ".join(b"%d 0 R" % (5 + i) for i in range(pages))
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>",
+        b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, pages),
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-        b"/Resources << /Font << /F1 3 0 R >> >> /Contents 5 0 R >>",
         b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(stream), stream),
+        *[page] * pages,
     ]
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
@@ -192,8 +200,12 @@ def flate_bomb_pdf(operations: int) -> bytes:
         offsets.append(len(out))
         out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
     xref = len(out)
-    out += b"xref\n0 6\n0000000000 65535 f \n" + b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size 6 /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % xref
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
     return bytes(out)
 
 
@@ -201,7 +213,7 @@ def test_a_pdf_that_costs_minutes_of_cpu_is_stopped_at_its_budget(
     start: Callable[..., tuple[ThreadServer, Client, str]],
 ) -> None:
     _, client, store = start(LONGOPS_IMPORT_CPU_SECONDS="1")
-    bomb = flate_bomb_pdf(2_000_000)  # about 80 s of CPU to extract here
+    bomb = flate_bomb_pdf(2_000_000)  # about 8 s of CPU here, before pypdf gives up on it
     assert len(bomb) < 200_000
     began = time.monotonic()
     done = run(client, store, {"file_name": _upload(client, bomb, "application/pdf")})
@@ -210,6 +222,57 @@ def test_a_pdf_that_costs_minutes_of_cpu_is_stopped_at_its_budget(
         3,
         "the document took too long to extract (over 1 s of CPU)",
     )
+
+
+def _descendants() -> dict[int, int]:
+    """Every process below this one (the test's own, where servers run in threads): pid
+    to parent pid."""
+    found: dict[int, int] = {}
+    pending = [os.getpid()]
+    while pending:
+        parent = pending.pop()
+        for children in Path(f"/proc/{parent}/task").glob("*/children"):
+            try:
+                pids = [int(pid) for pid in children.read_text().split()]
+            except OSError:  # ended meanwhile
+                continue
+            found.update(dict.fromkeys(pids, parent))
+            pending += pids
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")  # not a zombie
+
+
+def test_a_cancelled_import_kills_its_parsing_child(
+    start: Callable[..., tuple[ThreadServer, Client, str]],
+) -> None:
+    """Otherwise a hostile file keeps a CPU busy for its whole budget after its import
+    was cancelled, and enough of them keep every CPU busy."""
+    _, client, store = start(LONGOPS_IMPORT_CPU_SECONDS="300")
+    name = _upload(client, flate_bomb_pdf(200_000, pages=4), "application/pdf")  # ~45 s of CPU
+    before = _descendants()
+    operation = client.file_search_stores.import_file(store=store, source={"file_name": name})
+
+    def parsers() -> list[int]:  # the forkserver is this process's child; parsers its
+        return [
+            pid
+            for pid, parent in _descendants().items()
+            if parent != os.getpid() and pid not in before and _running(pid)
+        ]
+
+    until_sync(parsers, timeout=30, what="the import's parsing child")
+    (child,) = parsers()
+    client.operations.cancel(operation)
+    until_sync(lambda: not _running(child), timeout=5, what="the parsing child to be killed")
+    done = client.operations.wait(operation, timeout=30)
+    assert done.error is not None and done.error.code == 1  # CANCELLED
+    assert parsers() == []
 
 
 def test_the_api_stays_responsive_while_a_large_file_is_parsed(
