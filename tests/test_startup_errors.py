@@ -123,3 +123,27 @@ def test_serve_names_the_file_and_the_problem(folder: Path, case: str) -> None:
 def test_worker_names_the_file_and_the_problem(folder: Path) -> None:
     make, problem = CASES["truncated"]
     refused_in_one_line(["worker"], make(folder), problem)
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "named"),
+    [
+        ({"LONGOPS_IMPORT_TIMEOUT": "soon"}, [], "LONGOPS_IMPORT_TIMEOUT"),
+        ({"LONGOPS_IMPORT_MAX_CHUNKS": "-5"}, [], "LONGOPS_IMPORT_MAX_CHUNKS"),
+        ({"LONGOPS_EGRESS_ALLOW": "10.0.0.0/99"}, [], "LONGOPS_EGRESS_ALLOW"),
+        ({"LONGOPS_VIDEO_MODELS": "/no/such/models.json"}, [], "LONGOPS_VIDEO_MODELS"),
+        ({"LONGOPS_VIDEO_FAULTS": "[not json"}, [], "LONGOPS_VIDEO_FAULTS"),
+        ({}, ["--load", "no_such_module_here"], "--load"),
+        ({}, ["--load", "json"], "--load"),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_it(
+    folder: Path, env: dict[str, str], args: list[str], named: str
+) -> None:
+    """A malformed setting stops `worker` (and `serve`, which reads the same ones) at
+    once, in one line that names it: not a traceback, and not a server that starts."""
+    database = f"sqlite:///{folder / 'longops.db'}"
+    result = run_longops("worker", "--database", database, *args, env=env)
+    assert result.returncode in (1, 2), result.stderr
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr

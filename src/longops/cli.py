@@ -104,11 +104,21 @@ def _engine(
     follow_work: bool = True,
     follow_done: bool = True,
 ) -> Engine:
-    registry: Registry = default_registry()
+    try:
+        registry: Registry = default_registry()
+    except ValueError as exc:  # a malformed LONGOPS_* setting, named in the message
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(1) from None
     for module in load or []:
-        for name in module.split(","):
-            if name.strip():
-                registry.load(name.strip())
+        for name in filter(None, (n.strip() for n in module.split(","))):
+            try:
+                registry.load(name)
+            except ModuleNotFoundError as exc:
+                if exc.name is None or not name.startswith(exc.name):
+                    raise  # the module was found, and one it imports was not: its bug
+                raise typer.BadParameter(f"no module named {name!r}", param_hint="--load") from None
+            except ValueError as exc:  # defines no kind, or one already registered
+                raise typer.BadParameter(str(exc), param_hint="--load") from None
     config = EngineConfig(
         retention_seconds=retention_days * 86400,
         public_url=public_url,

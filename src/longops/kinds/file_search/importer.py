@@ -126,24 +126,40 @@ class FileSearchSettings:
 
     @classmethod
     def from_env(cls) -> FileSearchSettings:
+        """The settings from `LONGOPS_*` variables; ValueError naming a malformed one."""
         env = os.environ.get
         root, folder = env("LONGOPS_GCS_ROOT"), env("LONGOPS_IMPORT_FOLDER")
-        max_text = int(env("LONGOPS_IMPORT_MAX_TEXT") or _MAX_TEXT)
-        memory = int(env("LONGOPS_IMPORT_MAX_MEMORY") or DEFAULT_LIMITS.memory_bytes or 0)
+        max_text = _count("LONGOPS_IMPORT_MAX_TEXT", _MAX_TEXT)
+        memory = _count("LONGOPS_IMPORT_MAX_MEMORY", DEFAULT_LIMITS.memory_bytes or 0)
+        timeout = env("LONGOPS_IMPORT_TIMEOUT")
+        try:
+            fetch_timeout = float(timeout) if timeout else 60.0
+        except ValueError:
+            raise ValueError(f"LONGOPS_IMPORT_TIMEOUT: {timeout!r} is not a number") from None
         return cls(
             gcs_root=Path(root) if root else None,
             import_folder=Path(folder) if folder else None,
-            max_bytes=int(env("LONGOPS_IMPORT_MAX_BYTES") or _MAX_BYTES),
+            max_bytes=_count("LONGOPS_IMPORT_MAX_BYTES", _MAX_BYTES),
             egress=EgressPolicy.from_env(),
-            fetch_timeout=float(env("LONGOPS_IMPORT_TIMEOUT") or 60),
+            fetch_timeout=fetch_timeout,
             limits=Limits(
                 max_text_chars=max_text,
-                max_chunks=int(env("LONGOPS_IMPORT_MAX_CHUNKS") or DEFAULT_LIMITS.max_chunks),
+                max_chunks=_count("LONGOPS_IMPORT_MAX_CHUNKS", DEFAULT_LIMITS.max_chunks),
                 max_chunk_chars=2 * max_text,
-                cpu_seconds=int(env("LONGOPS_IMPORT_CPU_SECONDS") or DEFAULT_LIMITS.cpu_seconds),
+                cpu_seconds=_count("LONGOPS_IMPORT_CPU_SECONDS", DEFAULT_LIMITS.cpu_seconds),
                 memory_bytes=memory or None,
             ),
         )
+
+
+def _count(name: str, default: int) -> int:
+    """A whole-number setting; ValueError naming it when it is not one."""
+    value = os.environ.get(name)
+    if not value:
+        return default
+    if not (value.isascii() and value.isdigit() and len(value) < 19):
+        raise ValueError(f"{name}: {value[:40]!r} is not a whole number")
+    return int(value)
 
 
 async def _fetch(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,16 @@ NAME_MAX = 255
 """Bytes in one path component on Linux's file systems (and macOS's)."""
 PATH_MAX = 4096
 """Bytes in a whole path on Linux, its terminating NUL included."""
+
+
+@contextlib.contextmanager
+def _naming(setting: str) -> Iterator[None]:
+    """Whatever is wrong with an operator's setting (a missing file, bad JSON, a field
+    no model has) becomes a ValueError naming it, for start-up to say in one line."""
+    try:
+        yield
+    except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise ValueError(f"{setting}: {exc}") from None
 
 
 class InvalidUri(ValueError):
@@ -70,12 +82,14 @@ class VideoSettings:
         env = dict(os.environ) if env is None else env
         settings = cls()
         if models := env.get("LONGOPS_VIDEO_MODELS"):
-            settings.catalogue.load(models)
+            with _naming("LONGOPS_VIDEO_MODELS"):
+                settings.catalogue.load(models)
         if terms := env.get("LONGOPS_SAFETY_TERMS"):
             settings.safety_terms = tuple(t.strip().lower() for t in terms.split(",") if t.strip())
         if faults := env.get("LONGOPS_VIDEO_FAULTS"):
-            text = faults if faults.lstrip().startswith("[") else Path(faults).read_text()
-            settings.faults = tuple(Fault.parse(f) for f in json.loads(text))
+            with _naming("LONGOPS_VIDEO_FAULTS"):
+                text = faults if faults.lstrip().startswith("[") else Path(faults).read_text()
+                settings.faults = tuple(Fault.parse(f) for f in json.loads(text))
         if root := env.get("LONGOPS_GCS_ROOT"):
             settings.gcs_root = Path(root)
         return settings
