@@ -19,7 +19,7 @@ import pytest
 
 from longops import Client
 from longops.types import ImportFileSource
-from tests.support.servers import ThreadServer, free_port
+from tests.support.servers import Process, ThreadServer, free_port, wait_healthy
 from tests.support.waiting import until_sync
 from tests.support.web import drip, redirect, serving, text
 
@@ -293,6 +293,30 @@ def test_the_api_stays_responsive_while_a_large_file_is_parsed(
     assert slowest < 1.0  # a stalled loop answers after seconds
     done = client.operations.get(operation)
     assert done.error is not None and "characters of text" in done.error.message
+
+
+def test_longops_serve_imports_a_document_whose_chunks_exceed_a_pipe_buffer(
+    spawn: Callable[..., Process], database_url: str, tmp_path: Path
+) -> None:
+    """As a user runs it: `longops serve` is on uvloop, which leaves the descriptors it
+    watched non-blocking, and the parsed answer (megabytes of chunks) failed half-way
+    through its read, INTERNAL after three attempts. Thread servers run plain asyncio."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    spawn(
+        "serve", "--port", str(port), "--database", database_url, "--workers", "1",
+        "--blobs", str(tmp_path / "blobs"),
+    )  # fmt: skip
+    wait_healthy(url)
+    words = " ".join(f"word{i % 5000}" for i in range(300_000))
+    with Client(base_url=url) as client:
+        store = client.file_search_stores.create(config={"display_name": "big"}).name
+        assert store is not None
+        name = _upload(client, words.encode(), "text/plain")
+        operation = client.file_search_stores.import_file(store=store, source={"file_name": name})
+        done = client.operations.wait(operation, timeout=60)
+    assert done.done and done.error is None, done.error
+    assert len(words) > 4 << 20 >> 2  # well past a 64 KiB pipe buffer
 
 
 # ------------------------------------------------------------------ clear failures

@@ -175,6 +175,10 @@ async def _answer(receiving: Connection) -> Prepared | str | None:
 
 
 def _receive(receiving: Connection) -> Prepared | str | None:
+    """Run in a thread. The read blocks until the whole answer is in: uvloop (which
+    `longops serve` runs on) leaves a descriptor it watched non-blocking, and a
+    non-blocking read of an answer larger than the pipe's buffer fails half-way."""
+    os.set_blocking(receiving.fileno(), True)
     with receiving:
         try:
             answer: Prepared | str = receiving.recv()
@@ -186,6 +190,7 @@ def _receive(receiving: Connection) -> Prepared | str | None:
 async def _exit_code(process: ForkServerProcess) -> int:
     """How the child ended, once it has (-N: killed by signal N)."""
     await _readable(process.sentinel)
+    os.set_blocking(process.sentinel, True)  # see `_receive`
     process.join()  # the forkserver has reported how it ended: this does not block
     code = process.exitcode
     assert code is not None
