@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
 import time
@@ -292,6 +293,9 @@ def test_injected_failure_and_cancel_of_a_slow_generation(video_server: ThreadSe
 
 
 def test_progress_rises_and_cancel_stops_encoding(video_server: ThreadServer) -> None:
+    assert video_server.loop is not None
+    unhandled: list[dict[str, Any]] = []  # what reaches the loop unretrieved, and is logged
+    video_server.loop.set_exception_handler(lambda loop, context: unhandled.append(context))
     with Client(base_url=video_server.url) as client:
         operation = client.models.generate_videos(
             model="veo-test",
@@ -314,6 +318,8 @@ def test_progress_rises_and_cancel_stops_encoding(video_server: ThreadServer) ->
         cancelled = client.operations.wait(operation, timeout=30)
         assert cancelled.error is not None and cancelled.error.code == 1
         assert list(client.files.list()) == []
+    gc.collect()  # a task whose exception nobody read reports it when collected
+    assert unhandled == []
 
 
 def test_models_choose_their_backend(

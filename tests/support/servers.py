@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Self
 
 import httpx
+import uvloop
 from starlette.types import ASGIApp
 
 from longops.engine import Engine
@@ -55,7 +56,9 @@ class AppThread:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        # uvloop, as `longops serve` runs (uvicorn's "auto"): it differs from asyncio's own
+        # loop in ways code can trip on (descriptors it watched are left non-blocking).
+        self.loop = uvloop.new_event_loop()
         self.loop.run_until_complete(self.server.serve(sockets=[self.sock]))
 
     def start(self) -> Self:

@@ -173,6 +173,8 @@ async def _render(
         if not task.done():
             # Cancelled: let the encoder see `stop` and drop its partial file first.
             await asyncio.wait({task})
+        if not task.cancelled():
+            task.exception()  # a RenderCancelled after `stop` is expected: not unretrieved
 
 
 async def _publish(
