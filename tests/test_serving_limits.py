@@ -185,3 +185,22 @@ def test_a_client_leaving_mid_body_is_no_error(
     )
     assert not [r for r in server_log.records if r.exc_info is not None]
     assert "Exception in ASGI application" not in server_log.text
+
+
+def test_half_a_header_after_a_request_with_a_body_is_cut_at_the_header_timeout(
+    make_server: Callable[..., ThreadServer],
+) -> None:
+    """A kept-alive connection's next request gets the header timeout, however long the
+    body timeout of the request before it (one watchdog serves every phase)."""
+    server = make_server(workers=0, limits=Limits(header_timeout=0.5, body_timeout=30))
+    with connect(server) as sock:
+        sock.sendall(
+            b"POST /v1beta/operations/none:cancel HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+        )
+        assert response(sock).status == 404
+        began = time.monotonic()
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        status, _ = envelope(read_until_closed(sock))
+    assert status == 408
+    assert time.monotonic() - began < 10  # the header timeout, not the body's 30 s

@@ -93,14 +93,25 @@ class _Warnings:
             log.warning(message, *args)
 
 
+_IDLE, _HEADERS, _BODY = 0, 1, 2
+"""Where a connection is: between requests (uvicorn's keep-alive timeout applies),
+reading a request's line and headers, or reading its body."""
+
+
 class _LimitedHttpToolsProtocol(HttpToolsProtocol):
+    """One watchdog timer per connection, not a timer per request: each request only
+    notes the time its phase began (or its body last moved), and the watchdog, when it
+    fires, closes a connection that is late or sleeps again for what remains. Arming
+    and cancelling timers for every request cost the hottest path (polling GETs)."""
+
     limits: ClassVar[Limits]
     warnings: ClassVar[_Warnings]
 
-    _header_timer: asyncio.TimerHandle | None = None
+    _phase: int = _IDLE
+    _since: float = 0.0
+    """When the headers began to arrive, or the body last moved."""
     _header_bytes: int = 0
-    _body_timer: asyncio.TimerHandle | None = None
-    _body_seen: float = 0.0
+    _watchdog: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -110,83 +121,84 @@ class _LimitedHttpToolsProtocol(HttpToolsProtocol):
             )
             self._refuse(_TOO_MANY_CONNECTIONS)
             return
-        self._arm_header_timer()
+        self._begin(_HEADERS)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_timers()
+        self._stop_watchdog()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._header_timer is not None:
+        if self._phase != _BODY:
             self._header_bytes += len(data)
         super().data_received(data)
         # Checked after parsing: a chunk that completes the headers may carry much body.
-        if self._header_timer is not None and self._header_bytes > self.limits.max_header_bytes:
+        if self._phase == _HEADERS and self._header_bytes > self.limits.max_header_bytes:
             self._refuse(_HEADERS_TOO_LARGE)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._header_timer is None:  # a kept-alive connection's next request
-            self._arm_header_timer()
+        if self._phase == _IDLE:  # a kept-alive connection's next request
+            self._begin(_HEADERS)
 
     def on_headers_complete(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
         super().on_headers_complete()
-        self._body_seen = self.loop.time()
-        self._body_timer = self.loop.call_later(self.limits.body_timeout, self._check_body)
+        self._begin(_BODY)
 
     def on_body(self, body: bytes) -> None:
-        self._body_seen = self.loop.time()
+        self._since = self.loop.time()
         super().on_body(body)
 
     def on_message_complete(self) -> None:
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-            self._body_timer = None
+        self._phase, self._header_bytes = _IDLE, 0
         super().on_message_complete()
 
-    def _arm_header_timer(self) -> None:
-        self._header_bytes = 0
-        self._header_timer = self.loop.call_later(self.limits.header_timeout, self._headers_late)
+    def _begin(self, phase: int) -> None:
+        self._phase, self._since = phase, self.loop.time()
+        deadline = self._since + self._allowed()
+        # A watchdog due sooner will see this phase when it fires, and sleep on.
+        if self._watchdog is None or self._watchdog.when() > deadline:
+            self._stop_watchdog()
+            self._watchdog = self.loop.call_at(deadline, self._check)
 
-    def _cancel_timers(self) -> None:
-        for timer in (self._header_timer, self._body_timer):
-            if timer is not None:
-                timer.cancel()
-        self._header_timer = self._body_timer = None
+    def _allowed(self) -> float:
+        return self.limits.header_timeout if self._phase == _HEADERS else self.limits.body_timeout
 
-    def _headers_late(self) -> None:
-        self._header_timer = None
-        self.warnings.warn("headers", "closing connections whose headers are too slow")
-        self._refuse(_HEADERS_TOO_SLOW)
+    def _stop_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
 
-    def _check_body(self) -> None:
-        """Checked at the deadline rather than re-armed per chunk, which would make a
-        timer per read. Time while reading is paused (the app has not taken what came)
-        is the app's, not the client's."""
-        now = self.loop.time()
-        if self.flow.read_paused:
-            self._body_seen = now
-        idle = now - self._body_seen
-        if idle < self.limits.body_timeout:
-            self._body_timer = self.loop.call_later(
-                self.limits.body_timeout - idle, self._check_body
-            )
+    def _check(self) -> None:
+        """The watchdog. Between requests it sleeps until the next one begins. Time while
+        reading is paused (the app has not taken what came) is the app's, not the
+        client's."""
+        self._watchdog = None
+        if self._phase == _IDLE:
             return
-        self._body_timer = None
-        self.warnings.warn("body", "closing connections whose request body stopped arriving")
-        self._refuse(_BODY_TOO_SLOW)
+        now = self.loop.time()
+        if self._phase == _BODY and self.flow.read_paused:
+            self._since = now
+        remaining = self._since + self._allowed() - now
+        if remaining > 0:
+            self._watchdog = self.loop.call_later(remaining, self._check)
+        elif self._phase == _HEADERS:
+            self.warnings.warn("headers", "closing connections whose headers are too slow")
+            self._refuse(_HEADERS_TOO_SLOW)
+        else:
+            self.warnings.warn("body", "closing connections whose request body stopped arriving")
+            self._refuse(_BODY_TOO_SLOW)
 
     def _refuse(self, response: bytes) -> None:
-        """Answer `response` unless the app already started one, and close."""
-        self._cancel_timers()
+        """Answer `response` unless the app is part-way through an answer of its own
+        (the cycle is the last request's until the next one's headers are in), and
+        close."""
+        self._stop_watchdog()
         if self.transport.is_closing():
             return
-        if self.cycle is None or not self.cycle.response_started:
-            if self.cycle is not None:
-                self.cycle.response_started = True  # the app's answer, if any, is dropped
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or not cycle.response_started:
+            if cycle is not None:
+                cycle.response_started = True  # the app's answer, if any, is dropped
             self.transport.write(response)
         self.transport.close()
 
