@@ -204,12 +204,31 @@ def test_upload_sessions_expire_then_are_purged_with_their_bytes(blobs: Blobs) -
         blobs.append(uploads.part(session), b"abc", 0)
     assert uploads.settings(live, now=1099.0) == {"target": "file", "expires": 1100.0}
     assert uploads.settings(live, now=1100.0) is None  # expired, not yet purged
-    assert uploads.purge_expired(now=1000.0) == 1
+    assert uploads.purge_expired(now=1000.0) == [{}]  # no finalize had claimed it
     assert f"uploads/{abandoned}.json" not in blobs.keys("uploads")
     assert blobs.current_size(uploads.part(abandoned)) == 0
     assert blobs.current_size(uploads.part(live)) == 3
-    assert uploads.purge_expired(now=1000.0) == 0
-    assert uploads.purge_expired(now=1100.0 + GRACE_SECONDS) == 1
+    assert uploads.purge_expired(now=1000.0) == []
+    assert uploads.purge_expired(now=1100.0 + GRACE_SECONDS) == [{}]
+    assert blobs.keys("uploads") == []
+
+
+def test_a_claim_outlives_its_session_until_the_session_would_have_expired(
+    blobs: Blobs,
+) -> None:
+    """A finalize that read the settings just before the winner ended the session must
+    not claim it again (it would publish an empty second file): the claim stays until
+    expiry. A session claimed and never ended is returned for its bytes to be settled."""
+    uploads = UploadSessions(blobs, ttl_seconds=100.0)
+    ended, stuck = (uploads.open({"target": "file", "tenant": "t"}, now=0.0) for _ in "ab")
+    target = {"key": "files/k", "fileId": "f"}
+    assert uploads.claim(ended, 100.0, target)
+    uploads.end(ended)
+    assert not uploads.claim(ended, 100.0, target)
+    assert uploads.claim(stuck, 100.0, target)
+    assert uploads.purge_expired(now=100.0 + GRACE_SECONDS - 1) == []
+    assert blobs.keys("uploads") != []
+    assert uploads.purge_expired(now=100.0 + GRACE_SECONDS) == [{**target, "tenant": "t"}]
     assert blobs.keys("uploads") == []
 
 
@@ -282,8 +301,13 @@ def test_written_by_one_server_served_by_another(s3_endpoint: str, tmp_path: Pat
         assert served.headers["content-length"] == "11"
 
         bucket = s3fs.S3FileSystem(endpoint_url=s3_endpoint, use_listings_cache=False)
-        stored = {key.removeprefix(f"{url[5:]}/").split("/")[0] for key in bucket.find(url[5:])}
-        assert stored == {"files", "videos"}  # no upload session or part left behind
+        stored = {key.removeprefix(f"{url[5:]}/") for key in bucket.find(url[5:])}
+        # No upload session or part left behind: only claims, kept until their session
+        # would have expired (so that no late finalize can claim it again).
+        assert {key.split("/")[0] for key in stored} == {"files", "uploads", "videos"}
+        claim = f"uploads/{httpx.URL(session).params['upload_id']}.claim"
+        assert claim in stored
+        assert all(key.endswith(".claim") for key in stored if key.startswith("uploads/"))
         bucket.rm(
             f"{url[5:]}/files", recursive=True
         )  # every upload's bytes, under keys of their own

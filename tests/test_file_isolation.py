@@ -5,11 +5,13 @@ is refused before it is read."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
+from longops.engine.store import StoreUnavailable
+from longops.engine.uploads import GRACE_SECONDS
 from longops.server import ServerConfig
 from tests.support.postgres import database
 from tests.support.servers import ThreadServer
@@ -297,3 +301,38 @@ def test_a_chunk_without_a_length_is_refused_once_past_the_limit(
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
     query = httpx.post(other, headers={"x-goog-upload-command": "query"})
     assert query.headers["x-goog-upload-size-received"] == str(4 * len(piece))
+
+
+def test_a_finalize_whose_outcome_is_unknown_is_settled_by_the_sweep(
+    server: ThreadServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database fails while the file is recorded: the write may or may not have
+    committed, so the published bytes are neither served as a file nor deleted, and
+    the session stays claimed (a retry is 409, not an empty file). When the session is
+    swept, the bytes go unless a file records them; the one that was recorded stays."""
+    engine = server.engine
+    add_file = engine.add_file
+
+    async def lost(**file: Any) -> Any:
+        if file["id"] == "committed":  # the write commits, then its answer is lost
+            await add_file(**file)
+        raise StoreUnavailable("the database went away mid-write")
+
+    monkeypatch.setattr(engine, "add_file", lost)
+    urls = [session(server, A, "files/lost"), session(server, A, "files/committed")]
+    for url in urls:
+        assert send(url, b"bytes", 0, "upload, finalize").status_code == 503
+        retried = send(url, b"", 5, "finalize")
+        assert retried.status_code == 409 and retried.json()["error"]["status"] == "ABORTED"
+    assert len(file_blobs(tmp_path)) == 2  # published, outcome unknown: both kept for now
+
+    monkeypatch.setattr(engine, "add_file", add_file)
+    later = time.time() + engine.config.upload_ttl_seconds + GRACE_SECONDS + 1
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert server.loop is not None
+    swept = asyncio.run_coroutine_threadsafe(engine.purge_expired_uploads(), server.loop)
+    assert swept.result(timeout=30) == 2
+    monkeypatch.undo()
+    assert served(server, A, "files/committed") == b"bytes"
+    assert len(file_blobs(tmp_path)) == 1  # the unrecorded bytes are gone
+    assert httpx.get(f"{server.url}/v1beta/files/lost", headers=A).status_code == 404

@@ -339,7 +339,20 @@ class Engine:
         return len(expired)
 
     async def purge_expired_uploads(self) -> int:
-        return await asyncio.to_thread(self.uploads.purge_expired, time.time())
+        """Sweep abandoned upload sessions, and the bytes of finalizes that published
+        them but never ended their session (a process killed between the two, an
+        outcome the database could not confirm): kept if a file records them, else
+        deleted. Bytes left for a store's import are deleted: a week on, it has run."""
+        purged = await asyncio.to_thread(self.uploads.purge_expired, time.time())
+        for target in purged:
+            if "key" not in target:
+                continue
+            if "fileId" in target:
+                file = await self.store.get_file(target["fileId"], target["tenant"])
+                if file is not None and file.blob_key == target["key"]:
+                    continue
+            await asyncio.to_thread(self.blobs.delete, target["key"])
+        return len(purged)
 
 
 def _same_request(record: OperationRecord, new: NewOperation) -> bool:

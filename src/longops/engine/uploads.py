@@ -11,6 +11,7 @@ Every method blocks (it is blob store I/O): callers on an event loop run them in
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 from dataclasses import dataclass
 from typing import Any
@@ -64,13 +65,19 @@ class UploadSessions:
     def _claim_key(session: str) -> str:
         return f"{FOLDER}/{session}.claim"
 
-    def claim(self, session: str) -> bool:
+    def claim(self, session: str, expires: float, target: dict[str, Any]) -> bool:
         """Take the right to publish the session's bytes; True for exactly one caller.
 
         Several finalize requests of one session may arrive at once (on any of the API
         servers): each used to publish, the later ones an empty blob over the first's.
-        The claim is an exclusive create in the blob store, beside the session."""
-        return self.blobs.write_new(self._claim_key(session), b"")
+        The claim is an exclusive create in the blob store, beside the session, kept
+        until the session would have expired (`expires`), after the session ended too:
+        a finalize that read the settings just before they went cannot claim it again.
+        It holds `target` (where the bytes go: `key`, and `fileId` for a file), so that
+        a finalize that never ended its session (its process died, or its outcome is
+        unknown) can be settled when the session is swept (`purge_expired`)."""
+        claim = orjson.dumps({"expires": expires, "target": target})
+        return self.blobs.write_new(self._claim_key(session), claim)
 
     def claimed(self, session: str) -> bool:
         """Whether a finalize has taken the session (its bytes may be published already)."""
@@ -82,27 +89,39 @@ class UploadSessions:
 
     def end(self, session: str) -> None:
         """Forget a session whose bytes were published or thrown away (the part is gone
-        with them). The claim goes last, so a finalize arriving meanwhile finds the
-        session claimed or gone, never open again."""
+        with them). Its claim stays until it expires (see `claim`)."""
         self.blobs.delete(self._settings_key(session))
-        self.blobs.delete(self._claim_key(session))
 
-    def purge_expired(self, now: float) -> int:
-        """Remove sessions that expired over `GRACE_SECONDS` ago, bytes first; returns how
-        many. Safe to run in several processes at once: removing is idempotent."""
-        purged = 0
-        for key in self.blobs.keys(FOLDER):
+    def purge_expired(self, now: float) -> list[dict[str, Any]]:
+        """Remove sessions that expired over `GRACE_SECONDS` ago, bytes first, and the
+        claims of ended ones. Returns one entry per session removed: where a finalize
+        had claimed it and not ended it, the claim's target with the session's
+        `tenant` (its bytes may be published, recorded or not: the caller settles
+        that), else `{}`. Safe to run in several processes at once: removing is
+        idempotent."""
+        purged: list[dict[str, Any]] = []
+        keys = self.blobs.keys(FOLDER)
+        present = set(keys)
+        for key in keys:
             session, suffix = posixpath.splitext(posixpath.basename(key))
+            if suffix == ".claim" and self._settings_key(session) not in present:
+                with contextlib.suppress(BlobNotFound):  # an ended session's claim
+                    if orjson.loads(self.blobs.read(key))["expires"] <= now - GRACE_SECONDS:
+                        self.blobs.delete(key)
             if suffix != ".json":
                 continue
             try:
-                expires = orjson.loads(self.blobs.read(key))["expires"]
+                state = orjson.loads(self.blobs.read(key))
             except BlobNotFound:  # ended meanwhile
                 continue
-            if expires > now - GRACE_SECONDS:
+            if state["expires"] > now - GRACE_SECONDS:
                 continue
+            try:
+                target = orjson.loads(self.blobs.read(self._claim_key(session)))["target"]
+            except BlobNotFound:
+                target = {}
             self.blobs.discard_appended(self.part(session))
             self.blobs.delete(key)
             self.blobs.delete(self._claim_key(session))
-            purged += 1
+            purged.append({**target, "tenant": state.get("tenant", "")} if target else {})
         return purged

@@ -211,9 +211,19 @@ class UploadRoutes(Routes):
         if "finalize" not in commands:
             return Response(b"", headers=_status("active"))
         self._check_total(state, received)
-        if not await asyncio.to_thread(self.engine.uploads.claim, session):
+        if state["target"] == "store":
+            target = {"key": f"{STORE_UPLOADS}/{session}"}
+        else:
+            target = {
+                "key": f"files/{new_token_id(32)}",
+                "fileId": state["fileId"] or new_token_id(12),
+            }
+        claim = self.engine.uploads.claim
+        if not await asyncio.to_thread(claim, session, state["expires"], target):
             raise _finalizing()
-        return await self._finish(request, session, state, part)
+        if state["target"] == "store":
+            return await self._finish_store_upload(session, state, part, target["key"])
+        return await self._finish(request, session, state, part, target)
 
     async def _append(self, request: Request, part: str) -> int:
         """Add the request's chunk to the session's bytes; the new size. An oversized
@@ -261,16 +271,20 @@ class UploadRoutes(Routes):
             )
 
     async def _finish(
-        self, request: Request, session: str, state: dict[str, Any], part: str
+        self,
+        request: Request,
+        session: str,
+        state: dict[str, Any],
+        part: str,
+        target: dict[str, str],
     ) -> Response:
         """Publish the session's bytes, which this request alone has claimed, under a key
-        of their own, then record them; the session ends either way. Publishing under
-        `files/{id}` let a second upload of one id overwrite the first's bytes."""
-        if state["target"] == "store":
-            return await self._finish_store_upload(session, state, part)
+        of their own (`target`), then record them. Publishing under `files/{id}` let a
+        second upload of one id overwrite the first's bytes. The session ends once the
+        outcome is known; when it is not (the database failed mid-write), the claim
+        stays for the sweep to settle (`Engine.purge_expired_uploads`)."""
         blobs = self.engine.blobs
-        file_id = state["fileId"] or new_token_id(12)
-        key = f"files/{new_token_id(32)}"
+        file_id, key = target["fileId"], target["key"]
         published = False
         try:
             await asyncio.to_thread(blobs.publish_appended, part, key)
@@ -290,11 +304,11 @@ class UploadRoutes(Routes):
         except (FileExists, ApiError) as exc:  # refused: the bytes are nobody's
             if published:
                 await asyncio.to_thread(blobs.delete, key)
+            await asyncio.to_thread(self.engine.uploads.end, session)
             if isinstance(exc, FileExists):
                 raise _exists(file_id) from None
             raise
-        finally:
-            await asyncio.to_thread(self.engine.uploads.end, session)
+        await asyncio.to_thread(self.engine.uploads.end, session)
         return Response(
             orjson.dumps(
                 {
@@ -308,18 +322,17 @@ class UploadRoutes(Routes):
         )
 
     async def _finish_store_upload(
-        self, session: str, state: dict[str, Any], part: str
+        self, session: str, state: dict[str, Any], part: str, key: str
     ) -> Response:
         blobs = self.engine.blobs
-        key = f"{STORE_UPLOADS}/{session}"
         await asyncio.to_thread(blobs.publish_appended, part, key)
         try:
             record = await self._create_store_upload(state, key)
         except RequestRejected as exc:  # the bytes are gone: a retry must not import nothing
             await asyncio.to_thread(blobs.delete, key)
-            raise invalid_argument(exc.message) from None
-        finally:
             await asyncio.to_thread(self.engine.uploads.end, session)
+            raise invalid_argument(exc.message) from None
+        await asyncio.to_thread(self.engine.uploads.end, session)
         body = render_operation(record, self.engine.registry.get(record.kind))
         return Response(orjson.dumps(body), media_type="application/json", headers=_status("final"))
 
