@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,18 +27,7 @@ BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
 LEAKS = ("Traceback", "secret internal detail", 'File "', "RuntimeError")
 
 
-@pytest.fixture(autouse=True)
-def no_server_tracebacks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the server thread from formatting tracebacks while pytest reports a failure.
-
-    On CPython 3.11 before 3.11.8, formatting a traceback parses source with `ast` (for the
-    `^^^` markers), and two threads doing that at once can raise "SystemError: AST constructor
-    recursion depth mismatch" in pytest's own failure report: an INTERNALERROR that ends the
-    whole run. Every answer expected here is a 4xx, so a 500 (the only path that logs a
-    traceback) fails its test anyway, with the response body in the message.
-    """
-    for name in ("uvicorn.error", "longops.server", "longops.worker"):
-        monkeypatch.setattr(logging.getLogger(name), "disabled", True)
+pytestmark = pytest.mark.usefixtures("quiet_server")
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ Bounded for CI (a fixed number of examples, derandomized under `CI=true`); run w
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +27,8 @@ from hypothesis import strategies as st
 from longops.server import ServerConfig
 from tests.support.postgres import database
 from tests.support.servers import ThreadServer
+
+pytestmark = pytest.mark.usefixtures("quiet_server")
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
 FUZZ = settings(
@@ -138,13 +139,6 @@ FIELDS = {
 }
 VERSIONS = st.sampled_from(["v1", "v1beta", "v1beta1", "v2"])
 PARAMS = ["pageSize", "pageToken", "filter", "requestId", "force", "alt", "timeout", "key"]
-
-
-@pytest.fixture(autouse=True)
-def quiet_server(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A 500 fails its example through the response; see test_bad_input.no_server_tracebacks."""
-    for name in ("uvicorn.error", "longops.server", "longops.worker"):
-        monkeypatch.setattr(logging.getLogger(name), "disabled", True)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

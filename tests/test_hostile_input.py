@@ -7,7 +7,6 @@ Each case here was a 500 on at least one backend before it was refused at the ed
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,7 @@ SLEEP = "longops.sleep"
 VIDEO = "models/veo-2.0-generate-001:predictLongRunning"
 
 
-@pytest.fixture(autouse=True)
-def quiet_server(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A 500 fails its test through the response; see test_bad_input.no_server_tracebacks."""
-    for name in ("uvicorn.error", "longops.server", "longops.worker"):
-        monkeypatch.setattr(logging.getLogger(name), "disabled", True)
+pytestmark = pytest.mark.usefixtures("quiet_server")
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

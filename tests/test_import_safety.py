@@ -19,6 +19,7 @@ import pytest
 
 from longops import Client
 from longops.types import ImportFileSource
+from tests.support.pdf import assemble_pdf
 from tests.support.servers import Process, ThreadServer, free_port, wait_healthy
 from tests.support.waiting import until_sync
 from tests.support.web import drip, redirect, serving, text
@@ -194,19 +195,7 @@ def flate_bomb_pdf(operations: int, pages: int = 1) -> bytes:
         b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(stream), stream),
         *[page] * pages,
     ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref,
-    )
-    return bytes(out)
+    return assemble_pdf(objects)
 
 
 def test_a_pdf_that_costs_minutes_of_cpu_is_stopped_at_its_budget(
