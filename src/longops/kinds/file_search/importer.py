@@ -22,20 +22,14 @@ from pydantic.alias_generators import to_camel
 from longops.engine.blobs import BlobNotFound
 from longops.engine.context import Context
 from longops.engine.egress import EgressPolicy, egress_client
-from longops.engine.records import DocumentRecord
+from longops.engine.records import DEADLINE_EXCEEDED, INVALID_ARGUMENT, NOT_FOUND, DocumentRecord
 from longops.engine.registry import Kind, OperationFailed, new_token_id
 from longops.engine.uploads import SESSION_ID, STORE_UPLOADS
 from longops.kinds.file_search.extract import ExtractionError
 from longops.kinds.file_search.isolation import Limits, prepare
 from longops.kinds.folders import OutsideFolder, inside, tenant_folder
 
-INVALID_ARGUMENT, DEADLINE_EXCEEDED, NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION = (
-    3,
-    4,
-    5,
-    7,
-    9,
-)
+PERMISSION_DENIED, FAILED_PRECONDITION = 7, 9
 log = logging.getLogger("longops.file_search")
 UPLOADED_KEY = rf"^{STORE_UPLOADS}/{SESSION_ID}$"
 IMPORT_RESPONSE = "type.googleapis.com/google.ai.generativelanguage.v1main.ImportFileResponse"
