@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -345,3 +347,22 @@ def test_failures_carry_no_python_reprs(
     ]
     for message in messages:
         assert not re.search(r"<[\w.]+ object at 0x|Error\(|\\x", message), message
+
+
+def test_a_script_embedding_longops_parses_without_a_main_guard(tmp_path: Path) -> None:
+    """Parsing children come from a fresh interpreter, not from the embedding program:
+    a child that re-ran the program's main script (multiprocessing's forkserver does)
+    made a script without `if __name__ == "__main__"` fail, and cost every child."""
+    script = tmp_path / "embed.py"
+    script.write_text(
+        "import asyncio\n"
+        "from longops.kinds.file_search.importer import DEFAULT_LIMITS\n"
+        "from longops.kinds.file_search.isolation import prepare\n"
+        "done = asyncio.run(prepare(b'hello world', 'a.txt', None, 200, 20, DEFAULT_LIMITS))\n"
+        "print('chunks', done.chunks)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "chunks ['hello world']"
