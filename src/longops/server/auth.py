@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from starlette.requests import Request
 
-from longops.server.errors import ERROR_INFO, ApiError
+from longops.server.errors import ERROR_INFO, ErrorReply
 
 DEFAULT_TENANT = "default"
 
@@ -36,8 +36,8 @@ def parse_api_keys(entries: Iterable[str]) -> dict[str, str]:
     return keys
 
 
-def _invalid_key(reason: str) -> ApiError:
-    return ApiError(
+def _invalid_key(reason: str) -> ErrorReply:
+    return ErrorReply(
         400,
         "API key not valid. Please pass a valid API key.",
         details=[{"@type": ERROR_INFO, "reason": reason, "domain": "longops"}],
@@ -63,14 +63,14 @@ class Authenticator:
             scheme, _, token = authorization.partition(" ")
             tenant = self.keys.get(token.strip()) if scheme.lower() == "bearer" else None
             if tenant is None:
-                raise ApiError(
+                raise ErrorReply(
                     401,
                     "Request had invalid authentication credentials.",
                     details=[{"@type": ERROR_INFO, "reason": "ACCESS_TOKEN_INVALID"}],
                     headers={"www-authenticate": "Bearer"},
                 )
             return tenant
-        raise ApiError(
+        raise ErrorReply(
             403,
             "Method doesn't allow unregistered callers (callers without established identity)."
             " Please use API Key or other form of API consumer identity to call this API.",

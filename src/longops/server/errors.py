@@ -41,7 +41,11 @@ BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
 ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 
 
-class ApiError(Exception):
+class ErrorReply(Exception):
+    """An error answer the server sends, in Google's envelope: raised by a route, answered
+    by `handle_error_reply`. (The SDK's `longops.errors.APIError` is the other side of the
+    wire: what a client raises on receiving one.)"""
+
     def __init__(
         self,
         http_status: int,
@@ -59,19 +63,19 @@ class ApiError(Exception):
         self.headers = headers
 
 
-def invalid_argument(message: str, *, field: str | None = None) -> ApiError:
+def invalid_argument(message: str, *, field: str | None = None) -> ErrorReply:
     details = None
     if field is not None:
         violation = {"field": field, "description": message}
         details = [{"@type": BAD_REQUEST, "fieldViolations": [violation]}]
-    return ApiError(400, message, details=details)
+    return ErrorReply(400, message, details=details)
 
 
-def not_found(message: str) -> ApiError:
-    return ApiError(404, message)
+def not_found(message: str) -> ErrorReply:
+    return ErrorReply(404, message)
 
 
-def error_response(error: ApiError) -> Response:
+def error_response(error: ErrorReply) -> Response:
     body: dict[str, Any] = {
         "code": error.http_status,
         "message": error.message,
@@ -87,8 +91,8 @@ def error_response(error: ApiError) -> Response:
     )
 
 
-async def handle_api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
+async def handle_error_reply(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ErrorReply)
     return error_response(exc)
 
 
@@ -100,7 +104,7 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
         message = f"Method {request.method} is not allowed on {request.url.path}"
     else:
         message = str(exc.detail)
-    return error_response(ApiError(exc.status_code, message, headers=exc.headers))
+    return error_response(ErrorReply(exc.status_code, message, headers=exc.headers))
 
 
 # google.rpc code → (HTTP status, status name), per google.rpc.Code's documented mapping.
@@ -128,14 +132,14 @@ async def handle_request_rejected(request: Request, exc: Exception) -> Response:
     details = None
     if exc.violations:
         details = [{"@type": BAD_REQUEST, "fieldViolations": exc.violations}]
-    return error_response(ApiError(http_status, exc.message, status=status, details=details))
+    return error_response(ErrorReply(http_status, exc.message, status=status, details=details))
 
 
 async def handle_store_busy(request: Request, exc: Exception) -> Response:
     log.warning("store busy: %s", exc)
     state = "unavailable" if isinstance(exc, StoreUnavailable) else "busy"
     return error_response(
-        ApiError(503, f"The database is {state}; retry shortly.", headers={"retry-after": "1"})
+        ErrorReply(503, f"The database is {state}; retry shortly.", headers={"retry-after": "1"})
     )
 
 
@@ -143,7 +147,7 @@ async def handle_client_disconnect(request: Request, exc: Exception) -> Response
     """The client went away mid-request (mid-body, typically): nobody is left to answer,
     and it is no error of the server's."""
     log.info("client left during %s %s", request.method, request.url.path)
-    return error_response(ApiError(499, "The client closed the request."))
+    return error_response(ErrorReply(499, "The client closed the request."))
 
 
 class AnswerFailures:
@@ -179,16 +183,16 @@ class AnswerFailures:
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
-            answer = ApiError(503, "The server is shutting down; retry the request.")
+            answer = ErrorReply(503, "The server is shutting down; retry the request.")
         except Exception as exc:
             log.error("unhandled error on %s %s", scope["method"], scope["path"], exc_info=exc)
-            answer = ApiError(500, "Internal error encountered.")
+            answer = ErrorReply(500, "Internal error encountered.")
         if not started:  # else uvicorn closes the connection: a response was cut short
             await error_response(answer)(scope, receive, send)
 
 
 EXCEPTION_HANDLERS = {
-    ApiError: handle_api_error,
+    ErrorReply: handle_error_reply,
     RequestRejected: handle_request_rejected,
     HTTPException: handle_http_exception,
     StoreBusy: handle_store_busy,

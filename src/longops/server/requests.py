@@ -14,7 +14,7 @@ import orjson
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from longops.server.errors import ApiError, error_response, invalid_argument
+from longops.server.errors import ErrorReply, error_response, invalid_argument
 
 _MAX_POSITION = 1 << 63  # positions are signed 64-bit keys in every store
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*s?\s*$")
@@ -105,8 +105,8 @@ def _nul_path(body: dict[str, Any]) -> str | None:
     return None
 
 
-def _too_large(limit: int) -> ApiError:
-    return ApiError(413, f"Request payload size exceeds the limit: {limit} bytes.")
+def _too_large(limit: int) -> ErrorReply:
+    return ErrorReply(413, f"Request payload size exceeds the limit: {limit} bytes.")
 
 
 def field(body: Mapping[str, Any], camel: str) -> Any:

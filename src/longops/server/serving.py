@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from longops.server.errors import ApiError, error_response
+from longops.server.errors import ErrorReply, error_response
 
 log = logging.getLogger("longops.server")
 
@@ -57,7 +57,7 @@ class Limits:
 def _raw_error(status: int, reason: str, name: str, message: str) -> bytes:
     """A complete HTTP/1.1 error response in Google's envelope, for the protocol to
     write itself when no app is (yet) handling the request."""
-    body = bytes(error_response(ApiError(status, message, status=name)).body)
+    body = bytes(error_response(ErrorReply(status, message, status=name)).body)
     head = (
         f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"

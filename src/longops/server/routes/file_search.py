@@ -17,7 +17,7 @@ from longops.engine.records import DocumentRecord, SearchStoreRecord
 from longops.engine.registry import new_token_id
 from longops.server.auth import Authenticator
 from longops.server.config import ServerConfig
-from longops.server.errors import ApiError, invalid_argument, not_found
+from longops.server.errors import ErrorReply, invalid_argument, not_found
 from longops.server.render import timestamp
 from longops.server.requests import field, parse_bool, read_json, request_id
 from longops.server.routes.base import Routes
@@ -191,7 +191,7 @@ class FileSearchRoutes(Routes):
             await self.engine.store.delete_search_store(store.id, force=self._force(request))
             is False
         ):
-            raise ApiError(
+            raise ErrorReply(
                 400,
                 f"fileSearchStores/{store.id} holds documents; delete with force=true.",
                 status="FAILED_PRECONDITION",
@@ -223,7 +223,7 @@ class FileSearchRoutes(Routes):
             await self.engine.store.delete_document(document.id, force=self._force(request))
             is False
         ):
-            raise ApiError(
+            raise ErrorReply(
                 400,
                 "The document holds chunks; delete with force=true.",
                 status="FAILED_PRECONDITION",

@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute, Route
 
 from longops.engine.blobs import CHUNK_BYTES, BlobNotFound
 from longops.engine.records import FileRecord
-from longops.server.errors import ApiError, invalid_argument, not_found
+from longops.server.errors import ErrorReply, invalid_argument, not_found
 from longops.server.render import timestamp
 from longops.server.routes.base import Routes
 from longops.server.routes.operations import json_response
@@ -129,7 +129,7 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     except ValueError:
         return None
     if start >= end:
-        raise ApiError(
+        raise ErrorReply(
             416,
             f"Range {header!r} is outside the file's {size} bytes.",
             status="OUT_OF_RANGE",

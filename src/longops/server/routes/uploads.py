@@ -27,7 +27,7 @@ from longops.engine.records import OperationRecord
 from longops.engine.registry import RequestRejected, new_token_id
 from longops.engine.store.base import FileExists
 from longops.engine.uploads import SESSION_ID, STORE_UPLOADS
-from longops.server.errors import ApiError, error_response, invalid_argument
+from longops.server.errors import ErrorReply, error_response, invalid_argument
 from longops.server.render import render_operation
 from longops.server.requests import field, read_json
 from longops.server.routes.base import Routes
@@ -49,12 +49,12 @@ def _byte_count(value: str, header: str) -> int:
     return int(value)
 
 
-def _exists(file_id: str) -> ApiError:
-    return ApiError(409, f"File files/{file_id} already exists.")
+def _exists(file_id: str) -> ErrorReply:
+    return ErrorReply(409, f"File files/{file_id} already exists.")
 
 
-def _finalizing() -> ApiError:
-    return ApiError(
+def _finalizing() -> ErrorReply:
+    return ErrorReply(
         409,
         "This upload session is being finalized by another request; query the file it"
         " names instead of sending more.",
@@ -62,8 +62,8 @@ def _finalizing() -> ApiError:
     )
 
 
-def _too_large(limit: int) -> ApiError:
-    return ApiError(413, f"Files are limited to {limit} bytes.")
+def _too_large(limit: int) -> ErrorReply:
+    return ErrorReply(413, f"Files are limited to {limit} bytes.")
 
 
 def _display_name(value: Any, name: str) -> str | None:
@@ -116,7 +116,7 @@ class UploadRoutes(Routes):
         tenant = self.auth.tenant(request)
         store = await self.engine.store.get_search_store(request.path_params["store"])
         if store is None or store.tenant != tenant:
-            raise ApiError(404, f"fileSearchStores/{request.path_params['store']} not found.")
+            raise ErrorReply(404, f"fileSearchStores/{request.path_params['store']} not found.")
         return await self._open_session(
             request,
             {
@@ -140,7 +140,7 @@ class UploadRoutes(Routes):
         session = request.query_params["upload_id"]
         try:
             return await self._transfer(request, session)
-        except ApiError as exc:
+        except ErrorReply as exc:
             # `final` on errors too, or the SDK re-sends the chunk three more times.
             exc.headers = {**(exc.headers or {}), **_status("final")}
             return error_response(exc)
@@ -188,11 +188,11 @@ class UploadRoutes(Routes):
 
     async def _transfer(self, request: Request, session: str) -> Response:
         if not _SESSION.match(session):
-            raise ApiError(404, "No such upload session.")
+            raise ErrorReply(404, "No such upload session.")
         blobs = self.engine.blobs
         state = await asyncio.to_thread(self.engine.uploads.settings, session, time.time())
         if state is None:
-            raise ApiError(404, "No such upload session (finished, expired, or never started).")
+            raise ErrorReply(404, "No such upload session (finished, expired, or never started).")
         part = self.engine.uploads.part(session)
         commands = {c.strip() for c in request.headers.get("x-goog-upload-command", "").split(",")}
         if commands == {"query"}:
@@ -301,7 +301,7 @@ class UploadRoutes(Routes):
                 source="UPLOADED",
                 display_name=state["displayName"],
             )
-        except (FileExists, ApiError) as exc:  # refused: the bytes are nobody's
+        except (FileExists, ErrorReply) as exc:  # refused: the bytes are nobody's
             if published:
                 await asyncio.to_thread(blobs.delete, key)
             await asyncio.to_thread(self.engine.uploads.end, session)
