@@ -130,9 +130,22 @@ class Store(Protocol):
     async def release(self, id: str, attempt: int, now: float) -> bool:
         """Fenced return to PENDING that does not count against max attempts (shutdown)."""
 
+    async def lease_owners(self) -> list[str]:
+        """The distinct owners of RUNNING operations' leases, so a worker can find among
+        them the ones it can prove dead (`engine.liveness.dead_here`)."""
+
     async def recover_expired(
-        self, now: float, cancel_error: dict[str, Any], abandon_error: dict[str, Any]
-    ) -> list[tuple[str, State]]: ...
+        self,
+        now: float,
+        cancel_error: dict[str, Any],
+        abandon_error: dict[str, Any],
+        *,
+        dead_owners: Collection[str] = (),
+    ) -> list[tuple[str, State]]:
+        """End the leases that expired before `now`, and those of `dead_owners` whatever
+        their expiry (a crashed owner's work resumes without waiting out its lease): each
+        operation becomes CANCELLED if a cancel was asked, FAILED with `abandon_error` when
+        out of attempts, PENDING otherwise."""
 
     async def purge_done(self, ended_before: float, batch: int = 1000) -> int: ...
 

@@ -867,8 +867,20 @@ class PostgresStore:
         return changed is not None
 
     @_reconnecting
+    async def lease_owners(self) -> list[str]:
+        rows = await self.pool.fetch(
+            "SELECT DISTINCT lease_owner FROM operations WHERE state = 'RUNNING'"
+        )
+        return [r[0] for r in rows if r[0] is not None]
+
+    @_reconnecting
     async def recover_expired(
-        self, now: float, cancel_error: dict[str, Any], abandon_error: dict[str, Any]
+        self,
+        now: float,
+        cancel_error: dict[str, Any],
+        abandon_error: dict[str, Any],
+        *,
+        dead_owners: Collection[str] = (),
     ) -> list[tuple[str, State]]:
         rows = await self.pool.fetch(
             """
@@ -881,12 +893,14 @@ class PostgresStore:
                 end_time = CASE WHEN cancel_requested OR attempt - releases >= max_attempts
                                 THEN $1::double precision END,
                 lease_owner = NULL, lease_expires = NULL, update_time = $1
-            WHERE state = 'RUNNING' AND lease_expires < $1
+            WHERE state = 'RUNNING'
+                AND (lease_expires < $1 OR lease_owner = ANY($4::text[]))
             RETURNING id, state
             """,
             now,
             cancel_error,
             abandon_error,
+            list(dead_owners),
         )
         result = [(r[0], State(r[1])) for r in rows]
         notifications = [(self.done_channel, id) for id, state in result if state.done]

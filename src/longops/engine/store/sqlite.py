@@ -703,12 +703,26 @@ class SQLiteStore:
         )
         return record is not None
 
+    async def lease_owners(self) -> list[str]:
+        rows = await self._read(
+            _fetch_all("SELECT DISTINCT lease_owner FROM operations WHERE state = 'RUNNING'", ())
+        )
+        return [r[0] for r in rows if r[0] is not None]
+
     async def recover_expired(
-        self, now: float, cancel_error: dict[str, Any], abandon_error: dict[str, Any]
+        self,
+        now: float,
+        cancel_error: dict[str, Any],
+        abandon_error: dict[str, Any],
+        *,
+        dead_owners: Collection[str] = (),
     ) -> list[tuple[str, State]]:
+        dead = {f"dead{i}": owner for i, owner in enumerate(dead_owners)}
+        of_dead = f" OR lease_owner IN ({', '.join(':' + k for k in dead)})" if dead else ""
+
         def tx(conn: sqlite3.Connection) -> list[tuple[str, State]]:
             rows = conn.execute(
-                """
+                f"""
                 UPDATE operations SET
                     state = CASE WHEN cancel_requested THEN 'CANCELLED'
                                  WHEN attempt - releases >= max_attempts THEN 'FAILED'
@@ -718,13 +732,14 @@ class SQLiteStore:
                     end_time = CASE WHEN cancel_requested OR attempt - releases >= max_attempts
                                     THEN :now END,
                     lease_owner = NULL, lease_expires = NULL, update_time = :now
-                WHERE state = 'RUNNING' AND lease_expires < :now
+                WHERE state = 'RUNNING' AND (lease_expires < :now{of_dead})
                 RETURNING id, state
                 """,
                 {
                     "now": now,
                     "cancel": orjson.dumps(cancel_error),
                     "abandon": orjson.dumps(abandon_error),
+                    **dead,
                 },
             ).fetchall()
             for id, _ in rows:
