@@ -27,11 +27,12 @@ import asyncpg  # type: ignore[import-untyped]
 
 from longops.engine.records import State
 from longops.engine.store.postgres import PostgresStore
+from longops.rpc import Code
 
 URL = os.environ.get("LONGOPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 PENDING, RUNNING = 10_000, 200
-CANCELLED = {"code": 1, "message": "cancelled"}
-ABANDONED = {"code": 10, "message": "abandoned"}
+CANCELLED = {"code": Code.CANCELLED, "message": "cancelled"}
+ABANDONED = {"code": Code.ABORTED, "message": "abandoned"}
 
 _FILL = """
 INSERT INTO operations (id, name, kind, tenant, request, state, metadata, response,

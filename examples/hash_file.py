@@ -23,8 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from longops.kinds import Context, OperationFailed, kind
-
-NOT_FOUND, INVALID_ARGUMENT, PERMISSION_DENIED = 5, 3, 7
+from longops.rpc import Code
 
 
 class HashFileRequest(BaseModel):
@@ -48,9 +47,9 @@ def _resolve(relative: str) -> Path:
     root = Path(os.environ.get("EXAMPLE_HASH_ROOT", ".")).resolve()
     path = (root / relative).resolve()
     if not path.is_relative_to(root):
-        raise OperationFailed(PERMISSION_DENIED, f"{relative} is outside the allowed folder.")
+        raise OperationFailed(Code.PERMISSION_DENIED, f"{relative} is outside the allowed folder.")
     if not path.is_file():
-        raise OperationFailed(NOT_FOUND, f"No such file: {relative}.")
+        raise OperationFailed(Code.NOT_FOUND, f"No such file: {relative}.")
     return path
 
 

@@ -12,14 +12,15 @@ from typing import Any
 
 from longops.engine.blobs import Blobs, LocalBlobs
 from longops.engine.hub import Hub
-from longops.engine.records import CANCELLED, FileRecord, NewOperation, OperationRecord
+from longops.engine.records import FileRecord, NewOperation, OperationRecord
 from longops.engine.registry import InvalidRequest, Registry, RequestRejected
 from longops.engine.store import Store, StoreBusy
 from longops.engine.uploads import UploadSessions
+from longops.rpc import Code
 
 log = logging.getLogger("longops.engine")
 
-CANCELLED_STATUS = {"code": CANCELLED, "message": "Operation cancelled by the caller."}
+CANCELLED_STATUS = {"code": Code.CANCELLED, "message": "Operation cancelled by the caller."}
 REMEMBERED = 4096
 """How many operations an engine remembers as heard finished, and as created but not
 heard finished (see `Engine.wait`)."""
@@ -38,7 +39,7 @@ class RequestIdReused(RequestRejected):
             f"requestId {request_id!r} was already used for a different request;"
             " use a new requestId for a new operation.",
             [{"field": "requestId", "description": "already used for a different request"}],
-            code=6,  # ALREADY_EXISTS
+            code=Code.ALREADY_EXISTS,
         )
 
 

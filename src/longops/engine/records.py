@@ -21,14 +21,6 @@ class State(enum.StrEnum):
 
 _DONE = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED})
 
-# google.rpc.Code values used by the engine itself.
-CANCELLED = 1
-INVALID_ARGUMENT = 3
-DEADLINE_EXCEEDED = 4
-NOT_FOUND = 5
-ABORTED = 10
-INTERNAL = 13
-
 
 @dataclass(slots=True)
 class NewOperation:

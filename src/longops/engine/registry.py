@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from longops.rpc import Code
+
 if TYPE_CHECKING:
     from longops.engine.context import Context
 
@@ -27,7 +29,7 @@ KIND_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.-]{0,127}$")
 class OperationFailed(Exception):
     """Raised by a handler for an expected failure: the operation ends FAILED, no retry.
 
-    `code` is a google.rpc code (3 INVALID_ARGUMENT, 5 NOT_FOUND, 9 FAILED_PRECONDITION …).
+    `code` is a google.rpc code: a `longops.rpc.Code` (`Code.NOT_FOUND`) or its int.
     """
 
     def __init__(self, code: int, message: str, details: list[Any] | None = None) -> None:
@@ -51,10 +53,13 @@ class RequestRejected(Exception):
     FAILED_PRECONDITION); `violations` name the offending fields.
     """
 
-    code = 3
+    code: int = Code.INVALID_ARGUMENT
 
     def __init__(
-        self, message: str, violations: list[dict[str, str]] | None = None, code: int = 3
+        self,
+        message: str,
+        violations: list[dict[str, str]] | None = None,
+        code: int = Code.INVALID_ARGUMENT,
     ) -> None:
         super().__init__(message)
         self.message = message

@@ -18,16 +18,17 @@ from pydantic import BaseModel
 
 from longops.engine.context import Context, LeaseLost, OperationCancelled
 from longops.engine.engine import CANCELLED_STATUS, Engine
-from longops.engine.records import ABORTED, INTERNAL, OperationRecord, State
+from longops.engine.records import OperationRecord, State
 from longops.engine.registry import Kind, OperationFailed, new_token_id
 from longops.engine.store import LeaseState, StoreBusy
+from longops.rpc import Code
 
 log = logging.getLogger("longops.worker")
 
 Interrupt = Literal["cancel", "lease", "shutdown"]
 
 ABANDONED_STATUS = {
-    "code": ABORTED,
+    "code": Code.ABORTED,
     "message": "The operation was abandoned: its worker stopped responding on every attempt.",
 }
 
@@ -198,7 +199,7 @@ class Worker:
         try:
             kind = self.engine.registry.get(record.kind)
             if kind is None:
-                raise OperationFailed(INTERNAL, f"No worker handler for kind {record.kind!r}.")
+                raise OperationFailed(Code.INTERNAL, f"No worker handler for kind {record.kind!r}.")
             response = await self._call(kind, running)
         except OperationFailed as exc:
             await self._settle(running)
@@ -241,7 +242,10 @@ class Worker:
                 record.attempt,
                 now,
                 now + delay,
-                {"code": INTERNAL, "message": f"Internal error after {record.attempt} attempts."},
+                {
+                    "code": Code.INTERNAL,
+                    "message": f"Internal error after {record.attempt} attempts.",
+                },
             )
             finished = state is State.FAILED
             if state is State.PENDING:

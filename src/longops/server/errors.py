@@ -15,27 +15,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from longops.engine.registry import RequestRejected
 from longops.engine.store import StoreBusy, StoreUnavailable
+from longops.rpc import Code
 
 log = logging.getLogger("longops.server")
-
-# HTTP status → google.rpc status name, for errors that carry no explicit status.
-_STATUS_NAMES = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    405: "UNIMPLEMENTED",
-    409: "ALREADY_EXISTS",
-    411: "INVALID_ARGUMENT",
-    413: "INVALID_ARGUMENT",
-    415: "INVALID_ARGUMENT",
-    429: "RESOURCE_EXHAUSTED",
-    499: "CANCELLED",
-    500: "INTERNAL",
-    501: "UNIMPLEMENTED",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
 
 BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
 ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
@@ -51,14 +33,14 @@ class ErrorReply(Exception):
         http_status: int,
         message: str,
         *,
-        status: str | None = None,
+        status: Code | None = None,
         details: list[dict[str, Any]] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.http_status = http_status
         self.message = message
-        self.status = status or _STATUS_NAMES.get(http_status, "UNKNOWN")
+        self.status = Code.for_http_status(http_status) if status is None else status
         self.details = details or []
         self.headers = headers
 
@@ -79,7 +61,7 @@ def error_response(error: ErrorReply) -> Response:
     body: dict[str, Any] = {
         "code": error.http_status,
         "message": error.message,
-        "status": error.status,
+        "status": error.status.name,
     }
     if error.details:
         body["details"] = error.details
@@ -107,32 +89,15 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     return error_response(ErrorReply(exc.status_code, message, headers=exc.headers))
 
 
-# google.rpc code → (HTTP status, status name), per google.rpc.Code's documented mapping.
-RPC_CODES: dict[int, tuple[int, str]] = {
-    1: (499, "CANCELLED"),
-    3: (400, "INVALID_ARGUMENT"),
-    4: (504, "DEADLINE_EXCEEDED"),
-    5: (404, "NOT_FOUND"),
-    6: (409, "ALREADY_EXISTS"),
-    7: (403, "PERMISSION_DENIED"),
-    8: (429, "RESOURCE_EXHAUSTED"),
-    9: (400, "FAILED_PRECONDITION"),
-    10: (409, "ABORTED"),
-    11: (400, "OUT_OF_RANGE"),
-    12: (501, "UNIMPLEMENTED"),
-    13: (500, "INTERNAL"),
-    14: (503, "UNAVAILABLE"),
-    16: (401, "UNAUTHENTICATED"),
-}
-
-
 async def handle_request_rejected(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestRejected)
-    http_status, status = RPC_CODES.get(exc.code, (400, "INVALID_ARGUMENT"))
+    code = Code.of(exc.code)
+    if code is None or code is Code.OK:  # a kind's slip: a refusal is still the client's error
+        code = Code.INVALID_ARGUMENT
     details = None
     if exc.violations:
         details = [{"@type": BAD_REQUEST, "fieldViolations": exc.violations}]
-    return error_response(ErrorReply(http_status, exc.message, status=status, details=details))
+    return error_response(ErrorReply(code.http_status, exc.message, status=code, details=details))
 
 
 async def handle_store_busy(request: Request, exc: Exception) -> Response:

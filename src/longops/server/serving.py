@@ -54,10 +54,10 @@ class Limits:
     """Seconds open requests get to finish on shutdown before they are answered 503."""
 
 
-def _raw_error(status: int, reason: str, name: str, message: str) -> bytes:
+def _raw_error(status: int, reason: str, message: str) -> bytes:
     """A complete HTTP/1.1 error response in Google's envelope, for the protocol to
     write itself when no app is (yet) handling the request."""
-    body = bytes(error_response(ErrorReply(status, message, status=name)).body)
+    body = bytes(error_response(ErrorReply(status, message)).body)
     head = (
         f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
@@ -65,17 +65,14 @@ def _raw_error(status: int, reason: str, name: str, message: str) -> bytes:
     return head.encode("ascii") + body
 
 
-_TIMEOUT = (408, "Request Timeout", "DEADLINE_EXCEEDED")
+_TIMEOUT = (408, "Request Timeout")
 _HEADERS_TOO_SLOW = _raw_error(*_TIMEOUT, "The request headers took too long to arrive.")
 _BODY_TOO_SLOW = _raw_error(*_TIMEOUT, "The request body stopped arriving.")
 _HEADERS_TOO_LARGE = _raw_error(
-    431, "Request Header Fields Too Large", "INVALID_ARGUMENT", "The request headers are too large."
+    431, "Request Header Fields Too Large", "The request headers are too large."
 )
 _TOO_MANY_CONNECTIONS = _raw_error(
-    503,
-    "Service Unavailable",
-    "UNAVAILABLE",
-    "The server has too many open connections; retry shortly.",
+    503, "Service Unavailable", "The server has too many open connections; retry shortly."
 )
 
 

@@ -22,14 +22,14 @@ from pydantic.alias_generators import to_camel
 from longops.engine.blobs import BlobNotFound
 from longops.engine.context import Context
 from longops.engine.egress import EgressPolicy, egress_client
-from longops.engine.records import DEADLINE_EXCEEDED, INVALID_ARGUMENT, NOT_FOUND, DocumentRecord
+from longops.engine.records import DocumentRecord
 from longops.engine.registry import Kind, OperationFailed, new_token_id
 from longops.engine.uploads import SESSION_ID, STORE_UPLOADS
 from longops.kinds.file_search.extract import ExtractionError
 from longops.kinds.file_search.isolation import Limits, prepare
 from longops.kinds.folders import OutsideFolder, inside, tenant_folder
+from longops.rpc import Code
 
-PERMISSION_DENIED, FAILED_PRECONDITION = 7, 9
 log = logging.getLogger("longops.file_search")
 UPLOADED_KEY = rf"^{STORE_UPLOADS}/{SESSION_ID}$"
 IMPORT_RESPONSE = "type.googleapis.com/google.ai.generativelanguage.v1main.ImportFileResponse"
@@ -168,13 +168,15 @@ async def _fetch(
         id = request.file_name.removeprefix("files/")
         file = await ctx.get_file(id)
         if file is None:
-            raise OperationFailed(NOT_FOUND, f"File {request.file_name} not found.")
+            raise OperationFailed(Code.NOT_FOUND, f"File {request.file_name} not found.")
         if file.size_bytes > limit:
-            raise OperationFailed(INVALID_ARGUMENT, f"{request.file_name} is over {limit} bytes.")
+            raise OperationFailed(
+                Code.INVALID_ARGUMENT, f"{request.file_name} is over {limit} bytes."
+            )
         return await _read_blob(ctx, file.blob_key, f"File {request.file_name}"), file.display_name
     if request.gcs_uri is not None:
         if not request.gcs_uri.startswith("gs://") or "/" not in request.gcs_uri[5:]:
-            raise OperationFailed(INVALID_ARGUMENT, f"Invalid gs:// URI {request.gcs_uri}.")
+            raise OperationFailed(Code.INVALID_ARGUMENT, f"Invalid gs:// URI {request.gcs_uri}.")
         bucket_path = request.gcs_uri.removeprefix("gs://")
         if settings.gcs_root is None:
             return await ctx.run_in_thread(_read_gcs, bucket_path, limit)
@@ -186,13 +188,14 @@ async def _fetch(
         path = _local(settings.import_folder, ctx.tenant, relative, "LONGOPS_IMPORT_FOLDER")
         return await ctx.run_in_thread(_read_local, path, request.uri, limit)
     if not request.uri.startswith(("http://", "https://")):
-        raise OperationFailed(INVALID_ARGUMENT, f"Unsupported uri {request.uri}.")
+        raise OperationFailed(Code.INVALID_ARGUMENT, f"Unsupported uri {request.uri}.")
     try:
         async with asyncio.timeout(settings.fetch_timeout):
             return await _download(request.uri, settings)
     except TimeoutError:
         raise OperationFailed(
-            DEADLINE_EXCEEDED, f"Fetching {request.uri} took over {settings.fetch_timeout:g} s."
+            Code.DEADLINE_EXCEEDED,
+            f"Fetching {request.uri} took over {settings.fetch_timeout:g} s.",
         ) from None
 
 
@@ -209,17 +212,17 @@ async def _download(uri: str, settings: FileSearchSettings) -> tuple[bytes, str 
             client.stream("GET", uri) as answer,
         ):
             if answer.status_code != 200:
-                raise OperationFailed(NOT_FOUND, f"{uri} answered HTTP {answer.status_code}.")
+                raise OperationFailed(Code.NOT_FOUND, f"{uri} answered HTTP {answer.status_code}.")
             received = bytearray()
             async for chunk in answer.aiter_bytes():
                 received += chunk
                 if len(received) > limit:
-                    raise OperationFailed(INVALID_ARGUMENT, f"{uri} is over {limit} bytes.")
+                    raise OperationFailed(Code.INVALID_ARGUMENT, f"{uri} is over {limit} bytes.")
     except httpx.InvalidURL:
-        raise OperationFailed(INVALID_ARGUMENT, f"Invalid uri {uri}.") from None
+        raise OperationFailed(Code.INVALID_ARGUMENT, f"Invalid uri {uri}.") from None
     except httpx.HTTPError as exc:
         log.info("import could not fetch %s: %s: %s", uri, type(exc).__name__, exc)
-        raise OperationFailed(NOT_FOUND, f"Could not fetch {uri}.") from None
+        raise OperationFailed(Code.NOT_FOUND, f"Could not fetch {uri}.") from None
     return bytes(received), uri.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
 
 
@@ -227,30 +230,32 @@ async def _read_blob(ctx: Context, key: str, shown: str) -> bytes:
     try:
         return await ctx.run_in_thread(ctx.blobs.read, key)
     except BlobNotFound:
-        raise OperationFailed(NOT_FOUND, f"{shown} was not found; upload it again.") from None
+        raise OperationFailed(Code.NOT_FOUND, f"{shown} was not found; upload it again.") from None
 
 
 def _local(root: Path | None, tenant: str, relative: str, setting: str) -> Path:
     """A file under an operator-configured folder (`tenant`'s, if it holds `{tenant}`),
     never outside it."""
     if "\x00" in relative:  # the OS would refuse it with an error that is no answer
-        raise OperationFailed(INVALID_ARGUMENT, "The path contains a NUL character.")
+        raise OperationFailed(Code.INVALID_ARGUMENT, "The path contains a NUL character.")
     if root is None:
-        raise OperationFailed(PERMISSION_DENIED, f"This server reads no such source ({setting}).")
+        raise OperationFailed(
+            Code.PERMISSION_DENIED, f"This server reads no such source ({setting})."
+        )
     try:
         return inside(tenant_folder(root, tenant), relative)
     except OutsideFolder:
         raise OperationFailed(
-            PERMISSION_DENIED, "That path is outside the allowed folder."
+            Code.PERMISSION_DENIED, "That path is outside the allowed folder."
         ) from None
 
 
 def _read_local(path: Path, shown: str, limit: int) -> tuple[bytes, str | None]:
     """Run in a thread: every step here touches the disk."""
     if not path.is_file():
-        raise OperationFailed(NOT_FOUND, f"{shown} not found.")
+        raise OperationFailed(Code.NOT_FOUND, f"{shown} not found.")
     if path.stat().st_size > limit:
-        raise OperationFailed(INVALID_ARGUMENT, f"{shown} is over {limit} bytes.")
+        raise OperationFailed(Code.INVALID_ARGUMENT, f"{shown} is over {limit} bytes.")
     return path.read_bytes(), path.name
 
 
@@ -262,7 +267,7 @@ def _read_gcs(bucket_path: str, limit: int) -> tuple[bytes, str | None]:
         import gcsfs.core
     except ImportError:
         raise OperationFailed(
-            FAILED_PRECONDITION,
+            Code.FAILED_PRECONDITION,
             "gs:// sources need LONGOPS_GCS_ROOT, or gcsfs (pip install 'longops[gcs]').",
         ) from None
     uri = f"gs://{bucket_path}"
@@ -273,15 +278,15 @@ def _read_gcs(bucket_path: str, limit: int) -> tuple[bytes, str | None]:
     try:
         size = int(fs.info(bucket_path)["size"])
         if size > limit:
-            raise OperationFailed(INVALID_ARGUMENT, f"{uri} is over {limit} bytes.")
+            raise OperationFailed(Code.INVALID_ARGUMENT, f"{uri} is over {limit} bytes.")
         data: bytes = fs.cat_file(bucket_path)
     except FileNotFoundError:
-        raise OperationFailed(NOT_FOUND, f"{uri} not found.") from None
+        raise OperationFailed(Code.NOT_FOUND, f"{uri} not found.") from None
     except OperationFailed:
         raise
     except Exception as exc:  # credentials, network, permissions: the operator's to fix
         log.warning("import could not read %s: %s: %s", uri, type(exc).__name__, exc)
-        raise OperationFailed(FAILED_PRECONDITION, f"Could not read {uri}.") from None
+        raise OperationFailed(Code.FAILED_PRECONDITION, f"Could not read {uri}.") from None
     return data, bucket_path.rsplit("/", 1)[-1]
 
 
@@ -294,7 +299,7 @@ async def _import(
 ) -> dict[str, Any]:
     store = await ctx.get_search_store(request.store)
     if store is None:
-        raise OperationFailed(NOT_FOUND, f"fileSearchStores/{request.store} not found.")
+        raise OperationFailed(Code.NOT_FOUND, f"fileSearchStores/{request.store} not found.")
     await ctx.report_progress(0, force=True)
     data, source_name = await _fetch(ctx, request, settings)
     await ctx.report_progress(30, bytesFetched=len(data))
@@ -310,7 +315,7 @@ async def _import(
             settings.limits,
         )
     except ExtractionError as exc:
-        raise OperationFailed(INVALID_ARGUMENT, str(exc)) from None
+        raise OperationFailed(Code.INVALID_ARGUMENT, str(exc)) from None
     chunks = extracted.chunks
     await ctx.report_progress(60, chunksToIndex=len(chunks))
     now = time.time()
@@ -332,7 +337,7 @@ async def _import(
         )
     )
     if document is None:
-        raise OperationFailed(NOT_FOUND, f"fileSearchStores/{request.store} was deleted.")
+        raise OperationFailed(Code.NOT_FOUND, f"fileSearchStores/{request.store} was deleted.")
     try:
         ctx.check_cancelled()
         document.display_name, document.mime_type = name, extracted.mime_type
@@ -342,7 +347,7 @@ async def _import(
         await ctx.abandon_document(document.id)
         raise
     if indexed is None:
-        raise OperationFailed(NOT_FOUND, f"fileSearchStores/{request.store} was deleted.")
+        raise OperationFailed(Code.NOT_FOUND, f"fileSearchStores/{request.store} was deleted.")
     await ctx.report_progress(100, chunksIndexed=len(chunks), pages=extracted.pages)
     parent = f"fileSearchStores/{request.store}"
     response: dict[str, Any] = {

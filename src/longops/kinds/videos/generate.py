@@ -27,8 +27,8 @@ from longops.kinds.videos.catalogue import VideoModel
 from longops.kinds.videos.render import InvalidImage, RenderSpec, check_image
 from longops.kinds.videos.request import VideoRequest, check, decode_base64
 from longops.kinds.videos.settings import InvalidUri, VideoSettings
+from longops.rpc import Code
 
-INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION = 3, 5, 9
 MAX_IMAGE_BYTES = 32 << 20
 """The largest image file a `gcsUri` may name (inline images are bounded by the body size)."""
 GEMINI_RESPONSE = (
@@ -138,10 +138,12 @@ async def _image_bytes(
         try:  # its header, as the create request did for inline images
             check_image(data)
         except InvalidImage as exc:
-            raise OperationFailed(INVALID_ARGUMENT, f"instances[0].image.gcsUri: {exc}") from None
+            raise OperationFailed(
+                Code.INVALID_ARGUMENT, f"instances[0].image.gcsUri: {exc}"
+            ) from None
         return data
     raise OperationFailed(
-        INVALID_ARGUMENT, "instances[0].image needs bytesBase64Encoded or gcsUri."
+        Code.INVALID_ARGUMENT, "instances[0].image needs bytesBase64Encoded or gcsUri."
     )
 
 
@@ -167,7 +169,7 @@ async def _render(
             await ctx.report_progress(min(percent, 99.0), framesEncoded=frames[0])
         task.result()
     except InvalidImage as exc:
-        raise OperationFailed(INVALID_ARGUMENT, f"instances[0].image: {exc}") from None
+        raise OperationFailed(Code.INVALID_ARGUMENT, f"instances[0].image: {exc}") from None
     finally:
         stop.set()
         if not task.done():
@@ -222,9 +224,9 @@ def _check_storage(settings: VideoSettings, uri: str, tenant: str) -> None:
     try:
         settings.check_folder(uri, tenant=tenant)
     except InvalidUri as exc:
-        raise OperationFailed(INVALID_ARGUMENT, f"parameters.storageUri: {exc}") from None
+        raise OperationFailed(Code.INVALID_ARGUMENT, f"parameters.storageUri: {exc}") from None
     except ValueError as exc:
-        raise OperationFailed(FAILED_PRECONDITION, f"parameters.storageUri: {exc}") from None
+        raise OperationFailed(Code.FAILED_PRECONDITION, f"parameters.storageUri: {exc}") from None
 
 
 def _read_image(settings: VideoSettings, uri: str, tenant: str) -> bytes:
@@ -234,19 +236,19 @@ def _read_image(settings: VideoSettings, uri: str, tenant: str) -> bytes:
     try:
         path = settings.gcs_path(uri, tenant=tenant)
     except InvalidUri as exc:
-        raise OperationFailed(INVALID_ARGUMENT, f"{field}: {exc}") from None
+        raise OperationFailed(Code.INVALID_ARGUMENT, f"{field}: {exc}") from None
     except ValueError as exc:
-        raise OperationFailed(FAILED_PRECONDITION, f"{field}: {exc}") from None
+        raise OperationFailed(Code.FAILED_PRECONDITION, f"{field}: {exc}") from None
     try:  # not blocking on a FIFO, and nothing but a regular file is read
         with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
             if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
                 raise FileNotFoundError
             data = file.read(MAX_IMAGE_BYTES + 1)
     except OSError:
-        raise OperationFailed(NOT_FOUND, f"Image {uri} not found.") from None
+        raise OperationFailed(Code.NOT_FOUND, f"Image {uri} not found.") from None
     if len(data) > MAX_IMAGE_BYTES:
         raise OperationFailed(
-            INVALID_ARGUMENT, f"{field}: the image is larger than {MAX_IMAGE_BYTES} bytes"
+            Code.INVALID_ARGUMENT, f"{field}: the image is larger than {MAX_IMAGE_BYTES} bytes"
         )
     return data
 
@@ -266,7 +268,7 @@ def _copy_out(blobs: Blobs, key: str, destination: Path) -> None:
         out = destination.open("wb")
     except OSError as exc:
         raise OperationFailed(
-            FAILED_PRECONDITION, f"parameters.storageUri: cannot be written ({exc.strerror})"
+            Code.FAILED_PRECONDITION, f"parameters.storageUri: cannot be written ({exc.strerror})"
         ) from None
     with blobs.open(key) as source, out:
         shutil.copyfileobj(source, out, CHUNK_BYTES)

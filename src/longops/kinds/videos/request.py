@@ -14,8 +14,8 @@ from longops.engine.registry import RequestRejected
 from longops.kinds.videos.catalogue import VideoModel
 from longops.kinds.videos.render import InvalidImage, check_image
 from longops.kinds.videos.settings import InvalidUri, VideoSettings
+from longops.rpc import Code
 
-NOT_FOUND, FAILED_PRECONDITION = 5, 9
 _ID_ROOM = 36  # characters of the longest operation id (a UUID) in an output path
 
 
@@ -98,13 +98,13 @@ def check(request: VideoRequest, settings: VideoSettings) -> VideoModel:
         raise RequestRejected(
             f"models/{request.model.removeprefix('models/')} is not found for this API version,"
             " or is not supported for predictLongRunning.",
-            code=NOT_FOUND,
+            code=Code.NOT_FOUND,
         )
     if model.backend not in settings.backends:
         raise RequestRejected(
             f"Model {model.name} is configured with backend {model.backend!r}, which this"
             " server does not have.",
-            code=FAILED_PRECONDITION,
+            code=Code.FAILED_PRECONDITION,
         )
     instance, params = request.instance, request.parameters
     if not (instance.prompt or instance.image):
@@ -159,4 +159,4 @@ def _check_uri(field: str, uri: str, settings: VideoSettings) -> None:
     except InvalidUri as exc:
         raise _reject(field, str(exc)) from None
     except ValueError as exc:
-        raise _reject(field, str(exc), FAILED_PRECONDITION) from None
+        raise _reject(field, str(exc), Code.FAILED_PRECONDITION) from None

@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Route
 from longops.engine import Engine
 from longops.engine.records import DocumentRecord, SearchStoreRecord
 from longops.engine.registry import new_token_id
+from longops.rpc import Code
 from longops.server.auth import Authenticator
 from longops.server.config import ServerConfig
 from longops.server.errors import ErrorReply, invalid_argument, not_found
@@ -194,7 +195,7 @@ class FileSearchRoutes(Routes):
             raise ErrorReply(
                 400,
                 f"fileSearchStores/{store.id} holds documents; delete with force=true.",
-                status="FAILED_PRECONDITION",
+                status=Code.FAILED_PRECONDITION,
             )
         return Response(_EMPTY, media_type="application/json")
 
@@ -226,7 +227,7 @@ class FileSearchRoutes(Routes):
             raise ErrorReply(
                 400,
                 "The document holds chunks; delete with force=true.",
-                status="FAILED_PRECONDITION",
+                status=Code.FAILED_PRECONDITION,
             )
         return Response(_EMPTY, media_type="application/json")
 

@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute, Route
 
 from longops.engine.blobs import CHUNK_BYTES, BlobNotFound
 from longops.engine.records import FileRecord
+from longops.rpc import Code
 from longops.server.errors import ErrorReply, invalid_argument, not_found
 from longops.server.render import timestamp
 from longops.server.routes.base import Routes
@@ -132,7 +133,7 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
         raise ErrorReply(
             416,
             f"Range {header!r} is outside the file's {size} bytes.",
-            status="OUT_OF_RANGE",
+            status=Code.OUT_OF_RANGE,
             headers={"content-range": f"bytes */{size}"},
         )
     return start, end

@@ -27,6 +27,7 @@ from longops.engine.records import OperationRecord
 from longops.engine.registry import RequestRejected, new_token_id
 from longops.engine.store.base import FileExists
 from longops.engine.uploads import SESSION_ID, STORE_UPLOADS
+from longops.rpc import Code
 from longops.server.errors import ErrorReply, error_response, invalid_argument
 from longops.server.render import render_operation
 from longops.server.requests import field, read_json
@@ -58,7 +59,7 @@ def _finalizing() -> ErrorReply:
         409,
         "This upload session is being finalized by another request; query the file it"
         " names instead of sending more.",
-        status="ABORTED",
+        status=Code.ABORTED,
     )
 
 
