@@ -15,7 +15,7 @@ from typing import TypeVar
 import pytest
 
 from longops.engine import NewOperation, OperationRecord, State
-from longops.engine.registry import new_token_id
+from longops.engine.ids import new_token_id
 from longops.engine.store import LeaseState, Store, open_store
 from tests.support.postgres import database
 

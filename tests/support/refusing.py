@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, field_validator
 
-from longops.engine.registry import RequestRejected
+from longops.engine.failures import RequestRejected
 from longops.kinds import Context, kind
 
 

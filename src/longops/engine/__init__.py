@@ -4,8 +4,9 @@ It knows nothing of HTTP; the server translates requests into the calls exported
 """
 
 from longops.engine.engine import Engine
+from longops.engine.failures import OperationFailed
 from longops.engine.records import NewOperation, OperationRecord, State
-from longops.engine.registry import Kind, OperationFailed, Registry
+from longops.engine.registry import Kind, Registry
 from longops.engine.worker import Worker
 
 __all__ = [

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from longops.engine.blobs import Blobs, LocalBlobs
+from longops.engine.failures import InvalidRequest, RequestRejected
 from longops.engine.hub import Hub
 from longops.engine.records import FileRecord, NewOperation, OperationRecord
-from longops.engine.registry import InvalidRequest, Registry, RequestRejected
+from longops.engine.registry import Registry
 from longops.engine.store import Store, StoreBusy
 from longops.engine.uploads import UploadSessions
 from longops.rpc import Code

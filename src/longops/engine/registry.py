@@ -1,19 +1,20 @@
-"""Operation kinds: what a kind is, how users declare one, and how they are found."""
+"""Operation kinds: what a kind is, how users declare one, and how they are found.
+
+The failures a kind raises are in `longops.engine.failures`, its ids in `longops.engine.ids`.
+"""
 
 from __future__ import annotations
 
 import importlib
 import re
-import secrets
-import string
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from longops.rpc import Code
+from longops.engine.failures import InvalidRequest
+from longops.engine.ids import new_token_id, new_uuid_id
 
 if TYPE_CHECKING:
     from longops.engine.context import Context
@@ -22,71 +23,7 @@ Req = TypeVar("Req", bound=BaseModel)
 
 Handler = Callable[["Context", Req], Awaitable[BaseModel | dict[str, Any] | None]]
 
-_ID_ALPHABET = string.ascii_lowercase + string.digits
 KIND_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.-]{0,127}$")
-
-
-class OperationFailed(Exception):
-    """Raised by a handler for an expected failure: the operation ends FAILED, no retry.
-
-    `code` is a google.rpc code: a `longops.rpc.Code` (`Code.NOT_FOUND`) or its int.
-    """
-
-    def __init__(self, code: int, message: str, details: list[Any] | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = details or []
-
-    def status(self) -> dict[str, Any]:
-        status: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.details:
-            status["details"] = self.details
-        return status
-
-
-class RequestRejected(Exception):
-    """A create request refused before anything was stored, with a google.rpc code.
-
-    Kinds raise it from their request model's validators when a check needs more than
-    a field's type (an unknown model is NOT_FOUND, an unwritable output location
-    FAILED_PRECONDITION); `violations` name the offending fields.
-    """
-
-    code: int = Code.INVALID_ARGUMENT
-
-    def __init__(
-        self,
-        message: str,
-        violations: list[dict[str, str]] | None = None,
-        code: int = Code.INVALID_ARGUMENT,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.violations = violations or []
-        self.code = code
-
-
-class InvalidRequest(RequestRejected):
-    """A create request the kind's model rejected (INVALID_ARGUMENT); nothing was stored."""
-
-
-def new_token_id(length: int = 20) -> str:
-    """Lowercase alphanumerics, as Google's ids are; 20 characters carry 103 random bits.
-
-    One draw from the OS generator, written in base 36: drawing each character
-    separately cost a system call apiece and showed up in the create path.
-    """
-    number = secrets.randbelow(36**length)
-    chars = []
-    for _ in range(length):
-        number, digit = divmod(number, 36)
-        chars.append(_ID_ALPHABET[digit])
-    return "".join(chars)
-
-
-def new_uuid_id() -> str:
-    return str(uuid.uuid4())
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from longops.engine.blobs import BlobNotFound, Blobs
-from longops.engine.registry import new_token_id
+from longops.engine.ids import new_token_id
 
 FOLDER = "uploads"
 SESSION_ID = r"[a-z0-9]{32}"

@@ -18,8 +18,10 @@ from pydantic import BaseModel
 
 from longops.engine.context import Context, LeaseLost, OperationCancelled
 from longops.engine.engine import CANCELLED_STATUS, Engine
+from longops.engine.failures import OperationFailed
+from longops.engine.ids import new_token_id
 from longops.engine.records import OperationRecord, State
-from longops.engine.registry import Kind, OperationFailed, new_token_id
+from longops.engine.registry import Kind
 from longops.engine.store import LeaseState, StoreBusy
 from longops.rpc import Code
 

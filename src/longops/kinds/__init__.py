@@ -22,7 +22,8 @@ or `POST /v1beta/kinds/acme.resize:start`.
 from typing import Any
 
 from longops.engine.context import Context, OperationCancelled
-from longops.engine.registry import Kind, OperationFailed, Registry, kind
+from longops.engine.failures import OperationFailed
+from longops.engine.registry import Kind, Registry, kind
 from longops.kinds.file_search.importer import FileSearchSettings, file_search_kinds
 from longops.kinds.sleep import sleep
 from longops.kinds.videos.generate import generate_videos_kind

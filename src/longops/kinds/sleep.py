@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from longops.engine.context import Context
-from longops.engine.registry import OperationFailed, kind
+from longops.engine.failures import OperationFailed
+from longops.engine.registry import kind
 
 
 class _Model(BaseModel):

@@ -13,7 +13,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from longops.engine.registry import RequestRejected
+from longops.engine.failures import RequestRejected
 from longops.engine.store import StoreBusy, StoreUnavailable
 from longops.rpc import Code
 

@@ -22,8 +22,10 @@ from pydantic.alias_generators import to_camel
 from longops.engine.blobs import BlobNotFound
 from longops.engine.context import Context
 from longops.engine.egress import EgressPolicy, egress_client
+from longops.engine.failures import OperationFailed
+from longops.engine.ids import new_token_id
 from longops.engine.records import DocumentRecord
-from longops.engine.registry import Kind, OperationFailed, new_token_id
+from longops.engine.registry import Kind
 from longops.engine.uploads import SESSION_ID, STORE_UPLOADS
 from longops.kinds.file_search.extract import ExtractionError
 from longops.kinds.file_search.isolation import Limits, prepare

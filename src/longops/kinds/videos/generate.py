@@ -21,7 +21,9 @@ from urllib.parse import urlsplit
 
 from longops.engine.blobs import CHUNK_BYTES, Blobs, digest
 from longops.engine.context import Context
-from longops.engine.registry import Kind, OperationFailed, new_token_id
+from longops.engine.failures import OperationFailed
+from longops.engine.ids import new_token_id
+from longops.engine.registry import Kind
 from longops.kinds.videos.backends import VideoBackend
 from longops.kinds.videos.catalogue import VideoModel
 from longops.kinds.videos.render import InvalidImage, RenderSpec, check_image

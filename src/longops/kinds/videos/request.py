@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from longops.engine.registry import RequestRejected
+from longops.engine.failures import RequestRejected
 from longops.kinds.videos.catalogue import VideoModel
 from longops.kinds.videos.render import InvalidImage, check_image
 from longops.kinds.videos.settings import InvalidUri, VideoSettings

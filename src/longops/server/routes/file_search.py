@@ -13,8 +13,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from longops.engine import Engine
+from longops.engine.ids import new_token_id
 from longops.engine.records import DocumentRecord, SearchStoreRecord
-from longops.engine.registry import new_token_id
 from longops.rpc import Code
 from longops.server.auth import Authenticator
 from longops.server.config import ServerConfig

@@ -23,8 +23,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from longops.engine.blobs import CHUNK_BYTES, OffsetMismatch, digest
+from longops.engine.failures import RequestRejected
+from longops.engine.ids import new_token_id
 from longops.engine.records import OperationRecord
-from longops.engine.registry import RequestRejected, new_token_id
 from longops.engine.store.base import FileExists
 from longops.engine.uploads import SESSION_ID, STORE_UPLOADS
 from longops.rpc import Code
