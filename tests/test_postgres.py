@@ -82,43 +82,6 @@ def test_a_worker_process_completes_what_the_api_waits_for(
         worker.close()
 
 
-def test_feeds_carry_only_what_their_process_listens_for(pg_url: str) -> None:
-    """Workers hear of new work, API servers of finishes: neither wakes for the other."""
-
-    async def main() -> tuple[list[Change], list[Change]]:
-        store, writer = open_store(pg_url), open_store(pg_url)
-        await store.open()
-        await writer.open()
-        heard: dict[str, list[Change]] = {"work": [], "done": []}
-
-        async def follow(name: str, **which: bool) -> None:
-            async for change in store.changes(**which):
-                heard[name].append(change)
-
-        tasks = [
-            asyncio.create_task(follow("work", work=True, done=False)),
-            asyncio.create_task(follow("done", work=False, done=True)),
-        ]
-        try:
-            await asyncio.sleep(0.2)  # both listening, each past its opening change
-            new = NewOperation(id="op1", name="operations/op1", kind="k", request={})
-            await writer.create(new, 1.0)
-            [claimed] = await writer.claim(["k"], "w", 30, 1, 2.0)
-            await writer.finish(claimed.id, 1, State.SUCCEEDED, 3.0)
-            await asyncio.sleep(0.3)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await store.close()
-            await writer.close()
-        return heard["work"][1:], heard["done"][1:]
-
-    work, done = asyncio.run(main())
-    assert [(c.work, c.done_ids) for c in work] == [(True, frozenset())]
-    assert [(c.work, c.done_ids) for c in done] == [(False, frozenset({"op1"}))]
-
-
 def test_finish_notifications_carry_the_finished_row(pg_url: str) -> None:
     """What a waiter elsewhere is answered with is the row as stored; rows too long for
     a notification, and deletes, come as a bare id ("look it up")."""
@@ -249,46 +212,6 @@ def test_a_wait_whose_notification_was_lost_still_ends(pg_url: str) -> None:
 
     record = asyncio.run(main())
     assert record is not None and record.state is State.SUCCEEDED
-
-
-def test_work_notifications_sent_together_still_follow_every_create(pg_url: str) -> None:
-    """Creates made while a notification is on its way share the next one; a worker
-    that claims only when notified (no polling) still gets every operation."""
-
-    async def main() -> set[str]:
-        worker, writer = open_store(pg_url), open_store(pg_url)
-        await worker.open()
-        await writer.open()
-        claimed: set[str] = set()
-        listening = asyncio.Event()
-
-        async def follow() -> None:
-            async for change in worker.changes(done=False):
-                listening.set()
-                if change.work:
-                    claimed.update(r.id for r in await worker.claim(["k"], "w", 30, 500, 2.0))
-
-        task = asyncio.create_task(follow())
-        try:
-            await listening.wait()
-            for burst in range(5):
-                await asyncio.gather(
-                    *(
-                        writer.create(
-                            NewOperation(f"op{burst}-{i}", f"operations/op{burst}-{i}", "k", {}), 1
-                        )
-                        for i in range(60)
-                    )
-                )
-            await until(lambda: len(claimed) == 300, timeout=10, what="every operation claimed")
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await worker.close()
-            await writer.close()
-        return claimed
-
-    assert len(asyncio.run(main())) == 300
 
 
 def test_a_notification_asked_for_while_one_is_on_its_way_goes_out_after_it(

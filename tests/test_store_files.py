@@ -1,6 +1,6 @@
-"""The stores' files and search-store documents under hostile timing, on both backends:
-file ids are each tenant's own, and a force-deleted search store leaves no document or
-chunk behind whatever an import does meanwhile."""
+"""The stores' search-store documents under hostile timing, on both backends: a
+force-deleted search store leaves no document or chunk behind whatever an import does
+meanwhile; and the migration to files per tenant. (Files themselves are in tests/store/.)"""
 
 from __future__ import annotations
 
@@ -60,31 +60,6 @@ async def execute(store: Store, sql: str) -> None:
     else:
         sqlite: Any = store
         sqlite.conn.execute(sql)
-
-
-async def test_file_ids_are_unique_per_tenant_only(store: Store) -> None:
-    a = await store.create_file(file("report", "team-a", "files/blob-a"))
-    b = await store.create_file(file("report", "team-b", "files/blob-b", size=5))
-    assert (a.tenant, a.blob_key) == ("team-a", "files/blob-a")
-    assert (b.tenant, b.blob_key) == ("team-b", "files/blob-b")
-
-    with pytest.raises(FileExists):  # another upload of the tenant's name
-        await store.create_file(file("report", "team-a", "files/blob-c"))
-    repeated = await store.create_file(file("report", "team-a", "files/blob-a"))
-    assert repeated.seq == a.seq  # the same file again (a retried create) is that file
-
-    assert (await store.get_file("report", "team-a")) == a
-    got_b = await store.get_file("report", "team-b")
-    assert got_b is not None and got_b.blob_key == "files/blob-b"
-    assert await store.get_file("report", "team-c") is None
-    assert [f.blob_key for f in await store.list_files("team-b", before_seq=None, limit=10)] == [
-        "files/blob-b"
-    ]
-
-    assert await store.delete_file("report", "team-c") is None
-    deleted = await store.delete_file("report", "team-b")
-    assert deleted is not None and deleted.blob_key == "files/blob-b"
-    assert await store.get_file("report", "team-a") == a  # the other tenant's is untouched
 
 
 async def test_an_import_begun_after_a_force_delete_leaves_no_document(store: Store) -> None:
