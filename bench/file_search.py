@@ -10,7 +10,7 @@
    receiving the done operation. Baseline, in the same run on the same CPU: the bare
    pipeline in-process on the same bytes: `extract_text` + `chunk_text` + one sqlite3
    `executemany` transaction into the store's own `chunks` table, whose trigger fills
-   the FTS5 index (the schema from `SQLiteStore.open()`, WAL, synchronous=NORMAL, as
+   the FTS5 index (the schema from `SearchIndex.open()`, WAL, synchronous=NORMAL, as
    the service runs it). Best of `--rounds` (2; `--quick` 1), fresh database each time.
 2. Query latency with >= 100,000 chunks (`--quick` 20,000) in one store, built through
    the service (importFile, whiteSpaceConfig 50 / 5). 500 queries (`--quick` 200) of 1-3
@@ -19,7 +19,7 @@
    (`RawHttpClient`) to `POST /v1beta/fileSearchStores/{id}:query` (resultsCount 10).
    Beside it, on the same database file in the same run: the bare FTS5 query in-process
    (MATCH + ORDER BY bm25 + LIMIT 10, the MATCH string built as the service builds it)
-   and `SQLiteStore.query_chunks` in-process (the service's exact SQL, no HTTP).
+   and `TenantIndex.query` in-process (the service's exact SQL, no HTTP).
 
 No numeric target: the script prints the figures and the longops/bare ratios.
 """
@@ -63,6 +63,7 @@ from _common import (
 from longops.engine.store.sqlite import SQLiteStore
 from longops.kinds.file_search.chunking import chunk_text
 from longops.kinds.file_search.extract import extract_text
+from longops.kinds.file_search.index import SearchIndex
 
 REPO = BENCH_DIR.parent
 SEED = 20_260_301
@@ -314,6 +315,7 @@ _INSERT_CHUNK = "INSERT INTO chunks (document_id, store_id, chunk_index, text) V
 async def _create_schema(path: Path) -> None:
     store = SQLiteStore(path)
     await store.open()
+    await SearchIndex.of(store.database).open()
     await store.close()
 
 
@@ -494,7 +496,7 @@ _BARE_QUERY = (
 
 
 def match_expression(query: str) -> str:
-    """The FTS5 MATCH string `SQLiteStore.query_chunks` builds (terms ORed, quoted)."""
+    """The FTS5 MATCH string `SQLiteText.search` builds (terms ORed, quoted)."""
     return " OR ".join('"' + t.replace('"', '""') + '"' for t in _WORDS.findall(query.lower()))
 
 
@@ -542,14 +544,15 @@ def time_store(
     async def run() -> Latencies:
         store = SQLiteStore(database)
         await store.open()
+        index = SearchIndex.of(store.database).tenant("")  # a server without API keys
         try:
             for query in warmup:
-                await store.query_chunks(store_id, _WORDS.findall(query.lower()), [], RESULTS)
+                await index.query(store_id, _WORDS.findall(query.lower()), [], RESULTS)
             seconds, hits = [], []
             for query in queries:
                 started = time.perf_counter()
                 terms = _WORDS.findall(query.lower())
-                found = await store.query_chunks(store_id, terms, [], RESULTS)
+                found = await index.query(store_id, terms, [], RESULTS)
                 seconds.append(time.perf_counter() - started)
                 hits.append(len(found))
             return Latencies(seconds, hits)
@@ -663,7 +666,7 @@ def query_section(corpus: Corpus, sizes: Sizes, work: Path) -> dict[str, float]:
             over_http = time_http(server, store, queries, warmup)
             rows = [
                 _query_row("bare FTS5 SQL, in-process", bare, bare),
-                _query_row("store.query_chunks, in-process", in_process, bare),
+                _query_row("index.query, in-process", in_process, bare),
                 _query_row("longops POST :query, HTTP", over_http, bare),
             ]
             matched = f"p50 {percentile(matches, 50):,.0f}, p99 {percentile(matches, 99):,.0f}"

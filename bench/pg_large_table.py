@@ -62,7 +62,7 @@ async def fill(url: str, rows: int) -> PostgresStore:
     store = PostgresStore.from_url(url)
     await store.open()
     started = time.perf_counter()
-    async with store.pool.acquire() as conn:
+    async with store.database.pool.acquire() as conn:
         await conn.execute(_FILL, rows, PENDING, RUNNING)
         await conn.execute("VACUUM ANALYZE operations")
     print(f"  filled {rows:,} rows in {time.perf_counter() - started:.0f} s")
@@ -127,7 +127,7 @@ PLANS = {
 
 
 async def explain(store: PostgresStore) -> None:
-    async with store.pool.acquire() as conn:
+    async with store.database.pool.acquire() as conn:
         for label, sql in PLANS.items():
             args: list[Any] = (
                 [["longops.sleep", "generate_videos", "import_file"], time.time()]

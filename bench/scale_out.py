@@ -226,7 +226,7 @@ async def create_schema(db: Database) -> str:
     store = db.store(min_size=1, max_size=1)
     await store.open()
     await store.close()
-    return store.work_channel.removeprefix(WORK_CHANNEL)
+    return store.database.work_channel.removeprefix(WORK_CHANNEL)
 
 
 async def drop_schema(db: Database) -> None:

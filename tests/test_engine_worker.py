@@ -13,7 +13,7 @@ from longops.engine import Engine, State, Worker
 from longops.engine.engine import EngineConfig
 from longops.engine.store import open_store
 from longops.engine.worker import WorkerConfig
-from longops.kinds import default_registry
+from longops.kinds.builtin import default_registry
 from tests.support.waiting import until
 
 FAST = {"retry_delay": 0.01, "maintenance_interval": 0.1, "poll_interval": 0.2}

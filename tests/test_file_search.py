@@ -19,7 +19,7 @@ from google.genai import errors as genai_errors
 from google.genai import types as gt
 
 from longops.server import ServerConfig
-from tests.support.postgres import database, fresh_schema
+from tests.support.postgres import database
 from tests.support.servers import ThreadServer
 from tests.test_extract_chunking import make_pdf  # a real multi-page PDF, made in the test
 
@@ -493,71 +493,6 @@ def test_queries_find_the_same_chunks_best_first_on_either_store(server: ThreadS
             assert query(word) == ["contact.txt"], word
         assert query("zeppelin") == []
         assert query("_") == []
-
-
-# The two tests below are PostgreSQL's alone: its store keeps a migration history and a
-# text search configuration per schema, which SQLite (one file, FTS5 built in) has not.
-
-
-async def _index(url: str, text: str) -> None:
-    """One ACTIVE document holding `text` in store `s` of the database at `url`."""
-    from longops.engine.records import DocumentRecord, SearchStoreRecord
-    from longops.engine.store import open_store
-
-    store = open_store(url)
-    await store.open()
-    try:
-        await store.create_search_store(SearchStoreRecord("s", "t", None, None, 0.0, 0.0))
-        document = await store.begin_document(
-            DocumentRecord("d", "s", "key", "doc.txt", "text/plain", len(text), [], "PENDING",
-                           0.0, 0.0)
-        )  # fmt: skip
-        assert await store.index_document(document, [text], 1.0) is not None
-    finally:
-        await store.close()
-
-
-async def _search(url: str, *terms: str) -> list[str]:
-    from longops.engine.store import open_store
-
-    store = open_store(url)
-    await store.open()
-    try:
-        return [hit.text for hit in await store.query_chunks("s", terms, [], 10)]
-    finally:
-        await store.close()
-
-
-@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
-def test_db_upgrade_reindexes_the_chunks_of_an_existing_postgres_database(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-
-    from longops.engine.store import postgres
-    from tests.support.servers import run_longops
-
-    # A database as the first PostgreSQL store left it: chunks indexed with `english`.
-    monkeypatch.setattr(postgres, "_MIGRATIONS", postgres._MIGRATIONS[:3])
-    asyncio.run(_index(database_url, "To be, or not to be: the café question."))
-    monkeypatch.undo()
-
-    upgrade = run_longops("db", "upgrade", "--database", database_url)
-    assert upgrade.returncode == 0, upgrade.stderr
-    for terms in (["the"], ["to", "be"], ["cafe"], ["questions"]):
-        assert asyncio.run(_search(database_url, *terms)) == [
-            "To be, or not to be: the café question."
-        ], terms
-
-
-@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
-def test_stores_in_two_schemas_of_one_database_search_apart(database_url: str) -> None:
-    """Each schema has its own configuration; dropping one schema leaves the other whole."""
-    with fresh_schema() as other_url:
-        asyncio.run(_index(database_url, "The moon pulls the tides."))
-        asyncio.run(_index(other_url, "The sun warms the sea."))
-        assert asyncio.run(_search(database_url, "the", "moon")) == ["The moon pulls the tides."]
-        assert asyncio.run(_search(other_url, "the", "moon")) == ["The sun warms the sea."]
-    assert asyncio.run(_search(database_url, "moon")) == ["The moon pulls the tides."]
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from longops.engine import Engine, NewOperation, OperationRecord, State
 from longops.engine.engine import EngineConfig
 from longops.engine.store import Change, Store, open_store
 from longops.engine.store.postgres import PostgresStore, _Notifier
-from longops.kinds import default_registry
+from longops.kinds.builtin import default_registry
 from tests.support.postgres import fresh_schema
 from tests.support.servers import Process, ThreadServer, run_longops, subprocess_env
 from tests.support.waiting import until, until_sync
@@ -173,14 +173,14 @@ def test_only_claims_and_lease_renewals_skip_waiting_for_the_disk(pg_url: str) -
         await store.open()
         try:
             assert isinstance(store, PostgresStore)
-            plain = await asyncpg.connect(store.dsn)
+            plain = await asyncpg.connect(store.database.dsn)
             server_default = await plain.fetchval("SHOW synchronous_commit")
             await plain.close()
-            durable = await store.pool.fetchval("SHOW synchronous_commit")
+            durable = await store.database.pool.fetchval("SHOW synchronous_commit")
             assert durable == server_default
-            opened_before_a_claim = store._leases.get_size()
+            opened_before_a_claim = store.database.lease_pool.get_size()
             await store.claim(["k"], "w", 30, 1, 1.0)
-            lax = await store._leases.fetchval("SHOW synchronous_commit")
+            lax = await store.database.lease_pool.fetchval("SHOW synchronous_commit")
             return lax, opened_before_a_claim
         finally:
             await store.close()
@@ -203,7 +203,7 @@ def test_a_wait_whose_notification_was_lost_still_ends(pg_url: str) -> None:
             await asyncio.sleep(0.1)
             assert isinstance(engine.store, PostgresStore)
             # Finished by hand: the write, and no notification.
-            await engine.store.pool.execute(
+            await engine.store.database.pool.execute(
                 "UPDATE operations SET state = 'SUCCEEDED', end_time = 2 WHERE id = 'quiet'"
             )
             return await asyncio.wait_for(parked, 5)
@@ -219,7 +219,7 @@ def test_a_notification_asked_for_while_one_is_on_its_way_goes_out_after_it(
 ) -> None:
     """The notifier's promise: every `send` is followed by a NOTIFY that starts after
     it. (Its connection is gated here so that the second `send` lands mid-flight.)"""
-    dsn = PostgresStore.from_url(pg_url).dsn
+    dsn = PostgresStore.from_url(pg_url).database.dsn
     channel = f"longops_test_{os.getpid()}"
 
     async def main() -> tuple[list[list[str]], list[str]]:

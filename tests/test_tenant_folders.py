@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from longops import Client
-from longops.kinds import VideoSettings
 from longops.kinds.folders import OutsideFolder, inside, tenant_folder, tenant_name
 from longops.kinds.videos.catalogue import Catalogue, VideoModel
+from longops.kinds.videos.settings import VideoSettings
 from longops.server.config import ServerConfig
 from longops.types import GenerateVideosConfig, Image, ImportFileSource
 from tests.support.servers import ThreadServer

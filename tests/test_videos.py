@@ -18,10 +18,9 @@ import pytest
 
 from longops import Client
 from longops.errors import ClientError
-from longops.kinds import VideoSettings
 from longops.kinds.videos.catalogue import Catalogue, VideoModel
 from longops.kinds.videos.render import RenderResult, RenderSpec
-from longops.kinds.videos.settings import Fault
+from longops.kinds.videos.settings import Fault, VideoSettings
 from longops.types import GenerateVideosConfig, GenerateVideosOperation, Image
 from tests.support.servers import ThreadServer
 

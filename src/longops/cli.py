@@ -21,7 +21,8 @@ from longops.engine.blobs import open_blobs
 from longops.engine.engine import EngineConfig
 from longops.engine.store import Store, StoreBusy, open_store
 from longops.engine.worker import WorkerConfig
-from longops.kinds import default_registry
+from longops.kinds.builtin import default_registry
+from longops.kinds.file_search.index import SearchIndex
 
 app = typer.Typer(
     help="longops: a self-hosted service for long-running operations.",
@@ -162,7 +163,10 @@ def _upgrade(database: str) -> None:
 
     async def main() -> None:
         await store.open()
-        await store.close()
+        try:
+            await SearchIndex.of(store.database).open()
+        finally:
+            await store.close()
 
     _run_loop(main())
 

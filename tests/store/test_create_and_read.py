@@ -10,7 +10,6 @@ import pytest
 
 from longops.engine import NewOperation, State
 from longops.engine.store import Store
-from tests.store.backends import drift
 from tests.store.records import CANCELLED, FINAL, file, listed, operation, running
 
 # -- create and get ---------------------------------------------------------------
@@ -63,10 +62,9 @@ async def test_json_values_come_back_as_they_were_written(store: Store, other: S
     assert type(stored.request["uint64"]) is int
 
 
-@drift("SQLite's RETURNING hands back a REAL with no fraction as an int", "sqlite")
 async def test_written_rows_come_back_with_the_types_a_read_gives(store: Store) -> None:
     """What a write returns is typed as what a read returns: times are floats even when
-    they are whole numbers."""
+    they are whole numbers (drift resolved: SQLite's RETURNING gave them back as ints)."""
     await store.create(operation(), 1.0)
     pending, _ = await store.create(operation(), 1.0)
     [claimed] = await store.claim(["k"], "w", 30, 1, 2.0)
@@ -108,10 +106,10 @@ async def test_create_is_idempotent_per_tenant_and_request_id(store: Store) -> N
     assert len(await listed(store, "a")) == 2
 
 
-@drift("SQLite inserts the same id again and raises IntegrityError", "sqlite")
 async def test_a_retried_create_answers_with_the_operation_it_made(store: Store) -> None:
     """A create whose first try committed unseen (a lost connection, a timeout) is
-    retried with the same operation: it is answered as created, not refused."""
+    retried with the same operation: it is answered as created, not refused (drift
+    resolved the PostgreSQL way: SQLite inserted the id again and failed)."""
     new = operation()
     first, _ = await store.create(new, 1.0)
     again, created = await store.create(new, 2.0)
@@ -119,7 +117,6 @@ async def test_a_retried_create_answers_with_the_operation_it_made(store: Store)
     assert [r.id for r in await listed(store)] == [new.id]
 
 
-@drift("SQLite finds the request id first and answers (record, False)", "sqlite")
 async def test_a_retried_create_with_a_request_id_answers_created(store: Store) -> None:
     """The retry of the create that made the operation (same id) is that create: it
     answers `created`, where a later request with the same request id does not."""
@@ -129,7 +126,6 @@ async def test_a_retried_create_with_a_request_id_answers_created(store: Store) 
     assert created and again == first
 
 
-@drift("SQLite raises IntegrityError, not ValueError", "sqlite")
 async def test_an_id_taken_by_another_operation_is_refused(store: Store) -> None:
     new = operation()
     await store.create(new, 1.0)
@@ -140,15 +136,10 @@ async def test_an_id_taken_by_another_operation_is_refused(store: Store) -> None
     assert stored is not None and stored.name == new.name
 
 
-@drift(
-    "SQLite raises IntegrityError, not ValueError; PostgreSQL answers with the other"
-    " tenant's operation, as created",
-    "sqlite",
-    "postgres",
-)
 async def test_an_id_taken_in_another_tenant_is_refused(store: Store) -> None:
     """Same id and name, another tenant: not a retry (a retry carries its tenant), and
-    answering with the other tenant's operation would show it to this one."""
+    answering with the other tenant's operation would show it to this one (PostgreSQL
+    did; SQLite failed on the insert)."""
     new = operation(tenant="a")
     await store.create(new, 1.0)
     clash = NewOperation(id=new.id, name=new.name, kind="k", request={}, tenant="b")

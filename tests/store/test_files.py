@@ -7,7 +7,6 @@ import pytest
 
 from longops.engine.store import Store
 from longops.engine.store.base import FileExists
-from tests.store.backends import drift
 from tests.store.records import file
 
 
@@ -20,7 +19,6 @@ async def test_create_file_answers_with_the_file_as_stored(store: Store, other: 
     assert await other.get_file("report", "team-a") == created
 
 
-@drift("SQLite's RETURNING hands back a REAL with no fraction as an int", "sqlite")
 async def test_a_created_file_comes_back_with_the_types_a_read_gives(store: Store) -> None:
     created = await store.create_file(file("report", "team-a", "files/blob-a"))
     assert [type(created.create_time), type(created.expire_time)] == [float, float]

@@ -24,7 +24,8 @@ from longops.engine.blobs import LocalBlobs
 from longops.engine.engine import EngineConfig
 from longops.engine.store import open_store
 from longops.engine.worker import WorkerConfig
-from longops.kinds import VideoSettings, default_registry
+from longops.kinds.builtin import default_registry
+from longops.kinds.videos.settings import VideoSettings
 from longops.server import ServerConfig, create_app
 from longops.server.serving import Limits, server
 

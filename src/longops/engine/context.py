@@ -13,13 +13,9 @@ from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from longops.engine.blobs import Blobs
-from longops.engine.records import (
-    DocumentRecord,
-    FileRecord,
-    OperationRecord,
-    SearchStoreRecord,
-)
+from longops.engine.records import FileRecord, OperationRecord
 from longops.engine.store import StoreBusy
+from longops.engine.store.database import Database
 
 if TYPE_CHECKING:
     from longops.engine.engine import Engine
@@ -108,6 +104,13 @@ class Context:
     def public_url(self) -> str:
         return self._engine.config.public_url
 
+    @property
+    def database(self) -> Database:
+        """The engine's database, for a kind that keeps tables of its own (as file search
+        keeps its index): statements written once with `?` placeholders, run through the
+        database's dialect."""
+        return self._store.database
+
     async def add_file(
         self,
         *,
@@ -134,22 +137,6 @@ class Context:
     async def get_file(self, id: str) -> FileRecord | None:
         """A file of the operation's tenant."""
         return await self._engine.get_file(id, self._record.tenant)
-
-    async def get_search_store(self, id: str) -> SearchStoreRecord | None:
-        store = await self._store.get_search_store(id)
-        return store if store is not None and store.tenant == self._record.tenant else None
-
-    async def begin_document(self, document: DocumentRecord) -> DocumentRecord | None:
-        """None when the store was deleted meanwhile."""
-        return await self._store.begin_document(document)
-
-    async def index_document(
-        self, document: DocumentRecord, chunks: list[str]
-    ) -> DocumentRecord | None:
-        return await self._store.index_document(document, chunks, time.time())
-
-    async def abandon_document(self, id: str) -> None:
-        await self._store.abandon_document(id)
 
     def check_cancelled(self) -> None:
         if self.cancel_requested:

@@ -326,6 +326,12 @@ class Engine:
             return None
         return file
 
+    async def list_files(
+        self, tenant: str, *, before_seq: int | None, limit: int
+    ) -> list[FileRecord]:
+        """The tenant's files, newest first, keyset-paged."""
+        return await self.store.list_files(tenant, before_seq=before_seq, limit=limit)
+
     async def delete_file(self, id: str, tenant: str) -> bool:
         if await self.get_file(id, tenant) is None:
             return False

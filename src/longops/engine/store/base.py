@@ -10,17 +10,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from longops.engine.records import (
-    ChunkHit,
-    DocumentRecord,
-    FileRecord,
-    NewOperation,
-    OperationRecord,
-    SearchStoreRecord,
-    State,
-)
+from longops.engine.records import FileRecord, NewOperation, OperationRecord, State
+
+if TYPE_CHECKING:
+    from longops.engine.store.database import Database
 
 
 class StoreBusy(RuntimeError):
@@ -66,9 +61,16 @@ class LeaseState:
 
 
 class Store(Protocol):
-    max_staleness: float
-    """The longest `get` may lag behind commits made by other processes; what this
-    process wrote itself it reads back at once."""
+    """Operations and files. Kinds that keep tables of their own (the file search index)
+    reach the same database through `database`."""
+
+    @property
+    def database(self) -> Database: ...
+
+    @property
+    def max_staleness(self) -> float:
+        """The longest `get` may lag behind commits made by other processes; what this
+        process wrote itself it reads back at once."""
 
     async def open(self) -> None: ...
 
@@ -167,44 +169,6 @@ class Store(Protocol):
         """The deleted file, so the caller can remove its blob."""
 
     async def purge_expired_files(self, now: float, batch: int = 1000) -> list[FileRecord]: ...
-
-    async def create_search_store(self, store: SearchStoreRecord) -> SearchStoreRecord: ...
-
-    async def get_search_store(self, id: str) -> SearchStoreRecord | None: ...
-
-    async def list_search_stores(
-        self, tenant: str, *, before_seq: int | None, limit: int
-    ) -> list[SearchStoreRecord]: ...
-
-    async def delete_search_store(self, id: str, *, force: bool) -> bool | None: ...
-
-    async def begin_document(self, document: DocumentRecord) -> DocumentRecord | None:
-        """The store's document for `document.source_key`, made PENDING if it is new;
-        None when the store is gone (a document of a deleted store would stay forever)."""
-
-    async def index_document(
-        self, document: DocumentRecord, chunks: Sequence[str], now: float
-    ) -> DocumentRecord | None:
-        """None when the document or its store was deleted meanwhile: then nothing is
-        written, whatever the order of the delete and this call."""
-
-    async def abandon_document(self, id: str) -> None: ...
-
-    async def get_document(self, id: str) -> DocumentRecord | None: ...
-
-    async def list_documents(
-        self, store_id: str, *, before_seq: int | None, limit: int
-    ) -> list[DocumentRecord]: ...
-
-    async def delete_document(self, id: str, *, force: bool) -> bool | None: ...
-
-    async def query_chunks(
-        self,
-        store_id: str,
-        terms: Sequence[str],
-        filters: Sequence[tuple[str, str, Any]],
-        limit: int,
-    ) -> list[ChunkHit]: ...
 
     def changes(self, *, work: bool = True, done: bool = True) -> AsyncIterator[Change]:
         """Commits made by other processes, as they happen (or as close as the database allows).

@@ -24,11 +24,12 @@ from longops.engine.context import Context
 from longops.engine.egress import EgressPolicy, egress_client
 from longops.engine.failures import OperationFailed
 from longops.engine.ids import new_token_id
-from longops.engine.records import DocumentRecord
 from longops.engine.registry import Kind
 from longops.engine.uploads import SESSION_ID, STORE_UPLOADS
 from longops.kinds.file_search.extract import ExtractionError
+from longops.kinds.file_search.index import SearchIndex
 from longops.kinds.file_search.isolation import Limits, prepare
+from longops.kinds.file_search.records import DocumentRecord
 from longops.kinds.folders import OutsideFolder, inside, tenant_folder
 from longops.rpc import Code
 
@@ -299,7 +300,8 @@ def _source_key(request: ImportRequest) -> str:
 async def _import(
     ctx: Context, request: ImportRequest, settings: FileSearchSettings, upload: bool
 ) -> dict[str, Any]:
-    store = await ctx.get_search_store(request.store)
+    index = SearchIndex.of(ctx.database).tenant(ctx.tenant)
+    store = await index.get_store(request.store)
     if store is None:
         raise OperationFailed(Code.NOT_FOUND, f"fileSearchStores/{request.store} not found.")
     await ctx.report_progress(0, force=True)
@@ -324,7 +326,7 @@ async def _import(
     # Re-importing a source replaces its document; every upload is a document of its own.
     key = ctx.operation_id if upload else _source_key(request)
     metadata = [m.model_dump(by_alias=True, exclude_none=True) for m in request.custom_metadata]
-    document = await ctx.begin_document(
+    document = await index.begin_document(
         DocumentRecord(
             id=new_token_id(12),
             store_id=request.store,
@@ -344,9 +346,9 @@ async def _import(
         ctx.check_cancelled()
         document.display_name, document.mime_type = name, extracted.mime_type
         document.size_bytes, document.custom_metadata = len(data), metadata
-        indexed = await ctx.index_document(document, chunks)
+        indexed = await index.index_document(document, chunks, time.time())
     except BaseException:
-        await ctx.abandon_document(document.id)
+        await index.abandon_document(document.store_id, document.id)
         raise
     if indexed is None:
         raise OperationFailed(Code.NOT_FOUND, f"fileSearchStores/{request.store} was deleted.")

@@ -14,7 +14,8 @@ from starlette.routing import BaseRoute, Route
 
 from longops.engine import Engine
 from longops.engine.ids import new_token_id
-from longops.engine.records import DocumentRecord, SearchStoreRecord
+from longops.kinds.file_search.index import SearchIndex, TenantIndex
+from longops.kinds.file_search.records import DocumentRecord, SearchStoreRecord
 from longops.rpc import Code
 from longops.server.auth import Authenticator
 from longops.server.config import ServerConfig
@@ -124,22 +125,23 @@ class FileSearchRoutes(Routes):
             Route(f"{v}/{{store:str}}", self.delete_store, methods=["DELETE"]),
         ]
 
+    def index(self, request: Request) -> TenantIndex:
+        """The caller's stores: the one way these routes reach the index."""
+        return SearchIndex.of(self.engine.store.database).tenant(self.auth.tenant(request))
+
     async def find_store(self, request: Request, store_id: str) -> SearchStoreRecord:
-        tenant = self.auth.tenant(request)
-        store = None
-        if _ID.match(store_id):
-            store = await self.engine.store.get_search_store(store_id)
-        if store is None or store.tenant != tenant:
+        store = await self.index(request).get_store(store_id) if _ID.match(store_id) else None
+        if store is None:
             raise not_found(f"fileSearchStores/{store_id} not found.")
         return store
 
     async def _document(self, request: Request) -> DocumentRecord:
         store = await self.find_store(request, request.path_params["store"])
         doc_id: str = request.path_params["doc"]
-        document = await self.engine.store.get_document(doc_id) if _ID.match(doc_id) else None
-        if document is None or document.store_id != store.id:
+        found = _ID.match(doc_id) and await self.index(request).get_document(store.id, doc_id)
+        if not found:
             raise not_found(f"fileSearchStores/{store.id}/documents/{doc_id} not found.")
-        return document
+        return found
 
     def _force(self, request: Request) -> bool:
         raw = request.query_params.get("force")
@@ -155,7 +157,7 @@ class FileSearchRoutes(Routes):
             raise invalid_argument("displayName must be a string of at most 512 characters.")
         model = field(body, "embeddingModel")
         now = time.time()
-        store = await self.engine.store.create_search_store(
+        store = await self.index(request).create_store(
             SearchStoreRecord(
                 id=slug(display),
                 tenant=tenant,
@@ -176,9 +178,7 @@ class FileSearchRoutes(Routes):
         tenant = self.auth.tenant(request)
         scope = f"stores\x00{tenant}"
         size, before = self.page(request, scope)
-        stores = await self.engine.store.list_search_stores(
-            tenant, before_seq=before, limit=size + 1
-        )
+        stores = await self.index(request).list_stores(before_seq=before, limit=size + 1)
         body: dict[str, Any] = {}
         if stores:
             body["fileSearchStores"] = [render_store(s) for s in stores[:size]]
@@ -188,10 +188,7 @@ class FileSearchRoutes(Routes):
 
     async def delete_store(self, request: Request) -> Response:
         store = await self.find_store(request, request.path_params["store"])
-        if (
-            await self.engine.store.delete_search_store(store.id, force=self._force(request))
-            is False
-        ):
+        if await self.index(request).delete_store(store.id, force=self._force(request)) is False:
             raise ErrorReply(
                 400,
                 f"fileSearchStores/{store.id} holds documents; delete with force=true.",
@@ -205,7 +202,7 @@ class FileSearchRoutes(Routes):
         store = await self.find_store(request, request.path_params["store"])
         scope = f"documents\x00{store.id}"
         size, before = self.page(request, scope)
-        documents = await self.engine.store.list_documents(
+        documents = await self.index(request).list_documents(
             store.id, before_seq=before, limit=size + 1
         )
         body: dict[str, Any] = {}
@@ -221,7 +218,9 @@ class FileSearchRoutes(Routes):
     async def delete_document(self, request: Request) -> Response:
         document = await self._document(request)
         if (
-            await self.engine.store.delete_document(document.id, force=self._force(request))
+            await self.index(request).delete_document(
+                document.store_id, document.id, force=self._force(request)
+            )
             is False
         ):
             raise ErrorReply(
@@ -264,7 +263,7 @@ class FileSearchRoutes(Routes):
                 f"query holds {len(terms)} distinct words; at most {MAX_QUERY_TERMS} are allowed.",
                 field="query",
             )
-        hits = await self.engine.store.query_chunks(store.id, terms, filters, count)
+        hits = await self.index(request).query(store.id, terms, filters, count)
         chunks = [
             {
                 "chunkRelevanceScore": round(hit.score, 6),

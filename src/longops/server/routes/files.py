@@ -72,7 +72,7 @@ class FileRoutes(Routes):
         tenant = self.auth.tenant(request)
         scope = f"files\x00{tenant}"
         size, before = self.page(request, scope)
-        files = await self.engine.store.list_files(tenant, before_seq=before, limit=size + 1)
+        files = await self.engine.list_files(tenant, before_seq=before, limit=size + 1)
         base, version = self._base(request), request.path_params["version"]
         body: dict[str, Any] = {}
         if files:

@@ -28,6 +28,7 @@ from longops.engine.ids import new_token_id
 from longops.engine.records import OperationRecord
 from longops.engine.store.base import FileExists
 from longops.engine.uploads import SESSION_ID, STORE_UPLOADS
+from longops.kinds.file_search.index import SearchIndex
 from longops.rpc import Code
 from longops.server.errors import ErrorReply, error_response, invalid_argument
 from longops.server.render import render_operation
@@ -116,8 +117,9 @@ class UploadRoutes(Routes):
             return await self._transfer_or_final_error(request)
         body, total = await self._check_start(request)
         tenant = self.auth.tenant(request)
-        store = await self.engine.store.get_search_store(request.path_params["store"])
-        if store is None or store.tenant != tenant:
+        index = SearchIndex.of(self.engine.store.database).tenant(tenant)
+        store = await index.get_store(request.path_params["store"])
+        if store is None:
             raise ErrorReply(404, f"fileSearchStores/{request.path_params['store']} not found.")
         return await self._open_session(
             request,

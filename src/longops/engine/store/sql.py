@@ -1,0 +1,463 @@
+"""The store, written once: every statement and lifecycle rule, over a `Database`.
+
+What an operation may do next is decided here, in SQL that runs unchanged on every
+backend (see `database.py` for what a backend supplies):
+
+- a claim takes the oldest claimable rows of the kinds served and leases them;
+- every worker write is fenced: it matches only while its attempt holds the lease
+  (`state = 'RUNNING' AND attempt = ?`), so a worker that lost the lease changes nothing;
+- an expired lease (or one whose owner is known dead) sends the operation back to
+  PENDING, or ends it: CANCELLED when a cancel was asked for, FAILED when it was
+  the last attempt (`OUT_OF_ATTEMPTS`);
+- a create is idempotent twice over: a tenant's repeated request id answers with the
+  operation it made, and a retry of the same insert (same operation id) whose first
+  try committed unseen answers with that operation as made now;
+- listings are newest first and keyset-paged by sequence number.
+
+Each of these is one statement, so it is atomic whatever runs beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection, Sequence
+from typing import Any
+
+from longops.engine.records import FileRecord, NewOperation, OperationRecord, State
+from longops.engine.store import rows
+from longops.engine.store.base import Change, FileExists, LeaseState
+from longops.engine.store.database import Body, Database, Notice, Row, Session
+from longops.engine.store.rows import (
+    DONE_STATES,
+    FILE_COLUMNS,
+    MAX_SEQ,
+    OPERATION_COLUMNS,
+    OUT_OF_ATTEMPTS,
+    UNFINISHED_STATES,
+)
+
+_FENCE = "id = ? AND attempt = ? AND state = 'RUNNING'"
+"""A worker's write matches only while its attempt holds the lease."""
+_RELEASE_LEASE = "lease_owner = NULL, lease_expires = NULL"
+
+
+def _fetching(sql: str, args: Sequence[Any]) -> Body[list[Row]]:
+    """The body of a read that is one statement."""
+    return lambda s: s.fetch(sql, *args)
+
+
+class SqlStore:
+    """`Store` over any `Database`; a backend subclasses it only to build its database."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._dialect = database.dialect
+        # A backend that caches operations wants the whole row back from a fenced write
+        # (the next read of it is then answered from memory); one that doesn't, only
+        # what the worker needs, which spares decoding the row's JSON.
+        self._caching = database.caches
+        self._fenced_columns = OPERATION_COLUMNS if self._caching else "state, cancel_requested"
+
+    @property
+    def max_staleness(self) -> float:
+        return self.database.max_staleness
+
+    async def open(self) -> None:
+        await self.database.open()
+
+    async def close(self) -> None:
+        await self.database.close()
+
+    def _record(self, row: Sequence[Any]) -> OperationRecord:
+        return rows.operation(row, self._dialect.load)
+
+    # -- operations ---------------------------------------------------------
+
+    async def create(self, new: NewOperation, now: float) -> tuple[OperationRecord, bool]:
+        json = self._dialect.json
+
+        async def body(s: Session) -> tuple[OperationRecord, bool]:
+            row = await s.announced(
+                Notice.WORK,
+                "INSERT INTO operations (id, name, kind, tenant, request_id, request, state,"
+                " metadata, max_attempts, create_time, update_time)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'PENDING', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                "seq",
+                new.id, new.name, new.kind, new.tenant, new.request_id, json(new.request),
+                json(new.metadata), new.max_attempts, now, now,
+            )  # fmt: skip
+            if row is not None:
+                return s.remember(new.stored(row[0], now)), True
+            # The tenant used this request id before, or this is a retry whose first try
+            # committed (the same operation id): either way, answer with what is stored.
+            row = await s.fetchrow(
+                f"SELECT {OPERATION_COLUMNS} FROM operations"
+                " WHERE id = ? OR (tenant = ? AND request_id = ?)",
+                new.id,
+                new.tenant,
+                new.request_id,
+            )
+            assert row is not None, "a conflicting row is there"
+            record = self._record(row)
+            if record.id != new.id:
+                return record, False
+            if (record.tenant, record.name, record.request_id) != (
+                new.tenant,
+                new.name,
+                new.request_id,
+            ):  # another operation's id, perhaps another tenant's: never answer with it
+                raise ValueError(f"operation id {new.id!r} is taken")
+            return record, True
+
+        return await self.database.write(body)
+
+    async def get(self, id: str) -> OperationRecord | None:
+        """The hottest read (every poll): answered from the database's cache when it has one."""
+        cached = self.database.cached(id)
+        if cached is not None:
+            return cached
+
+        async def body(s: Session) -> OperationRecord | None:
+            row = await s.fetchrow(f"SELECT {OPERATION_COLUMNS} FROM operations WHERE id = ?", id)
+            return None if row is None else s.remember(self._record(row))
+
+        return await self.database.read(body)
+
+    async def list_operations(
+        self,
+        tenant: str,
+        *,
+        name_prefix: str | None,
+        done: bool | None,
+        kinds: Collection[str] | None,
+        before_seq: int | None,
+        limit: int,
+    ) -> list[OperationRecord]:
+        where = ["tenant = ?", "seq < ?"]
+        args: list[Any] = [tenant, MAX_SEQ if before_seq is None else before_seq]
+        if name_prefix is not None:
+            where.append("substr(name, 1, ?) = ?")
+            args += [len(name_prefix), name_prefix]
+        if done is not None:
+            # Not "NOT IN" the done states: the same rows, in the form a partial index has.
+            where.append(f"state IN {DONE_STATES if done else UNFINISHED_STATES}")
+        if kinds is not None:
+            condition, values = self._dialect.any_of("kind", kinds)
+            where.append(condition)
+            args += values
+        sql = (
+            f"SELECT {OPERATION_COLUMNS} FROM operations WHERE {' AND '.join(where)}"
+            " ORDER BY seq DESC LIMIT ?"
+        )
+        found = await self.database.read(lambda s: s.fetch(sql, *args, limit))
+        return [self._record(r) for r in found]
+
+    async def cancel(self, id: str, now: float, error: dict[str, Any]) -> OperationRecord | None:
+        """Three steps, each atomic on its own: whatever a claim or a finish does between
+        them, the operation ends up cancelled, flagged for its worker, or already done."""
+
+        async def body(s: Session) -> OperationRecord | None:
+            row = await s.announced(
+                Notice.FINISHED,
+                "UPDATE operations SET state = 'CANCELLED', cancel_requested = TRUE,"
+                " error = ?::jsonb, end_time = ?, update_time = ?"
+                " WHERE id = ? AND state = 'PENDING'",
+                OPERATION_COLUMNS,
+                self._dialect.json(error),
+                now,
+                now,
+                id,
+            )
+            if row is None:
+                row = await s.fetchrow(
+                    "UPDATE operations SET cancel_requested = TRUE, update_time = ?"
+                    f" WHERE id = ? AND state = 'RUNNING' RETURNING {OPERATION_COLUMNS}",
+                    now,
+                    id,
+                )
+            if row is None:
+                row = await s.fetchrow(
+                    f"SELECT {OPERATION_COLUMNS} FROM operations WHERE id = ?", id
+                )
+            return None if row is None else s.remember(self._record(row))
+
+        return await self.database.write(body)
+
+    async def delete(self, id: str) -> bool:
+        """Told to other processes as a finish (the id alone: "look it up"), so their
+        waits end and nobody answers with a finished row heard of before."""
+
+        async def body(s: Session) -> bool:
+            s.forget(id)
+            return await s.announced(
+                Notice.GONE, "DELETE FROM operations WHERE id = ?", "id", id
+            ) is not None  # fmt: skip
+
+        return await self.database.write(body)
+
+    async def claim(
+        self, kinds: Collection[str], owner: str, lease_seconds: float, limit: int, now: float
+    ) -> list[OperationRecord]:
+        if not kinds or limit <= 0:
+            return []
+        dialect = self._dialect
+        served, kind_args = dialect.any_of("kind", kinds)
+        # The picked rows are computed once (a subquery left inline may be rescanned
+        # and take more than `limit`), skipping rows other claimers hold; the state is
+        # checked again in case one changed since it was picked.
+        sql = (
+            f"WITH picked AS {dialect.materialized} (SELECT seq FROM operations"
+            f" WHERE state = 'PENDING' AND {served} AND not_before <= ?"
+            f" ORDER BY seq LIMIT ?{dialect.skip_locked})"
+            " UPDATE operations SET state = 'RUNNING', attempt = attempt + 1,"
+            " lease_owner = ?, lease_expires = ?, start_time = coalesce(start_time, ?),"
+            " update_time = ?"
+            " WHERE seq IN (SELECT seq FROM picked) AND state = 'PENDING'"
+            f" RETURNING {OPERATION_COLUMNS}"
+        )
+        args = (*kind_args, now, limit, owner, now + lease_seconds, now, now)
+
+        async def body(s: Session) -> list[OperationRecord]:
+            return [s.remember(self._record(row)) for row in await s.fetch(sql, *args)]
+
+        return sorted(await self.database.write(body, durable=False), key=lambda r: r.seq)
+
+    async def heartbeat(self, owner: str, lease_seconds: float, now: float) -> list[LeaseState]:
+        """Only the lease moves, which no record shows: nothing cached changes."""
+        held = await self.database.write(
+            lambda s: s.fetch(
+                "UPDATE operations SET lease_expires = ? WHERE lease_owner = ?"
+                " AND state = 'RUNNING' RETURNING id, attempt, cancel_requested",
+                now + lease_seconds,
+                owner,
+            ),
+            durable=False,
+        )
+        return [LeaseState(r[0], r[1], bool(r[2])) for r in held]
+
+    async def _fenced(
+        self, notice: Notice | None, write: str, *args: Any
+    ) -> tuple[State, bool] | None:
+        """A fenced write of one operation: its new state and cancel flag, None when the
+        attempt no longer holds the lease."""
+
+        async def body(s: Session) -> tuple[State, bool] | None:
+            row = await s.announced(notice, write, self._fenced_columns, *args)
+            if row is None:
+                return None
+            if self._caching:
+                record = s.remember(self._record(row))
+                return record.state, record.cancel_requested
+            return State(row[0]), bool(row[1])
+
+        return await self.database.write(body)
+
+    async def save_progress(
+        self, id: str, attempt: int, metadata: dict[str, Any], now: float
+    ) -> bool | None:
+        changed = await self._fenced(
+            None,
+            f"UPDATE operations SET metadata = ?::jsonb, update_time = ? WHERE {_FENCE}",
+            self._dialect.json(metadata),
+            now,
+            id,
+            attempt,
+        )
+        return None if changed is None else changed[1]  # cancel requested
+
+    async def finish(
+        self,
+        id: str,
+        attempt: int,
+        state: State,
+        now: float,
+        *,
+        response: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> bool:
+        json = self._dialect.json
+        changed = await self._fenced(
+            Notice.OUTCOME,
+            "UPDATE operations SET state = ?, response = ?::jsonb, error = ?::jsonb,"
+            " metadata = coalesce(?::jsonb, metadata), end_time = ?, update_time = ?,"
+            f" {_RELEASE_LEASE} WHERE {_FENCE}",
+            state.value, json(response), json(error), json(metadata), now, now, id, attempt,
+        )  # fmt: skip
+        return changed is not None
+
+    async def fail_attempt(
+        self, id: str, attempt: int, now: float, not_before: float, final_error: dict[str, Any]
+    ) -> State | None:
+        changed = await self._fenced(
+            Notice.OUTCOME,
+            f"UPDATE operations SET"
+            f" state = CASE WHEN {OUT_OF_ATTEMPTS} THEN 'FAILED' ELSE 'PENDING' END,"
+            f" error = CASE WHEN {OUT_OF_ATTEMPTS} THEN ?::jsonb END,"
+            f" end_time = CASE WHEN {OUT_OF_ATTEMPTS} THEN ?::float8 END,"
+            f" {_RELEASE_LEASE}, not_before = ?, update_time = ? WHERE {_FENCE}",
+            self._dialect.json(final_error), now, not_before, now, id, attempt,
+        )  # fmt: skip
+        return None if changed is None else changed[0]
+
+    async def release(self, id: str, attempt: int, now: float) -> bool:
+        changed = await self._fenced(
+            Notice.OUTCOME,
+            "UPDATE operations SET state = 'PENDING', releases = releases + 1,"
+            f" {_RELEASE_LEASE}, update_time = ? WHERE {_FENCE}",
+            now,
+            id,
+            attempt,
+        )
+        return changed is not None
+
+    async def recover_expired(
+        self,
+        now: float,
+        cancel_error: dict[str, Any],
+        abandon_error: dict[str, Any],
+        *,
+        dead_owners: Collection[str] = (),
+    ) -> list[tuple[str, State]]:
+        """Leases that expired, or whose owner is known to have died (`dead_owners`)."""
+        json = self._dialect.json
+        lost = "lease_expires < ?"
+        args: list[Any] = [json(cancel_error), json(abandon_error), now, now, now]
+        if dead_owners:
+            condition, owners = self._dialect.any_of("lease_owner", dead_owners)
+            lost = f"({lost} OR {condition})"
+            args += owners
+        sql = (
+            "UPDATE operations SET"
+            " state = CASE WHEN cancel_requested THEN 'CANCELLED'"
+            f" WHEN {OUT_OF_ATTEMPTS} THEN 'FAILED' ELSE 'PENDING' END,"
+            " error = CASE WHEN cancel_requested THEN ?::jsonb"
+            f" WHEN {OUT_OF_ATTEMPTS} THEN ?::jsonb END,"
+            f" end_time = CASE WHEN cancel_requested OR {OUT_OF_ATTEMPTS} THEN ?::float8 END,"
+            f" {_RELEASE_LEASE}, update_time = ?"
+            f" WHERE state = 'RUNNING' AND {lost} RETURNING id, state"
+        )
+
+        async def body(s: Session) -> list[tuple[str, State]]:
+            recovered = [(r[0], State(r[1])) for r in await s.fetch(sql, *args)]
+            for id, state in recovered:
+                s.forget(id)
+                if state.done:
+                    s.tell(Notice.GONE, id)  # the id alone: listeners look it up
+            if any(not state.done for _, state in recovered):
+                s.tell(Notice.WORK)
+            return recovered
+
+        return await self.database.write(body)
+
+    async def lease_owners(self) -> list[str]:
+        """Who holds leases now (to find owners known dead)."""
+        found = await self.database.read(
+            lambda s: s.fetch(
+                "SELECT DISTINCT lease_owner FROM operations"
+                " WHERE state = 'RUNNING' AND lease_owner IS NOT NULL"
+            )
+        )
+        return [r[0] for r in found]
+
+    async def purge_done(self, ended_before: float, batch: int = 1000) -> int:
+        dialect = self._dialect
+        sql = (
+            f"WITH picked AS {dialect.materialized} (SELECT seq FROM operations"
+            f" WHERE end_time < ? AND state IN {DONE_STATES} LIMIT ?{dialect.skip_locked})"
+            " DELETE FROM operations WHERE seq IN (SELECT seq FROM picked)"
+        )
+
+        async def body(s: Session) -> int:
+            s.forget(None)
+            return await s.execute(sql, ended_before, batch)
+
+        total = 0
+        while True:
+            count = await self.database.write(body)
+            total += count
+            if count < batch:
+                return total
+
+    async def done_among(self, ids: Sequence[str]) -> list[str]:
+        found: list[str] = []
+        step = self._dialect.max_list
+        for start in range(0, len(ids), step):
+            condition, args = self._dialect.any_of("id", ids[start : start + step])
+            sql = f"SELECT id FROM operations WHERE {condition} AND state IN {DONE_STATES}"
+            found += [r[0] for r in await self.database.read(_fetching(sql, args))]
+        return found
+
+    def changes(self, *, work: bool = True, done: bool = True) -> AsyncIterator[Change]:
+        return self.database.changes(work=work, done=done)
+
+    # -- files ----------------------------------------------------------------
+
+    async def create_file(self, file: FileRecord) -> FileRecord:
+        """A retry (after a lost connection, say) may find the row its first try
+        committed: the same blob key tells it from another upload's file of that id."""
+
+        async def body(s: Session) -> FileRecord:
+            row = await s.fetchrow(
+                f"INSERT INTO files ({FILE_COLUMNS.removesuffix(', seq')})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                f" ON CONFLICT (tenant, id) DO NOTHING RETURNING {FILE_COLUMNS}",
+                file.id, file.tenant, file.display_name, file.mime_type, file.size_bytes,
+                file.sha256, file.source, file.blob_key, file.create_time, file.expire_time,
+            )  # fmt: skip
+            if row is None:
+                row = await s.fetchrow(
+                    f"SELECT {FILE_COLUMNS} FROM files WHERE tenant = ? AND id = ?",
+                    file.tenant,
+                    file.id,
+                )
+                if row is None or row[7] != file.blob_key:
+                    raise FileExists(file.id)
+            return rows.file(row)
+
+        return await self.database.write(body)
+
+    async def get_file(self, id: str, tenant: str) -> FileRecord | None:
+        row = await self.database.read(
+            lambda s: s.fetchrow(
+                f"SELECT {FILE_COLUMNS} FROM files WHERE tenant = ? AND id = ?", tenant, id
+            )
+        )
+        return None if row is None else rows.file(row)
+
+    async def list_files(
+        self, tenant: str, *, before_seq: int | None, limit: int
+    ) -> list[FileRecord]:
+        found = await self.database.read(
+            lambda s: s.fetch(
+                f"SELECT {FILE_COLUMNS} FROM files WHERE tenant = ? AND seq < ?"
+                " ORDER BY seq DESC LIMIT ?",
+                tenant,
+                MAX_SEQ if before_seq is None else before_seq,
+                limit,
+            )
+        )
+        return [rows.file(r) for r in found]
+
+    async def delete_file(self, id: str, tenant: str) -> FileRecord | None:
+        row = await self.database.write(
+            lambda s: s.fetchrow(
+                f"DELETE FROM files WHERE tenant = ? AND id = ? RETURNING {FILE_COLUMNS}",
+                tenant,
+                id,
+            )
+        )
+        return None if row is None else rows.file(row)
+
+    async def purge_expired_files(self, now: float, batch: int = 1000) -> list[FileRecord]:
+        dialect = self._dialect
+        found = await self.database.write(
+            lambda s: s.fetch(
+                f"WITH picked AS {dialect.materialized} (SELECT seq FROM files"
+                f" WHERE expire_time < ? LIMIT ?{dialect.skip_locked})"
+                " DELETE FROM files WHERE seq IN (SELECT seq FROM picked)"
+                f" RETURNING {FILE_COLUMNS}",
+                now,
+                batch,
+            )
+        )
+        return [rows.file(r) for r in found]
