@@ -7,7 +7,6 @@ import contextlib
 import logging
 import os
 import random
-import socket
 import time
 from collections.abc import Collection
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -19,7 +18,7 @@ from pydantic import BaseModel
 from longops.engine.context import Context, LeaseLost, OperationCancelled
 from longops.engine.engine import CANCELLED_STATUS, Engine
 from longops.engine.failures import OperationFailed
-from longops.engine.ids import new_token_id
+from longops.engine.liveness import dead_here, owner_identity
 from longops.engine.records import OperationRecord, State
 from longops.engine.registry import Kind
 from longops.engine.store import LeaseState, StoreBusy
@@ -68,12 +67,23 @@ class Worker:
     def __init__(self, engine: Engine, config: WorkerConfig | None = None) -> None:
         self.engine = engine
         self.config = config or WorkerConfig()
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{new_token_id(8)}"
+        self._owner = (os.getpid(), owner_identity())
         self._running: dict[str, _Running] = {}
         self._wake = asyncio.Event()
         self._local_wake = False
         self._stopping = asyncio.Event()
         self._pool: ProcessPoolExecutor | None = None
+
+    @property
+    def owner(self) -> str:
+        """The name this worker's leases carry, which names its process: a worker made
+        before a fork gets a name of its own in the child, or the child's leases would
+        name the parent and be recovered as a dead one's once the parent ended."""
+        pid, owner = self._owner
+        if pid != os.getpid():
+            owner = owner_identity()
+            self._owner = (os.getpid(), owner)
+        return owner
 
     @property
     def kinds(self) -> list[str]:
@@ -94,6 +104,9 @@ class Worker:
             asyncio.create_task(self._maintenance_loop(), name="longops-maintenance"),
         ]
         try:
+            # Before the first claim: what a crashed predecessor on this host held
+            # is taken up now rather than after its lease.
+            await self._recover()
             await self._claim_loop()
             await self._drain()
         finally:
@@ -347,23 +360,44 @@ class Worker:
             self.engine.hub.notify_work()
         return strays - suspects
 
+    async def _recover(self) -> None:
+        """Recover the leases of crashed workers: at once for owners this host can prove
+        dead (`dead_here`), when their lease expires for the others."""
+        store = self.engine.store
+        now = time.time()
+        try:
+            expired = await store.recover_expired(now, CANCELLED_STATUS, ABANDONED_STATUS)
+            self._recovered(expired, "from an expired lease")
+            dead = [owner for owner in await store.lease_owners() if dead_here(owner)]
+            for owner in dead:
+                log.warning("worker %s died: its operations resume now", owner)
+            if dead:  # apart from the expired ones, so that each line says why
+                of_dead = await store.recover_expired(
+                    now, CANCELLED_STATUS, ABANDONED_STATUS, dead_owners=dead
+                )
+                self._recovered(of_dead, "from a dead worker")
+        except StoreBusy:
+            log.warning("store busy while recovering leases")
+        except Exception:
+            log.exception("recovering leases failed")
+
+    def _recovered(self, recovered: list[tuple[str, State]], why: str) -> None:
+        for id, state in recovered:
+            log.warning("recovered %s %s: now %s", id, why, state.value)
+            if state.done:
+                self.engine.notify_done(id)
+            else:
+                self.engine.hub.notify_work()
+
     async def _maintenance_loop(self) -> None:
-        """Recover expired leases (crashed workers); purge done operations past retention,
+        """Recover the leases of crashed workers; purge done operations past retention,
         expired files and abandoned uploads."""
         last_purge = 0.0
         while True:
             await asyncio.sleep(self.config.maintenance_interval)
+            await self._recover()
             now = time.time()
             try:
-                recovered = await self.engine.store.recover_expired(
-                    now, CANCELLED_STATUS, ABANDONED_STATUS
-                )
-                for id, state in recovered:
-                    log.warning("recovered %s from an expired lease: now %s", id, state.value)
-                    if state.done:
-                        self.engine.notify_done(id)
-                    else:
-                        self.engine.hub.notify_work()
                 if now - last_purge >= self.config.purge_interval:
                     last_purge = now
                     await self.engine.store.purge_done(now - self.engine.config.retention_seconds)
