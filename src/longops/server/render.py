@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from longops.engine import Kind, OperationRecord, State
+import orjson
+
+from longops.engine import Kind, OperationRecord, Registry, State
 
 _DEFAULT_METADATA_TYPE = "type.googleapis.com/longops.v1.OperationMetadata"
 _DEFAULT_RESPONSE_TYPE = "type.googleapis.com/longops.v1.OperationResponse"
@@ -51,3 +53,48 @@ def render_operation(record: OperationRecord, kind: Kind[Any] | None) -> dict[st
     elif record.error is not None and record.done:
         operation["error"] = record.error
     return operation
+
+
+def _shown(record: OperationRecord) -> tuple[Any, ...]:
+    """Every field `render_operation` reads: records with equal tuples render the same
+    JSON. `update_time` comes first, as every write of the store changes it."""
+    return (
+        record.update_time,
+        record.state,
+        record.attempt,
+        record.metadata,
+        record.response,
+        record.error,
+        record.start_time,
+        record.end_time,
+        record.name,
+        record.kind,
+        record.create_time,
+    )
+
+
+class RenderCache:
+    """The rendered JSON of operations lately shown, reused while nothing shown changed.
+
+    Polling one operation is the hot path, and most polls find it as it was. The key is
+    what the render reads, not the record object: SQLite's read cache hands back the
+    same object until the row changes, but PostgreSQL decodes a new one on every read.
+    Comparing it costs a tuple; the fields a render reads are compared by value, so
+    even two writes within one clock tick miss.
+    """
+
+    def __init__(self, registry: Registry, size: int = 10_000) -> None:
+        self.registry = registry
+        self.size = size
+        self._bodies: dict[str, tuple[tuple[Any, ...], bytes]] = {}
+
+    def body(self, record: OperationRecord) -> bytes:
+        shown = _shown(record)
+        cached = self._bodies.get(record.id)
+        if cached is not None and cached[0] == shown:
+            return cached[1]
+        body = orjson.dumps(render_operation(record, self.registry.get(record.kind)))
+        if record.id not in self._bodies and len(self._bodies) >= self.size:
+            del self._bodies[next(iter(self._bodies))]  # the oldest entry
+        self._bodies[record.id] = (shown, body)
+        return body

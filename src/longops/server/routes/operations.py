@@ -16,7 +16,7 @@ from longops.server import names
 from longops.server.auth import Authenticator
 from longops.server.config import ServerConfig
 from longops.server.errors import invalid_argument, not_found
-from longops.server.render import render_operation
+from longops.server.render import RenderCache, render_operation
 from longops.server.requests import (
     field,
     parse_bool,
@@ -29,7 +29,6 @@ from longops.server.routes.base import Routes
 _FILTER_TERM = re.compile(r"^\s*(done|kind)\s*[=:]\s*(\"[^\"]*\"|'[^']*'|\S+)\s*$")
 _AND = re.compile(r"\s+AND\s+", re.IGNORECASE)
 _EMPTY = b"{}"
-_RENDER_CACHE_SIZE = 10_000
 
 
 def json_response(body: Any) -> Response:
@@ -39,9 +38,7 @@ def json_response(body: Any) -> Response:
 class OperationRoutes(Routes):
     def __init__(self, engine: Engine, auth: Authenticator, config: ServerConfig) -> None:
         super().__init__(engine, auth, config)
-        # Rendered JSON per operation id, reused while the store hands back the very
-        # same record object (it does until the operation changes).
-        self._rendered: dict[str, tuple[OperationRecord, bytes]] = {}
+        self._rendered = RenderCache(engine.registry)
 
     def routes(self) -> list[BaseRoute]:
         v = "/{version:apiver}"
@@ -61,15 +58,7 @@ class OperationRoutes(Routes):
         ]
 
     def render(self, record: OperationRecord) -> Response:
-        cached = self._rendered.get(record.id)
-        if cached is not None and cached[0] is record:
-            body = cached[1]
-        else:
-            body = orjson.dumps(render_operation(record, self.engine.registry.get(record.kind)))
-            if len(self._rendered) >= _RENDER_CACHE_SIZE:
-                del self._rendered[next(iter(self._rendered))]
-            self._rendered[record.id] = (record, body)
-        return Response(body, media_type="application/json")
+        return Response(self._rendered.body(record), media_type="application/json")
 
     async def _find(self, name: str, tenant: str) -> OperationRecord:
         id = names.operation_id(name)
