@@ -241,6 +241,36 @@ async def test_an_expired_lease_with_a_cancel_requested_ends_cancelled(store: St
     assert await store.claim([claimed.kind], "w", 30, 1, 5.0) == []
 
 
+async def test_dead_owners_leases_end_before_they_expire(store: Store) -> None:
+    """Leases of owners known dead (`engine/liveness.py`) end at once, by the same rules
+    as expired ones; a live owner's stay until they expire."""
+    retried, _ = await store.create(operation(), 1.0)
+    cancelled, _ = await store.create(operation(), 1.0)
+    spent, _ = await store.create(operation(max_attempts=1), 1.0)
+    alive, _ = await store.create(operation(), 1.0)
+    assert len(await store.claim(["k"], "dead", 30, 3, 2.0)) == 3
+    await store.claim(["k"], "alive", 30, 1, 2.0)
+    await store.cancel(cancelled.id, 3.0, CANCELLED)
+    assert sorted(await store.lease_owners()) == ["alive", "dead"]
+
+    assert await store.recover_expired(10.0, CANCELLED, ABANDONED) == []  # none expired
+    recovered = await store.recover_expired(
+        10.0, CANCELLED, ABANDONED, dead_owners=["dead", "never-held-one"]
+    )
+    assert sorted(recovered) == sorted(
+        [(retried.id, State.PENDING), (cancelled.id, State.CANCELLED), (spent.id, State.FAILED)]
+    )
+    assert await store.lease_owners() == ["alive"]
+    failed = await store.get(spent.id)
+    assert failed is not None and failed.error == ABANDONED and failed.end_time == 10.0
+    [again] = await store.claim(["k"], "w", 30, 1, 11.0)
+    assert (again.id, again.attempt) == (retried.id, 2)
+    # Expired leases are still recovered beside the dead owners'.
+    assert await store.recover_expired(40.0, CANCELLED, ABANDONED, dead_owners=["dead"]) == [
+        (alive.id, State.PENDING)
+    ]
+
+
 # -- fencing --------------------------------------------------------------------------
 
 
