@@ -59,22 +59,22 @@ async def indexed(index: TenantIndex, key: str, chunks: list[str], **fields: Any
 
 async def test_stores_are_created_listed_and_paged_per_tenant(store: Store) -> None:
     a, b = SearchIndex.of(store.database).tenant("a"), SearchIndex.of(store.database).tenant("b")
-    made = [await a.create_store(search_store(f"s{i}", "a")) for i in range(3)]
-    await b.create_store(search_store("other", "b"))
+    made = [await a.create_search_store(search_store(f"s{i}", "a")) for i in range(3)]
+    await b.create_search_store(search_store("other", "b"))
     assert made[0].display_name == "Notes" and made[0].active_documents == 0
-    first = await a.list_stores(before_seq=None, limit=2)
+    first = await a.list_search_stores(before_seq=None, limit=2)
     assert [s.id for s in first] == ["s2", "s1"]
-    assert [s.id for s in await a.list_stores(before_seq=first[-1].seq, limit=2)] == ["s0"]
-    assert [s.id for s in await b.list_stores(before_seq=None, limit=10)] == ["other"]
+    assert [s.id for s in await a.list_search_stores(before_seq=first[-1].seq, limit=2)] == ["s0"]
+    assert [s.id for s in await b.list_search_stores(before_seq=None, limit=10)] == ["other"]
 
 
 async def test_another_tenants_store_is_not_there(store: Store, index: TenantIndex) -> None:
     other = SearchIndex.of(store.database).tenant("team-b")
-    await index.create_store(search_store())
+    await index.create_search_store(search_store())
     await indexed(index, "doc", ["moon and tides"])
-    assert await other.get_store("s") is None
-    assert await other.list_stores(before_seq=None, limit=10) == []
-    assert await other.delete_store("s", force=True) is None
+    assert await other.get_search_store("s") is None
+    assert await other.list_search_stores(before_seq=None, limit=10) == []
+    assert await other.delete_search_store("s", force=True) is None
     assert await other.begin_document(document()) is None
     assert await other.get_document("s", "d-doc") is None
     assert await other.list_documents("s", before_seq=None, limit=10) == []
@@ -87,21 +87,21 @@ async def test_another_tenants_store_is_not_there(store: Store, index: TenantInd
 async def test_a_store_with_documents_is_deleted_only_by_force(
     store: Store, index: TenantIndex
 ) -> None:
-    await index.create_store(search_store())
+    await index.create_search_store(search_store())
     await indexed(index, "doc", ["one", "two"])
-    counted = await index.get_store("s")
+    counted = await index.get_search_store("s")
     assert counted is not None and (counted.active_documents, counted.size_bytes) == (1, 5)
-    assert await index.delete_store("s", force=False) is False
-    assert await index.delete_store("s", force=True) is True
-    assert await index.get_store("s") is None and await rows_of(store, "s") == (0, 0)
-    assert await index.delete_store("s", force=True) is None
+    assert await index.delete_search_store("s", force=False) is False
+    assert await index.delete_search_store("s", force=True) is True
+    assert await index.get_search_store("s") is None and await rows_of(store, "s") == (0, 0)
+    assert await index.delete_search_store("s", force=True) is None
 
 
 # -- documents ---------------------------------------------------------------------
 
 
 async def test_a_source_imported_again_is_one_document(index: TenantIndex) -> None:
-    await index.create_store(search_store())
+    await index.create_search_store(search_store())
     first = await indexed(index, "doc", ["old text"])
     again = await index.begin_document(document(key="doc", id="another-id"))
     assert again is not None and again.id == first.id and again.state == "ACTIVE"
@@ -114,7 +114,7 @@ async def test_a_source_imported_again_is_one_document(index: TenantIndex) -> No
 async def test_abandon_forgets_only_a_document_never_indexed(
     store: Store, index: TenantIndex
 ) -> None:
-    await index.create_store(search_store())
+    await index.create_search_store(search_store())
     active = await indexed(index, "kept", ["text"])
     pending = await index.begin_document(document(key="new"))
     assert pending is not None
@@ -127,7 +127,7 @@ async def test_abandon_forgets_only_a_document_never_indexed(
 async def test_a_document_with_chunks_is_deleted_only_by_force(
     store: Store, index: TenantIndex
 ) -> None:
-    await index.create_store(search_store())
+    await index.create_search_store(search_store())
     doc = await indexed(index, "doc", ["text"])
     assert await index.delete_document("s", doc.id, force=False) is False
     assert await index.delete_document("s", doc.id, force=True) is True
@@ -136,7 +136,7 @@ async def test_a_document_with_chunks_is_deleted_only_by_force(
 
 
 async def test_documents_are_listed_newest_first_in_keyset_pages(index: TenantIndex) -> None:
-    await index.create_store(search_store())
+    await index.create_search_store(search_store())
     for key in ("a", "b", "c"):
         await indexed(index, key, [key])
     first = await index.list_documents("s", before_seq=None, limit=2)
@@ -151,7 +151,7 @@ async def test_documents_are_listed_newest_first_in_keyset_pages(index: TenantIn
 async def test_a_query_finds_chunks_best_first_and_filters_on_metadata(
     index: TenantIndex,
 ) -> None:
-    await index.create_store(search_store())
+    await index.create_search_store(search_store())
     year = [{"key": "year", "numericValue": 1969}, {"key": "kind", "stringValue": "log"}]
     await indexed(
         index, "lunar", ["The moon landing.", "Moon dust and the moon."], custom_metadata=year
@@ -178,7 +178,7 @@ async def test_an_unknown_filter_operator_is_refused_on_every_backend(
     index: TenantIndex,
 ) -> None:
     """Drift resolved: only PostgreSQL checked the operator; SQLite put it in the SQL."""
-    await index.create_store(search_store())
+    await index.create_search_store(search_store())
     with pytest.raises(ValueError, match="operator"):
         await index.query("s", ["moon"], [("year", "= 1 OR 1 =", 1)], 10)
 
@@ -189,8 +189,8 @@ async def test_an_unknown_filter_operator_is_refused_on_every_backend(
 async def test_an_import_begun_after_a_force_delete_leaves_no_document(
     store: Store, index: TenantIndex
 ) -> None:
-    await index.create_store(search_store())
-    assert await index.delete_store("s", force=True) is True
+    await index.create_search_store(search_store())
+    assert await index.delete_search_store("s", force=True) is True
     assert await index.begin_document(document()) is None
     assert await rows_of(store, "s") == (0, 0)
 
@@ -198,10 +198,10 @@ async def test_an_import_begun_after_a_force_delete_leaves_no_document(
 async def test_an_import_that_began_before_a_force_delete_indexes_nothing(
     store: Store, index: TenantIndex
 ) -> None:
-    await index.create_store(search_store())
+    await index.create_search_store(search_store())
     begun = await index.begin_document(document())
     assert begun is not None and begun.state == "PENDING"
-    assert await index.delete_store("s", force=True) is True
+    assert await index.delete_search_store("s", force=True) is True
     assert await index.index_document(begun, ["some text"], 2.0) is None
     await index.abandon_document("s", begun.id)
     assert await rows_of(store, "s") == (0, 0)
@@ -216,7 +216,7 @@ async def test_a_force_delete_during_an_index_leaves_no_chunk(
     chunks before the index committed, left chunks of a deleted store. A trigger holds
     the index inside its chunk insert until the delete is waiting on a lock, so the
     test drives exactly that order."""
-    await index.create_store(search_store())
+    await index.create_search_store(search_store())
     begun = await index.begin_document(document())
     assert begun is not None
     pool: Any = store.database.pool  # type: ignore[attr-defined]
@@ -230,7 +230,7 @@ async def test_a_force_delete_during_an_index_leaves_no_chunk(
         await gate.execute("SELECT pg_advisory_lock(4711)")
         indexing = asyncio.create_task(index.index_document(begun, ["a", "b"], 2.0))
         index_pid = await _blocked_by(gate, await gate.fetchval("SELECT pg_backend_pid()"))
-        deleting = asyncio.create_task(index.delete_store("s", force=True))
+        deleting = asyncio.create_task(index.delete_search_store("s", force=True))
         await _blocked_by(gate, index_pid)
         await gate.execute("SELECT pg_advisory_unlock(4711)")
         done, deleted = await asyncio.wait_for(asyncio.gather(indexing, deleting), 10)
@@ -276,7 +276,7 @@ async def _one_document(url: str, text: str) -> Callable[..., Awaitable[list[str
     store = open_store(url)
     await store.open()
     index = SearchIndex.of(store.database).tenant("t")
-    await index.create_store(search_store("s", "t"))
+    await index.create_search_store(search_store("s", "t"))
     await indexed(index, "doc", [text])
 
     async def search(*terms: str) -> list[str]:

@@ -301,8 +301,8 @@ async def _import(
     ctx: Context, request: ImportRequest, settings: FileSearchSettings, upload: bool
 ) -> dict[str, Any]:
     index = SearchIndex.of(ctx.database).tenant(ctx.tenant)
-    store = await index.get_store(request.store)
-    if store is None:
+    search_store = await index.get_search_store(request.store)
+    if search_store is None:
         raise OperationFailed(Code.NOT_FOUND, f"fileSearchStores/{request.store} not found.")
     await ctx.report_progress(0, force=True)
     data, source_name = await _fetch(ctx, request, settings)

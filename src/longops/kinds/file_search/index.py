@@ -74,7 +74,7 @@ class SearchIndex:
     def tenant(self, tenant: str) -> TenantIndex:
         return TenantIndex(self, tenant)
 
-    def _store(self, row: Row) -> SearchStoreRecord:
+    def _search_store(self, row: Row) -> SearchStoreRecord:
         return SearchStoreRecord(*row)
 
     def _document(self, row: Row) -> DocumentRecord:
@@ -97,7 +97,7 @@ class TenantIndex:
 
     # -- stores ------------------------------------------------------------------
 
-    async def create_store(self, store: SearchStoreRecord) -> SearchStoreRecord:
+    async def create_search_store(self, search_store: SearchStoreRecord) -> SearchStoreRecord:
         """Insert (a retry whose first try committed finds its row) and read it back."""
         await self._index.open()
 
@@ -105,29 +105,31 @@ class TenantIndex:
             await s.execute(
                 "INSERT INTO search_stores (id, tenant, display_name, embedding_model,"
                 " create_time, update_time) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-                store.id, self.tenant, store.display_name, store.embedding_model,
-                store.create_time, store.update_time,
+                search_store.id, self.tenant, search_store.display_name,
+                search_store.embedding_model, search_store.create_time, search_store.update_time,
             )  # fmt: skip
             return await s.fetchrow(
                 f"SELECT {_STORE_COLUMNS} FROM search_stores s WHERE s.id = ? AND s.tenant = ?",
-                store.id,
+                search_store.id,
                 self.tenant,
             )
 
         row = await self._database.write(body)
         if row is None:
-            raise ValueError(f"search store id {store.id!r} is taken")
-        return self._index._store(row)
+            raise ValueError(f"search store id {search_store.id!r} is taken")
+        return self._index._search_store(row)
 
-    async def get_store(self, id: str) -> SearchStoreRecord | None:
+    async def get_search_store(self, id: str) -> SearchStoreRecord | None:
         found = await self._read(
             f"SELECT {_STORE_COLUMNS} FROM search_stores s WHERE s.id = ? AND s.tenant = ?",
             id,
             self.tenant,
         )
-        return self._index._store(found[0]) if found else None
+        return self._index._search_store(found[0]) if found else None
 
-    async def list_stores(self, *, before_seq: int | None, limit: int) -> list[SearchStoreRecord]:
+    async def list_search_stores(
+        self, *, before_seq: int | None, limit: int
+    ) -> list[SearchStoreRecord]:
         found = await self._read(
             f"SELECT {_STORE_COLUMNS} FROM search_stores s WHERE s.tenant = ? AND s.seq < ?"
             " ORDER BY s.seq DESC LIMIT ?",
@@ -135,9 +137,9 @@ class TenantIndex:
             MAX_SEQ if before_seq is None else before_seq,
             limit,
         )
-        return [self._index._store(r) for r in found]
+        return [self._index._search_store(r) for r in found]
 
-    async def delete_store(self, id: str, *, force: bool) -> bool | None:
+    async def delete_search_store(self, id: str, *, force: bool) -> bool | None:
         """True when deleted, False when it holds documents and `force` is off, None if
         the tenant has no such store. The row is locked first, so an import that
         share-locked it (`begin_document`, `index_document`) commits before, and its
@@ -161,9 +163,9 @@ class TenantIndex:
 
         return await self._database.transaction(body)
 
-    async def _lock_store(self, s: Session, id: str) -> bool:
+    async def _lock_search_store(self, s: Session, id: str) -> bool:
         """Whether the tenant's store exists, share-locking its row until the transaction
-        ends (where the database locks rows) so that `delete_store` cannot run between
+        ends (where the database locks rows) so that `delete_search_store` cannot run between
         the check and the writes after it; on SQLite writes are serialised anyway."""
         lock = self._database.dialect.for_share
         found = await s.fetchrow(
@@ -180,7 +182,7 @@ class TenantIndex:
         text = self._index._text
 
         async def body(s: Session) -> Row | None:
-            if not await self._lock_store(s, document.store_id):
+            if not await self._lock_search_store(s, document.store_id):
                 return None
             await s.execute(
                 "INSERT INTO documents (id, store_id, source_key, display_name, mime_type,"
@@ -212,7 +214,7 @@ class TenantIndex:
         text = self._index._text
 
         async def body(s: Session) -> Row | None:
-            if not await self._lock_store(s, document.store_id):
+            if not await self._lock_search_store(s, document.store_id):
                 return None
             updated = await s.execute(
                 "UPDATE documents SET state = 'ACTIVE', display_name = ?, mime_type = ?,"
@@ -302,9 +304,9 @@ class TenantIndex:
         if not terms:
             return []
         await self._index.open()
-        text, store = self._index._text, (store_id, self.tenant)
+        text, search_store = self._index._text, (store_id, self.tenant)
         found = await self._database.read(
-            lambda s: text.search(s, _HIT_COLUMNS, store, terms, filters, limit)
+            lambda s: text.search(s, _HIT_COLUMNS, search_store, terms, filters, limit)
         )
         return [
             ChunkHit(self._index._document(row), index, chunk, strength / (1.0 + strength))

@@ -41,20 +41,20 @@ MAX_QUERY_TERMS = 256
 PostgreSQL runs out of stack for a few thousand of them."""
 
 
-def render_store(store: SearchStoreRecord) -> dict[str, Any]:
+def render_search_store(search_store: SearchStoreRecord) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "name": f"fileSearchStores/{store.id}",
-        "createTime": timestamp(store.create_time),
-        "updateTime": timestamp(store.update_time),
-        "activeDocumentsCount": str(store.active_documents),
-        "pendingDocumentsCount": str(store.pending_documents),
-        "failedDocumentsCount": str(store.failed_documents),
-        "sizeBytes": str(store.size_bytes),
+        "name": f"fileSearchStores/{search_store.id}",
+        "createTime": timestamp(search_store.create_time),
+        "updateTime": timestamp(search_store.update_time),
+        "activeDocumentsCount": str(search_store.active_documents),
+        "pendingDocumentsCount": str(search_store.pending_documents),
+        "failedDocumentsCount": str(search_store.failed_documents),
+        "sizeBytes": str(search_store.size_bytes),
     }
-    if store.display_name:
-        body["displayName"] = store.display_name
-    if store.embedding_model:
-        body["embeddingModel"] = store.embedding_model
+    if search_store.display_name:
+        body["displayName"] = search_store.display_name
+    if search_store.embedding_model:
+        body["embeddingModel"] = search_store.embedding_model
     return body
 
 
@@ -113,7 +113,7 @@ class FileSearchRoutes(Routes):
         v = "/{version:apiver}/fileSearchStores"
         return [
             Route(v, self.create, methods=["POST"]),
-            Route(v, self.list_stores, methods=["GET"]),
+            Route(v, self.list_search_stores, methods=["GET"]),
             Route(f"{v}/{{store:str}}:importFile", self.import_file, methods=["POST"]),
             Route(f"{v}/{{store:str}}:query", self.query, methods=["POST"]),
             Route(f"{v}/{{store:str}}/documents", self.list_documents, methods=["GET"]),
@@ -121,26 +121,28 @@ class FileSearchRoutes(Routes):
             Route(
                 f"{v}/{{store:str}}/documents/{{doc:str}}", self.delete_document, methods=["DELETE"]
             ),
-            Route(f"{v}/{{store:str}}", self.get_store, methods=["GET"]),
-            Route(f"{v}/{{store:str}}", self.delete_store, methods=["DELETE"]),
+            Route(f"{v}/{{store:str}}", self.get_search_store, methods=["GET"]),
+            Route(f"{v}/{{store:str}}", self.delete_search_store, methods=["DELETE"]),
         ]
 
     def index(self, request: Request) -> TenantIndex:
         """The caller's stores: the one way these routes reach the index."""
         return SearchIndex.of(self.engine.store.database).tenant(self.auth.tenant(request))
 
-    async def find_store(self, request: Request, store_id: str) -> SearchStoreRecord:
-        store = await self.index(request).get_store(store_id) if _ID.match(store_id) else None
-        if store is None:
-            raise not_found(f"fileSearchStores/{store_id} not found.")
-        return store
+    async def find_search_store(self, request: Request, id: str) -> SearchStoreRecord:
+        search_store = await self.index(request).get_search_store(id) if _ID.match(id) else None
+        if search_store is None:
+            raise not_found(f"fileSearchStores/{id} not found.")
+        return search_store
 
     async def _document(self, request: Request) -> DocumentRecord:
-        store = await self.find_store(request, request.path_params["store"])
+        search_store = await self.find_search_store(request, request.path_params["store"])
         doc_id: str = request.path_params["doc"]
-        found = _ID.match(doc_id) and await self.index(request).get_document(store.id, doc_id)
+        found = _ID.match(doc_id) and await self.index(request).get_document(
+            search_store.id, doc_id
+        )
         if not found:
-            raise not_found(f"fileSearchStores/{store.id}/documents/{doc_id} not found.")
+            raise not_found(f"fileSearchStores/{search_store.id}/documents/{doc_id} not found.")
         return found
 
     def _force(self, request: Request) -> bool:
@@ -157,7 +159,7 @@ class FileSearchRoutes(Routes):
             raise invalid_argument("displayName must be a string of at most 512 characters.")
         model = field(body, "embeddingModel")
         now = time.time()
-        store = await self.index(request).create_store(
+        search_store = await self.index(request).create_search_store(
             SearchStoreRecord(
                 id=slug(display),
                 tenant=tenant,
@@ -167,31 +169,36 @@ class FileSearchRoutes(Routes):
                 update_time=now,
             )
         )
-        return json_response(render_store(store))
+        return json_response(render_search_store(search_store))
 
-    async def get_store(self, request: Request) -> Response:
+    async def get_search_store(self, request: Request) -> Response:
         return json_response(
-            render_store(await self.find_store(request, request.path_params["store"]))
+            render_search_store(await self.find_search_store(request, request.path_params["store"]))
         )
 
-    async def list_stores(self, request: Request) -> Response:
+    async def list_search_stores(self, request: Request) -> Response:
         tenant = self.auth.tenant(request)
         scope = f"stores\x00{tenant}"
         size, before = self.page(request, scope)
-        stores = await self.index(request).list_stores(before_seq=before, limit=size + 1)
+        stores = await self.index(request).list_search_stores(before_seq=before, limit=size + 1)
         body: dict[str, Any] = {}
         if stores:
-            body["fileSearchStores"] = [render_store(s) for s in stores[:size]]
+            body["fileSearchStores"] = [render_search_store(s) for s in stores[:size]]
         if token := self.next_page_token(stores, size, scope):
             body["nextPageToken"] = token
         return json_response(body)
 
-    async def delete_store(self, request: Request) -> Response:
-        store = await self.find_store(request, request.path_params["store"])
-        if await self.index(request).delete_store(store.id, force=self._force(request)) is False:
+    async def delete_search_store(self, request: Request) -> Response:
+        search_store = await self.find_search_store(request, request.path_params["store"])
+        if (
+            await self.index(request).delete_search_store(
+                search_store.id, force=self._force(request)
+            )
+            is False
+        ):
             raise ErrorReply(
                 400,
-                f"fileSearchStores/{store.id} holds documents; delete with force=true.",
+                f"fileSearchStores/{search_store.id} holds documents; delete with force=true.",
                 status=Code.FAILED_PRECONDITION,
             )
         return Response(_EMPTY, media_type="application/json")
@@ -199,11 +206,11 @@ class FileSearchRoutes(Routes):
     # -- documents ---------------------------------------------------------------
 
     async def list_documents(self, request: Request) -> Response:
-        store = await self.find_store(request, request.path_params["store"])
-        scope = f"documents\x00{store.id}"
+        search_store = await self.find_search_store(request, request.path_params["store"])
+        scope = f"documents\x00{search_store.id}"
         size, before = self.page(request, scope)
         documents = await self.index(request).list_documents(
-            store.id, before_seq=before, limit=size + 1
+            search_store.id, before_seq=before, limit=size + 1
         )
         body: dict[str, Any] = {}
         if documents:
@@ -233,22 +240,22 @@ class FileSearchRoutes(Routes):
     # -- import and query ----------------------------------------------------------
 
     async def import_file(self, request: Request) -> Response:
-        store = await self.find_store(request, request.path_params["store"])
+        search_store = await self.find_search_store(request, request.path_params["store"])
         body = await read_json(request, self.config.max_body_bytes)
         if "fileName" in body and not body["fileName"]:
             raise invalid_argument("fileName must not be empty.", field="fileName")
-        body["store"] = store.id
+        body["store"] = search_store.id
         record = await self.engine.create(
             "import_file",
             body,
-            tenant=store.tenant,
+            tenant=search_store.tenant,
             request_id=request_id(request),
-            parent=f"fileSearchStores/{store.id}",
+            parent=f"fileSearchStores/{search_store.id}",
         )
         return self.operations.render(record)
 
     async def query(self, request: Request) -> Response:
-        store = await self.find_store(request, request.path_params["store"])
+        search_store = await self.find_search_store(request, request.path_params["store"])
         body = await read_json(request, self.config.max_body_bytes)
         text = field(body, "query")
         if not isinstance(text, str) or not text.strip():
@@ -263,7 +270,7 @@ class FileSearchRoutes(Routes):
                 f"query holds {len(terms)} distinct words; at most {MAX_QUERY_TERMS} are allowed.",
                 field="query",
             )
-        hits = await self.index(request).query(store.id, terms, filters, count)
+        hits = await self.index(request).query(search_store.id, terms, filters, count)
         chunks = [
             {
                 "chunkRelevanceScore": round(hit.score, 6),

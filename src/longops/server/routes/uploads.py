@@ -118,8 +118,8 @@ class UploadRoutes(Routes):
         body, total = await self._check_start(request)
         tenant = self.auth.tenant(request)
         index = SearchIndex.of(self.engine.store.database).tenant(tenant)
-        store = await index.get_store(request.path_params["store"])
-        if store is None:
+        search_store = await index.get_search_store(request.path_params["store"])
+        if search_store is None:
             raise ErrorReply(404, f"fileSearchStores/{request.path_params['store']} not found.")
         return await self._open_session(
             request,
@@ -127,7 +127,7 @@ class UploadRoutes(Routes):
                 "target": "store",
                 "total": total,
                 "tenant": tenant,
-                "store": store.id,
+                "store": search_store.id,
                 "displayName": _display_name(field(body, "displayName"), "displayName"),
                 "mimeType": self._mime(request, field(body, "mimeType")),
                 "customMetadata": field(body, "customMetadata") or [],
