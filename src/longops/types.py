@@ -74,13 +74,18 @@ class RetryOptions(_Model):
 
 
 class HttpOptions(_Model):
-    """Transport settings. `timeout` is in seconds (the official SDK uses milliseconds)."""
+    """Transport settings. `timeout` is in seconds (the official SDK uses milliseconds).
+
+    `max_connections` caps the open connections of each pool (sync and async, 100 by default);
+    past it, requests wait for a free connection, within `timeout`.
+    """
 
     base_url: str | None = None
     api_version: str | None = None
     headers: dict[str, str] | None = None
     timeout: float | None = Field(default=None, gt=0)
     retry: RetryOptions | None = None
+    max_connections: int | None = Field(default=None, ge=1)
 
 
 class OperationError(_Model):
