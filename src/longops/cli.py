@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -238,18 +239,18 @@ def serve(
     """Serve the API, with workers in the same process unless --no-workers."""
     from longops.server import ServerConfig, create_app
     from longops.server.auth import parse_api_keys
+    from longops.server.config import default_public_url
     from longops.server.serving import Limits, server
 
     _logging(log_level)
     keys = parse_api_keys(k for entry in api_key or [] for k in entry.split(","))
-    reachable = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
     concurrency = 0 if no_workers else workers
     engine = _engine(
         database,
         load,
         retention_days,
         blobs,
-        public_url or f"http://{reachable}:{port}",
+        public_url or default_public_url(host, port),
         follow_work=concurrency > 0,
     )
     _upgrade(database)
@@ -296,13 +297,19 @@ def worker(
     log_level: LogLevel = "info",
 ) -> None:
     """Run workers only, against the same database as the API servers."""
+    from longops.server.config import default_public_url
+
     _logging(log_level)
     engine = _engine(
         database,
         load,
         retention_days,
         blobs,
-        public_url or "http://127.0.0.1:8000",
+        # The API servers' default, from the same LONGOPS_HOST and LONGOPS_PORT.
+        public_url
+        or default_public_url(
+            os.environ.get("LONGOPS_HOST", "127.0.0.1"), os.environ.get("LONGOPS_PORT", "8000")
+        ),
         follow_done=False,  # nobody waits here
     )
     config = WorkerConfig(

@@ -88,7 +88,7 @@ class ThreadServer(AppThread):
         worker_config: WorkerConfig | None = None,
         load: Sequence[str] = ("tests.support.kinds",),
         videos: VideoSettings | None = None,
-        public_url: str = "http://127.0.0.1",
+        public_url: str | None = None,
         blobs: Path | None = None,
         limits: Limits | None = None,
     ) -> None:
@@ -101,7 +101,7 @@ class ThreadServer(AppThread):
         self.engine = Engine(
             open_store(database_url),
             registry,
-            EngineConfig(public_url=public_url),
+            EngineConfig(),
             LocalBlobs(blobs),
         )
         app = create_app(
@@ -111,6 +111,8 @@ class ThreadServer(AppThread):
             worker_config=worker_config or WorkerConfig(concurrency=8),
         )
         super().__init__(app, limits=limits)
+        # Its own address unless told otherwise, so that the links it gives work.
+        self.engine.config.public_url = public_url or self.url
 
 
 def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -18,3 +18,14 @@ class ServerConfig:
     """Longest a `:wait` call blocks, whatever timeout the client asks for."""
     default_page_size: int = 50
     max_page_size: int = 1000
+
+
+def default_public_url(host: str, port: int | str) -> str:
+    """Where clients reach a server listening on host:port, when `--public-url` is not
+    given: `longops serve` from its --host/--port, `longops worker` from the same
+    LONGOPS_HOST/LONGOPS_PORT, so both build the same links. A wildcard address is
+    reached on loopback."""
+    reachable = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host
+    if ":" in reachable:  # an IPv6 address
+        reachable = f"[{reachable}]"
+    return f"http://{reachable}:{port}"

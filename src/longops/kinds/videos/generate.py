@@ -15,14 +15,15 @@ import shutil
 import stat
 import threading
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from longops.engine.blobs import CHUNK_BYTES, Blobs, digest
 from longops.engine.context import Context
 from longops.engine.failures import OperationFailed
 from longops.engine.ids import new_token_id
+from longops.engine.links import video_uri
 from longops.engine.registry import Kind
 from longops.kinds.videos.backends import VideoBackend
 from longops.kinds.videos.catalogue import VideoModel
@@ -41,11 +42,19 @@ METADATA = "type.googleapis.com/google.ai.generativelanguage.v1beta.PredictLongR
 SUPPORT_CODE = "58061214"
 
 
-def generate_videos_kind(settings: VideoSettings) -> Kind[VideoRequest]:
+@dataclass(frozen=True, kw_only=True)
+class VideoKind(Kind[VideoRequest]):
+    """`generate_videos`, with the settings it renders by: the models routes list their
+    catalogue, so a server shows the models it serves and not the defaults."""
+
+    settings: VideoSettings
+
+
+def generate_videos_kind(settings: VideoSettings) -> VideoKind:
     async def handler(ctx: Context, request: VideoRequest) -> dict[str, Any]:
         return await _generate(ctx, request, settings)
 
-    return Kind(
+    return VideoKind(
         name="generate_videos",
         handler=handler,
         request_model=VideoRequest,
@@ -53,6 +62,7 @@ def generate_videos_kind(settings: VideoSettings) -> Kind[VideoRequest]:
         metadata_type=METADATA,
         check=lambda request: check(request, settings),
         description="Render videos from a prompt (Veo-compatible).",
+        settings=settings,
     )
 
 
@@ -190,12 +200,11 @@ async def _publish(
 ) -> dict[str, Any]:
     if request.api == "gemini":
         samples = []
-        host = urlsplit(ctx.public_url)
         for spec, key in videos:
-            file = await _add_file(ctx, key, f"{model.name} sample")
-            # https even when served over http: Google's SDK keys on the scheme and then
-            # reads only the id, downloading through its own base URL.
-            uri = f"https://{host.netloc}{host.path.rstrip('/')}/v1beta/{file}:download?alt=media"
+            id = await _add_file(ctx, key, f"{model.name} sample")
+            # https even when served over http: Google's SDKs read the id only from an
+            # https uri, then download through their own base URL (engine/links.py).
+            uri = video_uri(ctx.public_url, id)
             samples.append(
                 {"video": {"uri": uri, "encoding": "video/mp4"}, "generationSeed": spec.seed}
             )
@@ -287,4 +296,4 @@ async def _add_file(ctx: Context, key: str, display_name: str) -> str:
         sha256=sha256,
         display_name=display_name,
     )
-    return f"files/{id}"
+    return id

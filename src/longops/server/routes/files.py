@@ -12,6 +12,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from longops.engine.blobs import CHUNK_BYTES, BlobNotFound
+from longops.engine.links import download_uri, file_uri
 from longops.engine.records import FileRecord
 from longops.rpc import Code
 from longops.server.errors import ErrorReply, invalid_argument, not_found
@@ -22,8 +23,8 @@ from longops.server.routes.operations import json_response
 _EMPTY = b"{}"
 
 
-def render_file(file: FileRecord, base_url: str, version: str) -> dict[str, Any]:
-    link = f"{base_url}/{version}/files/{file.id}"
+def render_file(file: FileRecord, public_url: str, version: str) -> dict[str, Any]:
+    """A File as Google's API gives it; `uri` and `downloadUri` as engine/links.py says."""
     body: dict[str, Any] = {
         "name": f"files/{file.id}",
         "mimeType": file.mime_type,
@@ -32,8 +33,8 @@ def render_file(file: FileRecord, base_url: str, version: str) -> dict[str, Any]
         "updateTime": timestamp(file.create_time),
         "expirationTime": timestamp(file.expire_time),
         "sha256Hash": base64.b64encode(bytes.fromhex(file.sha256)).decode(),
-        "uri": link,
-        "downloadUri": f"{link}:download?alt=media",
+        "uri": file_uri(public_url, file.id, version),
+        "downloadUri": download_uri(public_url, file.id, version),
         "state": "ACTIVE",
         "source": file.source,
     }
@@ -60,20 +61,21 @@ class FileRoutes(Routes):
             raise not_found(f"File files/{id} not found.")
         return file
 
-    @staticmethod
-    def _base(request: Request) -> str:
-        return str(request.base_url).rstrip("/")
+    def _base(self) -> str:
+        """The configured public URL (`--public-url`), not the address this request came
+        to: behind a load balancer that is an internal one."""
+        return self.engine.config.public_url
 
     async def get(self, request: Request) -> Response:
         file = await self._find(request)
-        return json_response(render_file(file, self._base(request), request.path_params["version"]))
+        return json_response(render_file(file, self._base(), request.path_params["version"]))
 
     async def list_files(self, request: Request) -> Response:
         tenant = self.auth.tenant(request)
         scope = f"files\x00{tenant}"
         size, before = self.page(request, scope)
         files = await self.engine.list_files(tenant, before_seq=before, limit=size + 1)
-        base, version = self._base(request), request.path_params["version"]
+        base, version = self._base(), request.path_params["version"]
         body: dict[str, Any] = {}
         if files:
             body["files"] = [render_file(f, base, version) for f in files[:size]]
