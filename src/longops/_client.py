@@ -9,8 +9,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-import httpx
-
 from longops._transport import AsyncTransport, SyncTransport, TransportConfig
 from longops.resources import (
     AsyncFiles,
@@ -67,7 +65,7 @@ class Client:
             api_key=api_key if api_key is not None else os.environ.get("LONGOPS_API_KEY"),
             default_api_version="v1beta1" if vertexai else "v1beta",
         )
-        self._transport = SyncTransport(self._config, httpx.Client(follow_redirects=True))
+        self._transport = SyncTransport(self._config)
         self._context = ApiContext(
             vertexai=vertexai,
             project=project,
@@ -83,8 +81,7 @@ class Client:
     @cached_property
     def aio(self) -> AsyncClient:
         # Built on first use, so sync-only programs never create an async connection pool.
-        transport = AsyncTransport(self._config, httpx.AsyncClient(follow_redirects=True))
-        return AsyncClient(transport, self._context)
+        return AsyncClient(AsyncTransport(self._config), self._context)
 
     def _download(self, uri: str) -> bytes:
         match = _FILE_URI.match(uri)
@@ -129,8 +126,10 @@ class Client:
 class AsyncClient:
     """The async twin of `Client`: the same resources, awaited.
 
-    Video bytes behind a uri are still fetched by the sync client (`Video.data` is a plain
-    property); call it through `asyncio.to_thread` to keep the event loop free.
+    `await client.aio.files.download(file=video)` fetches a video's bytes on the event loop.
+    `Video.data` and `Video.save` are plain (sync) methods, so they
+    use the sync client even on videos the async one returned; call them through
+    `asyncio.to_thread` to keep the event loop free.
     """
 
     operations: AsyncOperations

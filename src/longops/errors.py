@@ -1,4 +1,20 @@
-"""Errors raised for HTTP answers other than 200, shaped like the official google-genai SDK's."""
+"""What the SDK raises: one hierarchy, so a caller never has to know which HTTP library is inside.
+
+    LongopsError
+    ├── APIError                  an answer other than 200 (shaped like google-genai's)
+    │   ├── ClientError           4xx
+    │   └── ServerError           5xx
+    ├── TransportError            no answer at all (the connection broke mid-request)
+    │   ├── ServerUnreachableError   nothing listening, unknown host, DNS failure (also a
+    │   │                            builtin ConnectionError)
+    │   └── RequestTimeoutError      connect, pool or read timeout (also a builtin TimeoutError)
+    └── InvalidURLError           a base URL without http:// or https:// or without a host
+                                  (also a ValueError), raised when the Client is made
+
+A `TransportError`'s message names the URL tried and where the base URL came from, and says how
+to point the client elsewhere (`Client(base_url=...)` or `LONGOPS_BASE_URL`); `url` holds it.
+The underlying library's exception is kept as `__cause__`.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +22,23 @@ from typing import Any
 
 import orjson
 
-__all__ = ["APIError", "ClientError", "ServerError"]
+__all__ = [
+    "APIError",
+    "ClientError",
+    "InvalidURLError",
+    "LongopsError",
+    "RequestTimeoutError",
+    "ServerError",
+    "ServerUnreachableError",
+    "TransportError",
+]
 
 
-class APIError(Exception):
+class LongopsError(Exception):
+    """The root of everything the SDK raises about a request: `except LongopsError` catches all."""
+
+
+class APIError(LongopsError):
     """A non-200 answer from the API.
 
     `code` is the HTTP status; `status` and `message` come from Google's error envelope
@@ -54,6 +83,32 @@ class ClientError(APIError):
 
 class ServerError(APIError):
     """A 5xx answer: the server failed or was unavailable."""
+
+
+class TransportError(LongopsError):
+    """No answer came back from `url`: the request failed before or while the server answered.
+
+    Raised as is when an open connection broke (reset, closed mid-answer, a malformed answer);
+    the subclasses say what went wrong when it is known.
+    """
+
+    url: str
+
+    def __init__(self, message: str, url: str) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class ServerUnreachableError(TransportError, ConnectionError):
+    """No connection could be made: nothing listens there, the host is unknown, DNS failed."""
+
+
+class RequestTimeoutError(TransportError, TimeoutError):
+    """Connecting, waiting for a pooled connection, or reading the answer took too long."""
+
+
+class InvalidURLError(LongopsError, ValueError):
+    """The base URL cannot be requested: no `http://` / `https://` scheme, or no host."""
 
 
 def _envelope_field(body: Any, key: str) -> str | None:

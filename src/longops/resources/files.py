@@ -13,7 +13,7 @@ from typing import IO, Any
 import httpx
 
 from longops._pagers import AsyncPager, Page, Pager
-from longops._transport import AsyncTransport, SyncTransport, Upload
+from longops._transport import AsyncResponse, AsyncTransport, SyncTransport, Upload
 from longops.resources._base import AsyncResource, SyncResource, resource_name
 from longops.types import File, GeneratedVideo, UploadFileConfig, Video
 
@@ -127,7 +127,7 @@ def send_resumable(
 
 async def asend_resumable(
     transport: AsyncTransport, path: str, body: dict[str, Any], source: _Source
-) -> httpx.Response:
+) -> AsyncResponse:
     """The async twin of `send_resumable`; the stream is read off the event loop."""
     started = await transport.send("POST", path, body=body, upload=source.start_request())
     url = started.headers["x-goog-upload-url"]
