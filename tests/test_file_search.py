@@ -205,9 +205,8 @@ def test_spec_file_import_example(server: ThreadServer, tmp_path: Path) -> None:
         time.sleep(0.05)
         operation = client.operations.get(operation)
     assert operation.error is None
-    assert operation.response is not None and operation.response["documentName"].startswith(
-        f"{store.name}/documents/"
-    )
+    assert operation.response is not None and operation.response.document_name is not None
+    assert operation.response.document_name.startswith(f"{store.name}/documents/")
     assert operation.metadata is not None and operation.metadata["chunksIndexed"] >= 1
 
 
@@ -370,7 +369,7 @@ async def test_official_sdk_async_flows(client: genai.Client, tmp_path: Path) ->
 def test_gs_uri_through_gcsfs_against_a_storage_emulator(
     make_server: Callable[..., ThreadServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Without LONGOPS_GCS_ROOT, gs:// goes to Cloud Storage through gcsfs. The bucket
+    """With LONGOPS_GCS_ROOT=gs://, gs:// goes to Cloud Storage through gcsfs. The bucket
     here is the edge of the world, so a minimal emulator of the GCS JSON API stands in."""
     from starlette.applications import Starlette
     from starlette.requests import Request
@@ -416,7 +415,7 @@ def test_gs_uri_through_gcsfs_against_a_storage_emulator(
         ),
         lifespan="off",
     ).start()
-    monkeypatch.delenv("LONGOPS_GCS_ROOT", raising=False)
+    monkeypatch.setenv("LONGOPS_GCS_ROOT", "gs://")
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.url)
     server = make_server()
     try:

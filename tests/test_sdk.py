@@ -442,17 +442,28 @@ def test_operation_from_wire_falls_back_to_the_response_type(
     assert type(operation_from_wire(data)) is cls
 
 
-def test_import_and_upload_responses_are_kept_verbatim() -> None:
-    response = {
-        "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.ImportFileResponse",
-        "parent": "fileSearchStores/s",
-        "documentName": "fileSearchStores/s/documents/d",
-    }
-    op = operation_from_wire(
-        {"name": "fileSearchStores/s/operations/x", "done": True, "response": response}
-    )
-    assert isinstance(op, ImportFileOperation)
-    assert op.response == response
+def test_import_and_upload_responses_have_the_official_attributes() -> None:
+    """google-genai reads both responses as `parent` and `document_name`; so does longops."""
+    for name, cls, kind in [
+        ("fileSearchStores/s/operations/x", ImportFileOperation, "ImportFileResponse"),
+        (
+            "fileSearchStores/s/upload/operations/x",
+            UploadToFileSearchStoreOperation,
+            "UploadToFileSearchStoreResponse",
+        ),
+    ]:
+        response = {
+            "@type": f"type.googleapis.com/google.ai.generativelanguage.v1main.{kind}",
+            "parent": "fileSearchStores/s",
+            "documentName": "fileSearchStores/s/documents/d",
+        }
+        op = operation_from_wire({"name": name, "done": True, "response": response})
+        assert isinstance(op, cls)
+        assert op.response is not None
+        assert (op.response.parent, op.response.document_name) == (
+            "fileSearchStores/s",
+            "fileSearchStores/s/documents/d",
+        )
 
 
 # Bytes whose base64 uses both URL-safe characters and needs padding.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from os import PathLike
 from pathlib import Path
 from typing import Any, TypeVar, overload
@@ -23,18 +24,33 @@ __all__ = [
     "Condition",
     "CreateFileSearchStoreConfig",
     "CustomMetadata",
+    "DeleteDocumentConfig",
+    "DeleteFileConfig",
+    "DeleteFileResponse",
+    "DeleteFileSearchStoreConfig",
     "Document",
+    "DownloadFileConfig",
     "File",
     "FileSearchStore",
+    "FileStatus",
     "GenerateVideosConfig",
     "GenerateVideosOperation",
     "GenerateVideosResponse",
+    "GenerateVideosSource",
     "GeneratedVideo",
+    "GetDocumentConfig",
+    "GetFileConfig",
+    "GetFileSearchStoreConfig",
+    "GetOperationConfig",
     "HttpOptions",
     "Image",
     "ImportFileConfig",
     "ImportFileOperation",
+    "ImportFileResponse",
     "ImportFileSource",
+    "ListDocumentsConfig",
+    "ListFileSearchStoresConfig",
+    "ListFilesConfig",
     "MetadataFilter",
     "Operation",
     "OperationError",
@@ -45,7 +61,10 @@ __all__ = [
     "UploadFileConfig",
     "UploadToFileSearchStoreConfig",
     "UploadToFileSearchStoreOperation",
+    "UploadToFileSearchStoreResponse",
     "Video",
+    "VideoGenerationMask",
+    "VideoGenerationReferenceImage",
     "WhiteSpaceConfig",
     "operation_from_wire",
 ]
@@ -60,6 +79,13 @@ class _Model(BaseModel):
         extra="ignore",
         ser_json_bytes="base64",
     )
+
+
+class _Config(_Model):
+    """A per-call `config=`: unknown keys are refused, as google-genai's configs refuse them,
+    so that a misspelt option is an error instead of silently doing nothing."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class RetryOptions(_Model):
@@ -89,12 +115,28 @@ class HttpOptions(_Model):
 
 
 class OperationError(_Model):
-    """A google.rpc.Status: `code` is a gRPC code (1 CANCELLED, 5 NOT_FOUND, 13 INTERNAL, …)."""
+    """A google.rpc.Status: `code` is a gRPC code (1 CANCELLED, 5 NOT_FOUND, 13 INTERNAL, …).
+
+    google-genai leaves an operation's error a dict, so code written for it reads
+    `error["code"]`; that works here too, besides `error.code`.
+    """
 
     code: int
     # proto3 JSON omits empty strings, so a server may leave the message out.
     message: str = ""
     details: list[Any] | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in type(self).model_fields:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """`error.get("message")`, as on google-genai's dict."""
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
 
 class Operation(_Model):
@@ -221,17 +263,36 @@ def _vertex_video(video: Mapping[str, Any]) -> dict[str, Any]:
 class GenerateVideosOperation(Operation):
     response: GenerateVideosResponse | None = None
 
+    @property
+    def result(self) -> GenerateVideosResponse | None:
+        """The response again, under the second name google-genai gives it."""
+        return self.response
+
+
+class ImportFileResponse(_Model):
+    """What importing a file made: the new document's name, in the store `parent`."""
+
+    parent: str | None = None
+    document_name: str | None = None
+
+
+class UploadToFileSearchStoreResponse(_Model):
+    """What uploading into a store made: the new document's name, in the store `parent`."""
+
+    parent: str | None = None
+    document_name: str | None = None
+
 
 class ImportFileOperation(Operation):
-    """Importing a file into a file search store; `response` is the server's dict verbatim."""
+    """Importing a file into a file search store."""
 
-    response: dict[str, Any] | None = None
+    response: ImportFileResponse | None = None
 
 
 class UploadToFileSearchStoreOperation(Operation):
-    """Uploading straight into a file search store; `response` is the server's dict verbatim."""
+    """Uploading straight into a file search store."""
 
-    response: dict[str, Any] | None = None
+    response: UploadToFileSearchStoreResponse | None = None
 
 
 # Each flow has its own name pattern (wire contract §3); `@type` decides for the rest.
@@ -292,8 +353,33 @@ class Image(_Model):
         return cls(image_bytes=Path(path).read_bytes(), mime_type=mime_type or guessed)
 
 
-class GenerateVideosConfig(_Model):
-    """Options of a video generation; names as in google-genai's GenerateVideosConfig."""
+class VideoGenerationReferenceImage(_Model):
+    """An image the video should resemble; `reference_type` is ASSET or STYLE."""
+
+    image: Image | None = None
+    reference_type: str | None = None
+
+
+class VideoGenerationMask(_Model):
+    """Where in the input video to insert or remove, and which (`mask_mode`)."""
+
+    image: Image | None = None
+    mask_mode: str | None = None
+
+
+class GenerateVideosSource(_Model):
+    """What to generate from, google-genai's newer spelling of `prompt=`, `image=`, `video=`."""
+
+    prompt: str | None = None
+    image: Image | None = None
+    video: Video | None = None
+
+
+class GenerateVideosConfig(_Config):
+    """Options of a video generation; names as in google-genai's GenerateVideosConfig.
+
+    The fields after `enhance_prompt` are sent as Vertex names them and kept by the server.
+    """
 
     number_of_videos: int | None = None
     duration_seconds: int | None = None
@@ -306,12 +392,54 @@ class GenerateVideosConfig(_Model):
     output_gcs_uri: str | None = None
     person_generation: str | None = None
     enhance_prompt: bool | None = None
+    pubsub_topic: str | None = None
+    compression_quality: str | None = None
+    resize_mode: str | None = None
+    labels: dict[str, str] | None = None
+    last_frame: Image | None = None
+    reference_images: list[VideoGenerationReferenceImage] | None = None
+    mask: VideoGenerationMask | None = None
 
 
-class UploadFileConfig(_Model):
+class UploadFileConfig(_Config):
     name: str | None = None
     display_name: str | None = None
     mime_type: str | None = None
+
+
+class GetFileConfig(_Config):
+    """No options; here so that google-genai's `config=` has a twin."""
+
+
+class DeleteFileConfig(_Config):
+    """No options; here so that google-genai's `config=` has a twin."""
+
+
+class DownloadFileConfig(_Config):
+    """No options; here so that google-genai's `config=` has a twin."""
+
+
+class GetOperationConfig(_Config):
+    """No options; here so that google-genai's `config=` has a twin."""
+
+
+class ListFilesConfig(_Config):
+    """One page of `page_size` files, starting at `page_token` (the first page when None)."""
+
+    page_size: int | None = None
+    page_token: str | None = None
+
+
+class DeleteFileResponse(_Model):
+    """The (empty) answer to `files.delete`, google-genai's return type."""
+
+
+class FileStatus(_Model):
+    """Why a file failed: a google.rpc.Status."""
+
+    code: int | None = None
+    message: str | None = None
+    details: list[dict[str, Any]] | None = None
 
 
 class File(_Model):
@@ -321,14 +449,16 @@ class File(_Model):
     display_name: str | None = None
     mime_type: str | None = None
     size_bytes: int | None = None
-    create_time: str | None = None
-    update_time: str | None = None
-    expiration_time: str | None = None
+    create_time: datetime | None = None
+    update_time: datetime | None = None
+    expiration_time: datetime | None = None
     sha256_hash: str | None = None
     uri: str | None = None
     download_uri: str | None = None
     state: str | None = None
     source: str | None = None
+    video_metadata: dict[str, Any] | None = None
+    error: FileStatus | None = None
 
 
 class StringList(_Model):
@@ -360,8 +490,8 @@ class FileSearchStore(_Model):
 
     name: str | None = None
     display_name: str | None = None
-    create_time: str | None = None
-    update_time: str | None = None
+    create_time: datetime | None = None
+    update_time: datetime | None = None
     active_documents_count: int | None = None
     pending_documents_count: int | None = None
     failed_documents_count: int | None = None
@@ -378,13 +508,47 @@ class Document(_Model):
     state: str | None = None
     size_bytes: int | None = None
     mime_type: str | None = None
-    create_time: str | None = None
-    update_time: str | None = None
+    create_time: datetime | None = None
+    update_time: datetime | None = None
 
 
-class CreateFileSearchStoreConfig(_Model):
+class CreateFileSearchStoreConfig(_Config):
     display_name: str | None = None
     embedding_model: str | None = None
+
+
+class GetFileSearchStoreConfig(_Config):
+    """No options; here so that google-genai's `config=` has a twin."""
+
+
+class ListFileSearchStoresConfig(_Config):
+    """One page of `page_size` stores, starting at `page_token` (the first page when None)."""
+
+    page_size: int | None = None
+    page_token: str | None = None
+
+
+class DeleteFileSearchStoreConfig(_Config):
+    """`force` deletes a store that still holds documents, and them with it."""
+
+    force: bool | None = None
+
+
+class GetDocumentConfig(_Config):
+    """No options; here so that google-genai's `config=` has a twin."""
+
+
+class ListDocumentsConfig(_Config):
+    """One page of `page_size` documents, starting at `page_token` (the first page when None)."""
+
+    page_size: int | None = None
+    page_token: str | None = None
+
+
+class DeleteDocumentConfig(_Config):
+    """`force` deletes a document that holds chunks, and them with it."""
+
+    force: bool | None = None
 
 
 class ImportFileSource(_Model):
@@ -395,12 +559,12 @@ class ImportFileSource(_Model):
     uri: str | None = None
 
 
-class ImportFileConfig(_Model):
+class ImportFileConfig(_Config):
     custom_metadata: list[CustomMetadata] | None = None
     chunking_config: ChunkingConfig | None = None
 
 
-class UploadToFileSearchStoreConfig(_Model):
+class UploadToFileSearchStoreConfig(_Config):
     display_name: str | None = None
     mime_type: str | None = None
     custom_metadata: list[CustomMetadata] | None = None

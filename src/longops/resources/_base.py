@@ -9,12 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, TypeVar, overload
+
+from pydantic import BaseModel
 
 from longops._transport import AsyncTransport, SyncTransport
 from longops.types import GenerateVideosOperation, Operation, OperationT, operation_from_wire
 
-__all__ = ["ApiContext", "AsyncResource", "SyncResource", "resource_name"]
+__all__ = ["ApiContext", "AsyncResource", "SyncResource", "coerce", "options", "resource_name"]
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,3 +72,48 @@ def resource_name(name: str) -> str:
     if not stripped:
         raise ValueError(f"Expected a resource name, got {name!r}.")
     return stripped
+
+
+def coerce(value: object, cls: type[ModelT]) -> ModelT:
+    """`value` as a `cls`: already one, a dict, or google-genai's twin of it.
+
+    google-genai's types are pydantic models with the same snake_case field names, so they
+    are read through `model_dump`; longops never imports google-genai for it.
+    """
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, Mapping):
+        return cls.model_validate(value)
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return cls.model_validate(dump(exclude_none=True))
+    raise TypeError(f"Expected a {cls.__name__} or a dict, got {type(value).__name__}.")
+
+
+def options(config: object, cls: type[ModelT]) -> ModelT:
+    """A method's `config=` (None, a dict, a longops config or google-genai's) as a `cls`.
+
+    Unknown keys are refused by `cls`. Per-call `http_options` (google-genai's only
+    config field longops has no use for) is refused when set: the client's own settings
+    apply to every call, and silently dropping a timeout or a header would be worse.
+    """
+    if config is None:
+        return cls()
+    if isinstance(config, cls):
+        return config
+    if isinstance(config, Mapping):
+        values = {key: value for key, value in config.items() if value is not None}
+    else:
+        dump = getattr(config, "model_dump", None)
+        if not callable(dump):
+            raise TypeError(
+                f"config must be a {cls.__name__} or a dict, got {type(config).__name__}."
+            )
+        values = dump(exclude_none=True)
+    for key in ("http_options", "httpOptions"):
+        if values.pop(key, None):
+            raise ValueError(
+                "longops does not take http_options per call; set them on the Client "
+                "(Client(http_options=...))."
+            )
+    return cls.model_validate(values)

@@ -14,15 +14,27 @@ from typing import IO, Any
 
 from longops._pagers import AsyncPager, Page, Pager
 from longops._transport import AsyncTransport, SyncTransport
-from longops.resources._base import ApiContext, AsyncResource, SyncResource, resource_name
+from longops.resources._base import (
+    ApiContext,
+    AsyncResource,
+    SyncResource,
+    options,
+    resource_name,
+)
 from longops.resources.files import _file_name, _Source, asend_resumable, send_resumable
 from longops.types import (
     CreateFileSearchStoreConfig,
+    DeleteDocumentConfig,
+    DeleteFileSearchStoreConfig,
     Document,
     FileSearchStore,
+    GetDocumentConfig,
+    GetFileSearchStoreConfig,
     ImportFileConfig,
     ImportFileOperation,
     ImportFileSource,
+    ListDocumentsConfig,
+    ListFileSearchStoresConfig,
     MetadataFilter,
     QueryResult,
     UploadToFileSearchStoreConfig,
@@ -43,8 +55,28 @@ def _store_name(name: str) -> str:
     return name if name.startswith(_PREFIX) else f"{_PREFIX}{name}"
 
 
-def _force(force: bool) -> dict[str, str | int]:
-    return {"force": "true"} if force else {}
+# google-genai's config for a delete: a DeleteFileSearchStoreConfig or DeleteDocumentConfig,
+# or the dict of one.
+DeleteConfig = DeleteFileSearchStoreConfig | DeleteDocumentConfig | dict[str, Any] | object
+
+
+def _force(
+    force: bool, config: object, cls: type[DeleteFileSearchStoreConfig | DeleteDocumentConfig]
+) -> dict[str, str | int]:
+    """The delete's query: `force=True` (longops's spelling) or `config={"force": True}`."""
+    return {"force": "true"} if force or options(config, cls).force else {}
+
+
+def _list_options(
+    page_size: int | None,
+    config: object,
+    cls: type[ListFileSearchStoresConfig | ListDocumentsConfig],
+) -> tuple[int | None, str | None]:
+    """The page size and first token, from longops's `page_size=` or google-genai's config."""
+    chosen = options(config, cls)
+    if page_size is not None and chosen.page_size is not None:
+        raise ValueError("Pass page_size once: as `page_size` or in `config`.")
+    return (page_size if page_size is not None else chosen.page_size), chosen.page_token
 
 
 def _params(page_size: int | None, token: str | None) -> dict[str, str | int]:
@@ -64,10 +96,8 @@ def _document_page(data: dict[str, Any]) -> Page[Document]:
     return documents, data.get("nextPageToken")
 
 
-def _create_body(config: CreateFileSearchStoreConfig | dict[str, Any] | None) -> dict[str, Any]:
-    return CreateFileSearchStoreConfig.model_validate(config or {}).model_dump(
-        by_alias=True, exclude_none=True
-    )
+def _create_body(config: object) -> dict[str, Any]:
+    return options(config, CreateFileSearchStoreConfig).model_dump(by_alias=True, exclude_none=True)
 
 
 def _import_request(
@@ -75,7 +105,7 @@ def _import_request(
     file_search_store_name: str | None,
     file_name: str | None,
     source: ImportFileSource | dict[str, Any] | None,
-    config: ImportFileConfig | dict[str, Any] | None,
+    config: object,
 ) -> tuple[str, dict[str, Any]]:
     """The path and body of `importFile`, from either the spec's or the official SDK's form."""
     if (
@@ -106,8 +136,8 @@ def _import_request(
         )
     if "fileName" in sources:
         sources["fileName"] = _file_name(sources["fileName"])
-    options = ImportFileConfig.model_validate(config or {})
-    body = {**sources, **options.model_dump(by_alias=True, exclude_none=True)}
+    settings = options(config, ImportFileConfig)
+    body = {**sources, **settings.model_dump(by_alias=True, exclude_none=True)}
     return f"{_store_name(name)}:importFile", body
 
 
@@ -139,44 +169,67 @@ def _query_request(
 class Documents(SyncResource):
     """The documents of file search stores: `client.file_search_stores.documents`."""
 
-    def list(self, *, parent: str, page_size: int | None = None) -> Pager[Document]:
+    def list(
+        self,
+        *,
+        parent: str,
+        page_size: int | None = None,
+        config: ListDocumentsConfig | dict[str, Any] | object | None = None,
+    ) -> Pager[Document]:
         """The documents of the store `parent` (a full name or a bare id)."""
         path = f"{_store_name(parent)}/documents"
+        size, first = _list_options(page_size, config, ListDocumentsConfig)
 
         def fetch(token: str | None) -> Page[Document]:
-            return _document_page(
-                self._transport.request("GET", path, params=_params(page_size, token))
-            )
+            return _document_page(self._transport.request("GET", path, params=_params(size, token)))
 
-        return Pager(fetch, fetch(None))
+        return Pager(fetch, fetch(first))
 
-    def get(self, *, name: str) -> Document:
+    def get(
+        self, *, name: str, config: GetDocumentConfig | dict[str, Any] | object | None = None
+    ) -> Document:
         """`name` is the full `fileSearchStores/{s}/documents/{d}`."""
+        options(config, GetDocumentConfig)
         return Document.model_validate(self._transport.request("GET", resource_name(name)))
 
-    def delete(self, *, name: str, force: bool = False) -> None:
-        """Delete a document; without `force`, one that holds chunks is refused."""
-        self._transport.send("DELETE", resource_name(name), params=_force(force))
+    def delete(self, *, name: str, force: bool = False, config: DeleteConfig | None = None) -> None:
+        """Delete a document; without `force` (or `config={"force": True}`), one that holds
+        chunks is refused."""
+        params = _force(force, config, DeleteDocumentConfig)
+        self._transport.send("DELETE", resource_name(name), params=params)
 
 
 class AsyncDocuments(AsyncResource):
     """The async twin of `Documents`: `client.aio.file_search_stores.documents`."""
 
-    async def list(self, *, parent: str, page_size: int | None = None) -> AsyncPager[Document]:
+    async def list(
+        self,
+        *,
+        parent: str,
+        page_size: int | None = None,
+        config: ListDocumentsConfig | dict[str, Any] | object | None = None,
+    ) -> AsyncPager[Document]:
         path = f"{_store_name(parent)}/documents"
+        size, first = _list_options(page_size, config, ListDocumentsConfig)
 
         async def fetch(token: str | None) -> Page[Document]:
             return _document_page(
-                await self._transport.request("GET", path, params=_params(page_size, token))
+                await self._transport.request("GET", path, params=_params(size, token))
             )
 
-        return AsyncPager(fetch, await fetch(None))
+        return AsyncPager(fetch, await fetch(first))
 
-    async def get(self, *, name: str) -> Document:
+    async def get(
+        self, *, name: str, config: GetDocumentConfig | dict[str, Any] | object | None = None
+    ) -> Document:
+        options(config, GetDocumentConfig)
         return Document.model_validate(await self._transport.request("GET", resource_name(name)))
 
-    async def delete(self, *, name: str, force: bool = False) -> None:
-        await self._transport.send("DELETE", resource_name(name), params=_force(force))
+    async def delete(
+        self, *, name: str, force: bool = False, config: DeleteConfig | None = None
+    ) -> None:
+        params = _force(force, config, DeleteDocumentConfig)
+        await self._transport.send("DELETE", resource_name(name), params=params)
 
 
 class FileSearchStores(SyncResource):
@@ -189,33 +242,45 @@ class FileSearchStores(SyncResource):
         self.documents = Documents(transport, context)
 
     def create(
-        self, *, config: CreateFileSearchStoreConfig | dict[str, Any] | None = None
+        self, *, config: CreateFileSearchStoreConfig | dict[str, Any] | object | None = None
     ) -> FileSearchStore:
         data = self._transport.request("POST", "fileSearchStores", body=_create_body(config))
         return FileSearchStore.model_validate(data)
 
-    def get(self, *, name: str) -> FileSearchStore:
+    def get(
+        self, *, name: str, config: GetFileSearchStoreConfig | dict[str, Any] | object | None = None
+    ) -> FileSearchStore:
         """`name` is `fileSearchStores/{id}` or the bare id."""
+        options(config, GetFileSearchStoreConfig)
         return FileSearchStore.model_validate(self._transport.request("GET", _store_name(name)))
 
-    def list(self, *, page_size: int | None = None) -> Pager[FileSearchStore]:
+    def list(
+        self,
+        *,
+        page_size: int | None = None,
+        config: ListFileSearchStoresConfig | dict[str, Any] | object | None = None,
+    ) -> Pager[FileSearchStore]:
+        size, first = _list_options(page_size, config, ListFileSearchStoresConfig)
+
         def fetch(token: str | None) -> Page[FileSearchStore]:
             return _store_page(
-                self._transport.request("GET", "fileSearchStores", params=_params(page_size, token))
+                self._transport.request("GET", "fileSearchStores", params=_params(size, token))
             )
 
-        return Pager(fetch, fetch(None))
+        return Pager(fetch, fetch(first))
 
-    def delete(self, *, name: str, force: bool = False) -> None:
-        """Delete a store; without `force`, one that holds documents is refused."""
-        self._transport.send("DELETE", _store_name(name), params=_force(force))
+    def delete(self, *, name: str, force: bool = False, config: DeleteConfig | None = None) -> None:
+        """Delete a store; without `force` (or `config={"force": True}`), one that holds
+        documents is refused."""
+        params = _force(force, config, DeleteFileSearchStoreConfig)
+        self._transport.send("DELETE", _store_name(name), params=params)
 
     def import_file(
         self,
         *,
         file_search_store_name: str | None = None,
         file_name: str | None = None,
-        config: ImportFileConfig | dict[str, Any] | None = None,
+        config: ImportFileConfig | dict[str, Any] | object | None = None,
         store: str | None = None,
         source: ImportFileSource | dict[str, Any] | None = None,
     ) -> ImportFileOperation:
@@ -236,13 +301,13 @@ class FileSearchStores(SyncResource):
         *,
         file_search_store_name: str,
         file: str | os.PathLike[str] | bytes | IO[bytes],
-        config: UploadToFileSearchStoreConfig | dict[str, Any] | None = None,
+        config: UploadToFileSearchStoreConfig | dict[str, Any] | object | None = None,
     ) -> UploadToFileSearchStoreOperation:
         """Upload straight into a store (resumable, 8 MiB chunks); returns its operation."""
-        options = UploadToFileSearchStoreConfig.model_validate(config or {})
+        chosen = options(config, UploadToFileSearchStoreConfig)
         path = f"{_store_name(file_search_store_name)}:uploadToFileSearchStore"
-        with _Source.open(file, options.mime_type) as source:
-            answer = send_resumable(self._transport, path, _upload_body(source, options), source)
+        with _Source.open(file, chosen.mime_type) as source:
+            answer = send_resumable(self._transport, path, _upload_body(source, chosen), source)
         return self._context.parse_operation(answer.json(), UploadToFileSearchStoreOperation)
 
     def query(
@@ -269,33 +334,46 @@ class AsyncFileSearchStores(AsyncResource):
         self.documents = AsyncDocuments(transport, context)
 
     async def create(
-        self, *, config: CreateFileSearchStoreConfig | dict[str, Any] | None = None
+        self, *, config: CreateFileSearchStoreConfig | dict[str, Any] | object | None = None
     ) -> FileSearchStore:
         data = await self._transport.request("POST", "fileSearchStores", body=_create_body(config))
         return FileSearchStore.model_validate(data)
 
-    async def get(self, *, name: str) -> FileSearchStore:
+    async def get(
+        self, *, name: str, config: GetFileSearchStoreConfig | dict[str, Any] | object | None = None
+    ) -> FileSearchStore:
+        options(config, GetFileSearchStoreConfig)
         data = await self._transport.request("GET", _store_name(name))
         return FileSearchStore.model_validate(data)
 
-    async def list(self, *, page_size: int | None = None) -> AsyncPager[FileSearchStore]:
+    async def list(
+        self,
+        *,
+        page_size: int | None = None,
+        config: ListFileSearchStoresConfig | dict[str, Any] | object | None = None,
+    ) -> AsyncPager[FileSearchStore]:
+        size, first = _list_options(page_size, config, ListFileSearchStoresConfig)
+
         async def fetch(token: str | None) -> Page[FileSearchStore]:
-            params = _params(page_size, token)
+            params = _params(size, token)
             return _store_page(
                 await self._transport.request("GET", "fileSearchStores", params=params)
             )
 
-        return AsyncPager(fetch, await fetch(None))
+        return AsyncPager(fetch, await fetch(first))
 
-    async def delete(self, *, name: str, force: bool = False) -> None:
-        await self._transport.send("DELETE", _store_name(name), params=_force(force))
+    async def delete(
+        self, *, name: str, force: bool = False, config: DeleteConfig | None = None
+    ) -> None:
+        params = _force(force, config, DeleteFileSearchStoreConfig)
+        await self._transport.send("DELETE", _store_name(name), params=params)
 
     async def import_file(
         self,
         *,
         file_search_store_name: str | None = None,
         file_name: str | None = None,
-        config: ImportFileConfig | dict[str, Any] | None = None,
+        config: ImportFileConfig | dict[str, Any] | object | None = None,
         store: str | None = None,
         source: ImportFileSource | dict[str, Any] | None = None,
     ) -> ImportFileOperation:
@@ -310,13 +388,13 @@ class AsyncFileSearchStores(AsyncResource):
         *,
         file_search_store_name: str,
         file: str | os.PathLike[str] | bytes | IO[bytes],
-        config: UploadToFileSearchStoreConfig | dict[str, Any] | None = None,
+        config: UploadToFileSearchStoreConfig | dict[str, Any] | object | None = None,
     ) -> UploadToFileSearchStoreOperation:
-        options = UploadToFileSearchStoreConfig.model_validate(config or {})
+        chosen = options(config, UploadToFileSearchStoreConfig)
         path = f"{_store_name(file_search_store_name)}:uploadToFileSearchStore"
-        with _Source.open(file, options.mime_type) as source:
+        with _Source.open(file, chosen.mime_type) as source:
             answer = await asend_resumable(
-                self._transport, path, _upload_body(source, options), source
+                self._transport, path, _upload_body(source, chosen), source
             )
         return self._context.parse_operation(answer.json(), UploadToFileSearchStoreOperation)
 

@@ -6,34 +6,66 @@ import asyncio
 import io
 import mimetypes
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, overload
 
 import httpx
 
 from longops._pagers import AsyncPager, Page, Pager
 from longops._transport import AsyncResponse, AsyncTransport, SyncTransport, Upload
-from longops.resources._base import AsyncResource, SyncResource, resource_name
-from longops.types import File, GeneratedVideo, UploadFileConfig, Video
+from longops.resources._base import AsyncResource, SyncResource, options, resource_name
+from longops.types import (
+    DeleteFileConfig,
+    DeleteFileResponse,
+    DownloadFileConfig,
+    File,
+    GeneratedVideo,
+    GetFileConfig,
+    ListFilesConfig,
+    UploadFileConfig,
+    Video,
+)
 
 __all__ = ["AsyncFiles", "Files"]
 
 
-def _file_name(file: str | File | Video | GeneratedVideo) -> str:
-    """`files/{id}` for a name, a bare id, a File, or a video whose uri points at one."""
+# What names a file: a name or bare id, a File, a (generated) video whose uri points at one,
+# or google-genai's File, Video or GeneratedVideo (read by their attributes).
+FileLike = str | File | Video | GeneratedVideo | object
+
+
+def _video_of(file: FileLike) -> Video | object | None:
+    """The video `file` is or holds, longops's or google-genai's; None for anything else."""
     if isinstance(file, GeneratedVideo):
-        file = file.video
+        return file.video
     if isinstance(file, Video):
-        if file.uri is None:
+        return file
+    if isinstance(file, str | File):
+        return None
+    inner: object = getattr(file, "video", None)
+    if inner is not None:
+        return inner
+    if hasattr(file, "video_bytes"):
+        return file
+    return None
+
+
+def _file_name(file: FileLike) -> str:
+    """`files/{id}` for a name, a bare id, a File, or a video whose uri points at one."""
+    video = _video_of(file)
+    if video is not None:
+        uri = getattr(video, "uri", None)
+        if not isinstance(uri, str):
             raise ValueError("This video has no uri to download.")
-        marker = file.uri.find("files/")
+        marker = uri.find("files/")
         if marker < 0:
-            raise ValueError(f"Not a file uri: {file.uri!r}.")
-        tail = file.uri[marker + len("files/") :]
+            raise ValueError(f"Not a file uri: {uri!r}.")
+        tail = uri[marker + len("files/") :]
         return f"files/{tail.split(':')[0].split('?')[0].split('/')[0]}"
-    name = file.name if isinstance(file, File) else file
-    if not name:
+    name = file if isinstance(file, str) else getattr(file, "name", None)
+    if not isinstance(name, str) or not name:
         raise ValueError("Expected a file name.")
     name = resource_name(name)
     return name if name.startswith("files/") else f"files/{name}"
@@ -151,41 +183,113 @@ def _page(data: dict[str, Any]) -> Page[File]:
     return [File.model_validate(f) for f in data.get("files") or []], data.get("nextPageToken")
 
 
+def _list_options(page_size: int | None, config: object) -> tuple[dict[str, Any], str | None]:
+    """The first page's query and token, from longops's `page_size=` or google-genai's config."""
+    chosen = options(config, ListFilesConfig)
+    if page_size is not None and chosen.page_size is not None:
+        raise ValueError("Pass page_size once: as `page_size` or in `config`.")
+    size = page_size if page_size is not None else chosen.page_size
+    return ({"pageSize": size} if size else {}), chosen.page_token
+
+
+def _keep_bytes(file: FileLike, data: bytes) -> None:
+    """Set a downloaded video's `video_bytes`, as google-genai does."""
+    video = _video_of(file)
+    if video is not None:
+        video.video_bytes = data  # type: ignore[attr-defined]  # longops's or google-genai's
+
+
+# Where `download` may write: a path, or a binary stream open for writing.
+Destination = str | os.PathLike[str] | IO[bytes] | io.IOBase
+
+
+def _write(destination: Destination, chunks: Iterable[bytes]) -> None:
+    if isinstance(destination, str | os.PathLike):
+        with Path(destination).open("wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+    else:
+        for chunk in chunks:
+            destination.write(chunk)
+
+
 class Files(SyncResource):
     def upload(
         self,
         *,
         file: str | os.PathLike[str] | bytes | IO[bytes],
-        config: UploadFileConfig | dict[str, Any] | None = None,
+        config: UploadFileConfig | dict[str, Any] | object | None = None,
     ) -> File:
         """Upload with Google's resumable protocol, in 8 MiB chunks; returns the new File."""
-        options = UploadFileConfig.model_validate(config or {})
-        with _Source.open(file, options.mime_type) as source:
-            answer = send_resumable(self._transport, "files", _upload_body(source, options), source)
+        chosen = options(config, UploadFileConfig)
+        with _Source.open(file, chosen.mime_type) as source:
+            answer = send_resumable(self._transport, "files", _upload_body(source, chosen), source)
         return File.model_validate(answer.json()["file"])
 
-    def get(self, *, name: str) -> File:
+    def get(
+        self, *, name: str, config: GetFileConfig | dict[str, Any] | object | None = None
+    ) -> File:
+        options(config, GetFileConfig)
         return File.model_validate(self._transport.request("GET", _file_name(name)))
 
-    def list(self, *, page_size: int | None = None) -> Pager[File]:
+    def list(
+        self,
+        *,
+        page_size: int | None = None,
+        config: ListFilesConfig | dict[str, Any] | object | None = None,
+    ) -> Pager[File]:
+        """The files, a page at a time (`page_size`, or google-genai's `config`)."""
+        params, first = _list_options(page_size, config)
+
         def fetch(token: str | None) -> Page[File]:
-            params: dict[str, Any] = {"pageSize": page_size} if page_size else {}
-            if token:
-                params["pageToken"] = token
-            return _page(self._transport.request("GET", "files", params=params))
+            query = {**params, "pageToken": token} if token else params
+            return _page(self._transport.request("GET", "files", params=query))
 
-        return Pager(fetch, fetch(None))
+        return Pager(fetch, fetch(first))
 
-    def delete(self, *, name: str) -> None:
+    def delete(
+        self, *, name: str, config: DeleteFileConfig | dict[str, Any] | object | None = None
+    ) -> DeleteFileResponse:
+        options(config, DeleteFileConfig)
         self._transport.send("DELETE", _file_name(name))
+        return DeleteFileResponse()
 
-    def download(self, *, file: str | File | Video | GeneratedVideo) -> bytes:
-        """The file's bytes; for a video, also kept in its `video_bytes`."""
+    @overload
+    def download(
+        self,
+        *,
+        file: FileLike,
+        destination: None = None,
+        config: DownloadFileConfig | dict[str, Any] | object | None = None,
+    ) -> bytes: ...
+    @overload
+    def download(
+        self,
+        *,
+        file: FileLike,
+        destination: Destination,
+        config: DownloadFileConfig | dict[str, Any] | object | None = None,
+    ) -> None: ...
+    def download(
+        self,
+        *,
+        file: FileLike,
+        destination: Destination | None = None,
+        config: DownloadFileConfig | dict[str, Any] | object | None = None,
+    ) -> bytes | None:
+        """The file's bytes (for a video, also kept in its `video_bytes`), or, given a
+        `destination` path or stream, the file streamed there and None, as google-genai does."""
+        options(config, DownloadFileConfig)
         path = f"{_file_name(file)}:download"
+        if destination is not None:
+            response = self._transport.send("GET", path, params={"alt": "media"}, stream=True)
+            try:
+                _write(destination, response.iter_bytes(1 << 20))
+            finally:
+                response.close()
+            return None
         data = self._transport.send("GET", path, params={"alt": "media"}).content
-        video = file.video if isinstance(file, GeneratedVideo) else file
-        if isinstance(video, Video):
-            video.video_bytes = data
+        _keep_bytes(file, data)
         return data
 
 
@@ -194,34 +298,70 @@ class AsyncFiles(AsyncResource):
         self,
         *,
         file: str | os.PathLike[str] | bytes | IO[bytes],
-        config: UploadFileConfig | dict[str, Any] | None = None,
+        config: UploadFileConfig | dict[str, Any] | object | None = None,
     ) -> File:
-        options = UploadFileConfig.model_validate(config or {})
-        with _Source.open(file, options.mime_type) as source:
+        chosen = options(config, UploadFileConfig)
+        with _Source.open(file, chosen.mime_type) as source:
             answer = await asend_resumable(
-                self._transport, "files", _upload_body(source, options), source
+                self._transport, "files", _upload_body(source, chosen), source
             )
         return File.model_validate(answer.json()["file"])
 
-    async def get(self, *, name: str) -> File:
+    async def get(
+        self, *, name: str, config: GetFileConfig | dict[str, Any] | object | None = None
+    ) -> File:
+        options(config, GetFileConfig)
         return File.model_validate(await self._transport.request("GET", _file_name(name)))
 
-    async def list(self, *, page_size: int | None = None) -> AsyncPager[File]:
+    async def list(
+        self,
+        *,
+        page_size: int | None = None,
+        config: ListFilesConfig | dict[str, Any] | object | None = None,
+    ) -> AsyncPager[File]:
+        params, first = _list_options(page_size, config)
+
         async def fetch(token: str | None) -> Page[File]:
-            params: dict[str, Any] = {"pageSize": page_size} if page_size else {}
-            if token:
-                params["pageToken"] = token
-            return _page(await self._transport.request("GET", "files", params=params))
+            query = {**params, "pageToken": token} if token else params
+            return _page(await self._transport.request("GET", "files", params=query))
 
-        return AsyncPager(fetch, await fetch(None))
+        return AsyncPager(fetch, await fetch(first))
 
-    async def delete(self, *, name: str) -> None:
+    async def delete(
+        self, *, name: str, config: DeleteFileConfig | dict[str, Any] | object | None = None
+    ) -> DeleteFileResponse:
+        options(config, DeleteFileConfig)
         await self._transport.send("DELETE", _file_name(name))
+        return DeleteFileResponse()
 
-    async def download(self, *, file: str | File | Video | GeneratedVideo) -> bytes:
+    @overload
+    async def download(
+        self,
+        *,
+        file: FileLike,
+        destination: None = None,
+        config: DownloadFileConfig | dict[str, Any] | object | None = None,
+    ) -> bytes: ...
+    @overload
+    async def download(
+        self,
+        *,
+        file: FileLike,
+        destination: Destination,
+        config: DownloadFileConfig | dict[str, Any] | object | None = None,
+    ) -> None: ...
+    async def download(
+        self,
+        *,
+        file: FileLike,
+        destination: Destination | None = None,
+        config: DownloadFileConfig | dict[str, Any] | object | None = None,
+    ) -> bytes | None:
+        options(config, DownloadFileConfig)
         path = f"{_file_name(file)}:download"
         data = (await self._transport.send("GET", path, params={"alt": "media"})).content
-        video = file.video if isinstance(file, GeneratedVideo) else file
-        if isinstance(video, Video):
-            video.video_bytes = data
+        if destination is not None:
+            await asyncio.to_thread(_write, destination, [data])
+            return None
+        _keep_bytes(file, data)
         return data

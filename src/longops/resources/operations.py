@@ -11,8 +11,14 @@ import orjson
 from pydantic import BaseModel
 
 from longops._pagers import AsyncPager, Page, Pager
-from longops.resources._base import ApiContext, AsyncResource, SyncResource, resource_name
-from longops.types import Operation, OperationT
+from longops.resources._base import (
+    ApiContext,
+    AsyncResource,
+    SyncResource,
+    options,
+    resource_name,
+)
+from longops.types import GetOperationConfig, Operation, OperationT
 
 __all__ = ["AsyncOperations", "Operations"]
 
@@ -27,11 +33,25 @@ class Operations(SyncResource):
     """Synchronous long-running operations API."""
 
     @overload
-    def get(self, operation: OperationT) -> OperationT: ...
+    def get(
+        self, operation: OperationT, *, config: GetOperationConfig | dict[str, Any] | None = None
+    ) -> OperationT: ...
     @overload
-    def get(self, operation: str) -> Operation: ...
-    def get(self, operation: Operation | str) -> Operation:
-        """The operation's current state: the same class for an Operation, inferred for a name."""
+    def get(
+        self, operation: str | object, *, config: GetOperationConfig | dict[str, Any] | None = None
+    ) -> Operation: ...
+    def get(
+        self,
+        operation: Operation | str | object,
+        *,
+        config: GetOperationConfig | dict[str, Any] | None = None,
+    ) -> Operation:
+        """The operation's current state: the same class for an Operation, inferred otherwise.
+
+        `operation` may be a name, a longops Operation or google-genai's (anything with a
+        `name`); `config` is google-genai's GetOperationConfig, which has no options.
+        """
+        options(config, GetOperationConfig)
         name = _name(operation)
         method, path, body = _poll_request(name, self._context)
         data = self._transport.request(method, path, body=body, idempotent=True)
@@ -114,11 +134,25 @@ class AsyncOperations(AsyncResource):
     """Asynchronous long-running operations API."""
 
     @overload
-    async def get(self, operation: OperationT) -> OperationT: ...
+    async def get(
+        self, operation: OperationT, *, config: GetOperationConfig | dict[str, Any] | None = None
+    ) -> OperationT: ...
     @overload
-    async def get(self, operation: str) -> Operation: ...
-    async def get(self, operation: Operation | str) -> Operation:
-        """The operation's current state: the same class for an Operation, inferred for a name."""
+    async def get(
+        self, operation: str | object, *, config: GetOperationConfig | dict[str, Any] | None = None
+    ) -> Operation: ...
+    async def get(
+        self,
+        operation: Operation | str | object,
+        *,
+        config: GetOperationConfig | dict[str, Any] | None = None,
+    ) -> Operation:
+        """The operation's current state: the same class for an Operation, inferred otherwise.
+
+        `operation` may be a name, a longops Operation or google-genai's (anything with a
+        `name`); `config` is google-genai's GetOperationConfig, which has no options.
+        """
+        options(config, GetOperationConfig)
         name = _name(operation)
         method, path, body = _poll_request(name, self._context)
         data = await self._transport.request(method, path, body=body, idempotent=True)
@@ -197,11 +231,16 @@ class AsyncOperations(AsyncResource):
         return self._context.parse_operation(data)
 
 
-def _name(operation: Operation | str) -> str:
-    return resource_name(operation.name if isinstance(operation, Operation) else operation)
+def _name(operation: Operation | str | object) -> str:
+    if isinstance(operation, str):
+        return resource_name(operation)
+    name = getattr(operation, "name", None)
+    if not isinstance(name, str):
+        raise TypeError(f"Expected an operation or its name, got {type(operation).__name__}.")
+    return resource_name(name)
 
 
-def _class(operation: Operation | str) -> type[Operation] | None:
+def _class(operation: Operation | str | object) -> type[Operation] | None:
     return type(operation) if isinstance(operation, Operation) else None
 
 
