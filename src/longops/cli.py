@@ -6,17 +6,21 @@ import asyncio
 import json
 import logging
 import os
+import re
 import signal
+import socket
 import sys
-from collections.abc import Callable, Coroutine
+import traceback
+from collections.abc import Callable, Coroutine, Sequence
 from functools import partial
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from longops._version import __version__
 from longops.engine import Engine, Registry, Worker
 from longops.engine.blobs import open_blobs
 from longops.engine.engine import EngineConfig
@@ -25,16 +29,34 @@ from longops.engine.worker import WorkerConfig
 from longops.kinds.builtin import default_registry
 from longops.kinds.file_search.index import SearchIndex
 
+OK, FAILED, USAGE, TIMED_OUT, UNREACHABLE = 0, 1, 2, 3, 4
+"""The exit codes, as EXIT_CODES tells users."""
+EXIT_CODES = (
+    "Exit codes: 0 done;"
+    " 1 the server refused the request, the operation failed, or serve/worker could not start"
+    " (database, port in use, a bad LONGOPS_* setting);"
+    " 2 a usage mistake (an option, argument or JSON request that is not valid);"
+    " 3 `ops wait --timeout` ran out before the operation was done;"
+    " 4 no server answered at --base-url / LONGOPS_BASE_URL (not running, wrong host, timed out)."
+)
+
+# Plain output, not rich's panels: a usage error is then one `Error:` line, whole, at any
+# terminal width (a panel wraps it across several).
 app = typer.Typer(
     help="longops: a self-hosted service for long-running operations.",
+    epilog=EXIT_CODES,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 ops_app = typer.Typer(
-    help="Inspect and control operations on a longops server.", no_args_is_help=True
+    help="Inspect and control operations on a longops server.",
+    epilog=EXIT_CODES,
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(ops_app, name="ops")
-db_app = typer.Typer(help="Manage the database.", no_args_is_help=True)
+db_app = typer.Typer(help="Manage the database.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(db_app, name="db")
 
 DEFAULT_DATABASE = "sqlite:///./longops.db"
@@ -53,7 +75,8 @@ Load = Annotated[
     typer.Option(
         "--load",
         envvar="LONGOPS_LOAD",
-        help="Python module whose kinds to register (repeatable).",
+        help="Dotted name of a Python module whose kinds to register (repeatable); its folder"
+        " must be on PYTHONPATH.",
     ),
 ]
 Lease = Annotated[
@@ -75,7 +98,24 @@ ShutdownGrace = Annotated[
         help="On SIGTERM, seconds to finish in-flight operations before handing them back.",
     ),
 ]
-LogLevel = Annotated[str, typer.Option("--log-level", envvar="LONGOPS_LOG_LEVEL")]
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def _log_level(value: str) -> str:
+    if value.lower() not in LOG_LEVELS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
+    return value.lower()
+
+
+LogLevel = Annotated[
+    str,
+    typer.Option(
+        "--log-level",
+        envvar="LONGOPS_LOG_LEVEL",
+        callback=_log_level,
+        help=f"One of {', '.join(LOG_LEVELS)}.",
+    ),
+]
 Blobs = Annotated[
     str,
     typer.Option(
@@ -94,6 +134,31 @@ PublicUrl = Annotated[
     ),
 ]
 DEFAULT_BLOBS = "./longops-blobs"
+_MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def _port(value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise typer.BadParameter(f"{value} is not a TCP port: one of 1-65535")
+    return value
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"longops {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """longops: a self-hosted service for long-running operations."""
 
 
 def _engine(
@@ -110,17 +175,10 @@ def _engine(
         registry: Registry = default_registry()
     except ValueError as exc:  # a malformed LONGOPS_* setting, named in the message
         typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(FAILED) from None
     for module in load or []:
         for name in filter(None, (n.strip() for n in module.split(","))):
-            try:
-                registry.load(name)
-            except ModuleNotFoundError as exc:
-                if exc.name is None or not name.startswith(exc.name):
-                    raise  # the module was found, and one it imports was not: its bug
-                raise typer.BadParameter(f"no module named {name!r}", param_hint="--load") from None
-            except ValueError as exc:  # defines no kind, or one already registered
-                raise typer.BadParameter(str(exc), param_hint="--load") from None
+            _load(registry, name)
     config = EngineConfig(
         retention_seconds=retention_days * 86400,
         public_url=public_url,
@@ -132,6 +190,64 @@ def _engine(
     except (ImportError, ValueError) as exc:  # a missing s3fs/gcsfs, a malformed URL
         raise typer.BadParameter(str(exc), param_hint="--blobs") from None
     return Engine(_store(database), registry, config, blob_store)
+
+
+def _load(registry: Registry, name: str) -> None:
+    """Register the kinds of module `name`; every way that fails is one line: a file path
+    where a module name belongs, a module not on the path, one whose import raises."""
+    if name.endswith(".py") or not _MODULE_NAME.match(name):
+        path = Path(name)
+        hint = ""
+        if path.suffix == ".py" or "/" in name:
+            folder = path.parent if str(path.parent) != "." else Path(".")
+            hint = f" (for this file: PYTHONPATH={folder} ... --load {path.stem})"
+        raise typer.BadParameter(
+            f"{name!r} is not a module name: --load takes a dotted module name"
+            f" (like mypackage.kinds) whose folder is on PYTHONPATH{hint}",
+            param_hint="--load",
+        )
+    try:
+        registry.load(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not name.startswith(exc.name):
+            raise typer.BadParameter(
+                f"importing {name} failed: {exc} (a module it imports is not installed)",
+                param_hint="--load",
+            ) from None
+        raise typer.BadParameter(
+            f"no module named {name!r}: --load takes a dotted module name whose folder is on"
+            " PYTHONPATH (e.g. PYTHONPATH=examples longops serve --load hash_file)",
+            param_hint="--load",
+        ) from None
+    except ValueError as exc:  # defines no kind, or one already registered
+        raise typer.BadParameter(str(exc), param_hint="--load") from None
+    except Exception as exc:  # the module's own error: where it was raised, in one line
+        if isinstance(exc, SyntaxError):
+            where = f"{exc.filename}:{exc.lineno}"
+        else:
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            where = f"{frame.filename}:{frame.lineno}"
+        typer.echo(
+            f"Error: --load {name}: importing it raised {type(exc).__name__}: {exc} ({where})",
+            err=True,
+        )
+        raise typer.Exit(FAILED) from None
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's listening socket, bound before the banner and before workers start,
+    so a port in use (or a host not this machine's) is one line and nothing runs."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP, so asyncio sets TCP_NODELAY on accepted connections as uvicorn's own do.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        typer.echo(f"Error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(FAILED) from None
+    return sock
 
 
 def _store(database: str) -> Store:
@@ -154,7 +270,7 @@ def _run_loop(main: Coroutine[Any, Any, None]) -> None:
         run(main)
     except StoreBusy as exc:  # StoreUnavailable too: unreachable, or a file it can't use
         typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(FAILED) from None
 
 
 def _upgrade(database: str) -> None:
@@ -181,7 +297,7 @@ def _logging(level: str) -> None:
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(envvar="LONGOPS_HOST")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(envvar="LONGOPS_PORT")] = 8000,
+    port: Annotated[int, typer.Option(envvar="LONGOPS_PORT", callback=_port)] = 8000,
     database: Database = DEFAULT_DATABASE,
     workers: Workers = 8,
     no_workers: Annotated[
@@ -262,6 +378,7 @@ def serve(
             concurrency=max(concurrency, 1), lease_seconds=lease, shutdown_grace=shutdown_grace
         ),
     )
+    listening = _listen(host, port)
     typer.echo(
         f"longops serving on http://{host}:{port} ({database}, "
         f"{concurrency or 'no'} worker slots, kinds: {', '.join(engine.registry.names())})",
@@ -279,9 +396,9 @@ def serve(
     running = server(
         application, limits, host=host, port=port, log_level=log_level, access_log=False
     )
-    running.run()
-    if not running.started:  # uvicorn has logged why (the port is taken, say)
-        raise typer.Exit(1)
+    running.run(sockets=[listening])
+    if not running.started:  # uvicorn has logged why
+        raise typer.Exit(FAILED)
 
 
 @app.command()
@@ -337,32 +454,70 @@ def db_upgrade(database: Database = DEFAULT_DATABASE) -> None:
     typer.echo(f"{database}: schema is up to date")
 
 
-# -- ops -----------------------------------------------------------------------
+# -- against a running server ---------------------------------------------------
 
 BaseUrl = Annotated[
     str | None, typer.Option("--base-url", envvar="LONGOPS_BASE_URL", help="Server URL.")
 ]
 ApiKey = Annotated[str | None, typer.Option("--api-key", envvar="LONGOPS_API_KEY")]
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+OperationName = Annotated[
+    str,
+    typer.Argument(
+        help="The operation's name, or its bare id (taken as operations/{id})", show_default=False
+    ),
+]
 
 
-def _client(base_url: str | None, api_key: str | None) -> Any:
-    from longops import Client
-
-    return Client(api_key=api_key, base_url=base_url)
-
-
-def _run(call: Any) -> Any:
-    from longops.errors import APIError
+def _run(call: Callable[[], Any]) -> Any:
+    """`call` with the SDK's errors as one line each and the exit code EXIT_CODES gives."""
+    from longops.errors import APIError, TransportError
 
     try:
         return call()
     except APIError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc.code} {exc.status}: {exc.message}")
-        raise typer.Exit(1) from None
+        typer.echo(f"Error: {exc.code} {exc.status}: {exc.message}", err=True)
+        raise typer.Exit(FAILED) from None
+    except TransportError as exc:
+        cause = exc.__cause__
+        reason = (str(cause) or type(cause).__name__) if cause is not None else str(exc)
+        typer.echo(
+            f"Error: no answer from {exc.url} ({reason}): is a longops server running there?"
+            " Point --base-url or LONGOPS_BASE_URL at one.",
+            err=True,
+        )
+        raise typer.Exit(UNREACHABLE) from None
     except ValueError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(USAGE) from None
+
+
+def _client(base_url: str | None, api_key: str | None) -> Any:
+    from longops import Client
+    from longops.errors import InvalidURLError
+
+    try:
+        return Client(api_key=api_key, base_url=base_url)
+    except InvalidURLError:
+        typer.echo(
+            f"Error: --base-url / LONGOPS_BASE_URL {base_url!r} is not a server URL: it needs"
+            " http:// or https:// and a host (e.g. http://127.0.0.1:8000)",
+            err=True,
+        )
+        raise typer.Exit(USAGE) from None
+
+
+def _get(base_url: str | None, api_key: str | None, path: str) -> dict[str, Any]:
+    """GET one of the server's own listings (kinds, models), which the SDK has no
+    resource for, through its transport: the same retries, key and errors."""
+    client = _client(base_url, api_key)
+    body: dict[str, Any] = _run(lambda: client._transport.request("GET", path))
+    return body
+
+
+def _operation_name(name: str) -> str:
+    """A bare id is short for `operations/{id}`, which the server resolves for every kind."""
+    return name if "/" in name else f"operations/{name}"
 
 
 def _wire(operation: Any) -> dict[str, Any]:
@@ -380,33 +535,46 @@ def _state(operation: Any) -> str:
     return "FAILED" if operation.error else "SUCCEEDED"
 
 
+def _columns(rows: Sequence[Sequence[str]]) -> None:
+    """Rows as aligned columns, never cut: a name must stay whole to be copied."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        typer.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
 def _show(operation: Any, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(_wire(operation), indent=2))
         return
-    console = Console()
     metadata = operation.metadata or {}
-    console.print(f"[bold]{operation.name}[/bold]")
-    console.print(f"  state     {_state(operation)}")
+    fields: list[tuple[str, str]] = [("state", _state(operation))]
+    if "kind" in metadata:
+        fields.append(("kind", str(metadata["kind"])))
     if "progressPercent" in metadata:
-        console.print(f"  progress  {metadata['progressPercent']}%")
+        fields.append(("progress", f"{metadata['progressPercent']}%"))
     for key in ("createTime", "startTime", "endTime", "attempt"):
         if key in metadata:
-            console.print(f"  {key:<9} {metadata[key]}")
+            fields.append((key, str(metadata[key])))
     if operation.error:
-        console.print(f"  [red]error     {operation.error.code}: {operation.error.message}[/red]")
+        fields.append(("error", f"{operation.error.code}: {operation.error.message}"))
     elif operation.done and operation.response is not None:
-        wire = _wire(operation).get("response")
-        console.print(f"  response  {json.dumps(wire)}")
+        fields.append(("response", json.dumps(_wire(operation).get("response"))))
+    width = max(len(label) for label, _ in fields)
+    typer.echo(typer.style(operation.name, bold=True))
+    for label, value in fields:
+        line = f"  {label:<{width}}  {value}"
+        typer.echo(typer.style(line, fg="red") if label == "error" else line)
 
 
 @ops_app.command("get")
 def ops_get(
-    name: str, base_url: BaseUrl = None, api_key: ApiKey = None, as_json: AsJson = False
+    name: OperationName, base_url: BaseUrl = None, api_key: ApiKey = None, as_json: AsJson = False
 ) -> None:
     """Show one operation."""
     client = _client(base_url, api_key)
-    _show(_run(lambda: client.operations.get(name)), as_json)
+    _show(_run(lambda: client.operations.get(_operation_name(name))), as_json)
 
 
 @ops_app.command("list")
@@ -438,22 +606,28 @@ def ops_list(
     if as_json:
         typer.echo(json.dumps([_wire(o) for o in operations], indent=2))
         return
-    table = Table("name", "state", "progress", "created")
+    if not operations:
+        typer.echo("No operations.", err=True)
+        return
+    rows = [("NAME", "KIND", "STATE", "PROGRESS", "CREATED")]
     for operation in operations:
         metadata = operation.metadata or {}
         progress = metadata.get("progressPercent")
-        table.add_row(
-            operation.name,
-            _state(operation),
-            "" if progress is None else f"{progress}%",
-            str(metadata.get("createTime", "")),
+        rows.append(
+            (
+                operation.name,
+                str(metadata.get("kind", "")),
+                _state(operation),
+                "" if progress is None else f"{progress}%",
+                str(metadata.get("createTime", "")),
+            )
         )
-    Console().print(table)
+    _columns(rows)
 
 
 @ops_app.command("wait")
 def ops_wait(
-    name: str,
+    name: OperationName,
     timeout: Annotated[float | None, typer.Option(help="Give up after this many seconds.")] = None,
     base_url: BaseUrl = None,
     api_key: ApiKey = None,
@@ -464,7 +638,7 @@ def ops_wait(
 
     client = _client(base_url, api_key)
     deadline = None if timeout is None else time.monotonic() + timeout
-    operation = _run(lambda: client.operations.get(name))
+    operation = _run(lambda: client.operations.get(_operation_name(name)))
     interactive = sys.stderr.isatty() and not as_json
     progress = Progress(
         TextColumn("{task.description}"),
@@ -495,23 +669,25 @@ def ops_wait(
             operation = _run(partial(client.operations.wait, operation, timeout=step))
     _show(operation, as_json)
     if not operation.done:
-        raise typer.Exit(3)
+        raise typer.Exit(TIMED_OUT)
     if operation.error:
-        raise typer.Exit(1)
+        raise typer.Exit(FAILED)
 
 
 @ops_app.command("cancel")
-def ops_cancel(name: str, base_url: BaseUrl = None, api_key: ApiKey = None) -> None:
+def ops_cancel(name: OperationName, base_url: BaseUrl = None, api_key: ApiKey = None) -> None:
     """Cancel an operation (pending: at once; running: its handler is told to stop)."""
     client = _client(base_url, api_key)
+    name = _operation_name(name)
     _run(lambda: client.operations.cancel(name))
     typer.echo(f"cancel requested for {name}")
 
 
 @ops_app.command("delete")
-def ops_delete(name: str, base_url: BaseUrl = None, api_key: ApiKey = None) -> None:
+def ops_delete(name: OperationName, base_url: BaseUrl = None, api_key: ApiKey = None) -> None:
     """Forget an operation."""
     client = _client(base_url, api_key)
+    name = _operation_name(name)
     _run(lambda: client.operations.delete(name))
     typer.echo(f"deleted {name}")
 
@@ -519,15 +695,88 @@ def ops_delete(name: str, base_url: BaseUrl = None, api_key: ApiKey = None) -> N
 @ops_app.command("start")
 def ops_start(
     kind: str,
-    request: Annotated[str, typer.Argument(help="The request as JSON.")] = "{}",
+    request: Annotated[str, typer.Argument(help="The request as a JSON object.")] = "{}",
     base_url: BaseUrl = None,
     api_key: ApiKey = None,
     as_json: AsJson = False,
 ) -> None:
-    """Start an operation of any registered kind."""
+    """Start an operation of any registered kind (`longops kinds` lists them)."""
     try:
         body = json.loads(request)
     except json.JSONDecodeError as exc:
-        raise typer.BadParameter(f"not JSON: {exc}") from None
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint="REQUEST") from None
+    if not isinstance(body, dict):
+        raise typer.BadParameter(
+            f"the request must be a JSON object ({{...}}), not {_json_type(body)}",
+            param_hint="REQUEST",
+        )
     client = _client(base_url, api_key)
     _show(_run(lambda: client.operations.start(kind, body)), as_json)
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+@app.command("kinds")
+def kinds(base_url: BaseUrl = None, api_key: ApiKey = None, as_json: AsJson = False) -> None:
+    """List the kinds a server runs, with their request fields (--json: whole schemas)."""
+    found: list[dict[str, Any]] = _get(base_url, api_key, "kinds").get("kinds", [])
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+        return
+    for entry in found:
+        typer.echo(typer.style(entry["name"], bold=True) + f"  {entry.get('description', '')}")
+        schema = entry.get("requestSchema")
+        if schema is None:
+            typer.echo("  (no JSON schema for its request)")
+            continue
+        required = set(schema.get("required", []))
+        properties: dict[str, Any] = schema.get("properties", {})
+        rows = [
+            (f"  {field}", _schema_type(spec), "required" if field in required else "")
+            for field, spec in properties.items()
+        ]
+        if rows:
+            _columns(rows)
+
+
+def _schema_type(spec: dict[str, Any]) -> str:
+    """A field's JSON schema in a word or two: `number`, `string | null`, `VideoParameters`."""
+    if "$ref" in spec:
+        return str(spec["$ref"]).rsplit("/", 1)[-1]
+    if "anyOf" in spec:
+        return " | ".join(_schema_type(option) for option in spec["anyOf"])
+    if spec.get("type") == "array" and isinstance(spec.get("items"), dict):
+        return f"array of {_schema_type(spec['items'])}"
+    if "enum" in spec:
+        return " | ".join(json.dumps(value) for value in spec["enum"])
+    return str(spec.get("type", "any"))
+
+
+@app.command("models")
+def models(base_url: BaseUrl = None, api_key: ApiKey = None, as_json: AsJson = False) -> None:
+    """List the video models a server offers, with the options each accepts."""
+    found: list[dict[str, Any]] = _get(base_url, api_key, "models").get("models", [])
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+        return
+    if not found:
+        typer.echo("No video models (video generation is off on this server).", err=True)
+        return
+    rows = [("NAME", "SECONDS", "RESOLUTIONS", "ASPECT RATIOS", "FPS", "VIDEOS", "AUDIO")]
+    for model in found:
+        video = model.get("videoGeneration", {})
+        rows.append(
+            (
+                str(model["name"]),
+                ",".join(map(str, video.get("durationSeconds", []))),
+                ",".join(video.get("resolutions", [])),
+                ",".join(video.get("aspectRatios", [])),
+                ",".join(map(str, video.get("fps", []))),
+                f"1-{video.get('maxVideos', 1)}",
+                "yes" if video.get("generateAudio") else "no",
+            )
+        )
+    _columns(rows)

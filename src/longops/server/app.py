@@ -22,6 +22,7 @@ from longops.server.errors import EXCEPTION_HANDLERS, AnswerFailures
 from longops.server.requests import RefuseNulInUrl
 from longops.server.routes.file_search import FileSearchRoutes
 from longops.server.routes.files import FileRoutes
+from longops.server.routes.kinds import KindRoutes
 from longops.server.routes.models import ModelRoutes
 from longops.server.routes.operations import OperationRoutes
 from longops.server.routes.uploads import UploadRoutes
@@ -78,6 +79,7 @@ def create_app(
     models = ModelRoutes(engine, auth, config, operations)
     uploads = UploadRoutes(engine, auth, config)
     file_search = FileSearchRoutes(engine, auth, config, operations)
+    kinds = KindRoutes(engine, auth, config)
 
     running: list[Worker] = []
 
@@ -109,6 +111,7 @@ def create_app(
             *models.routes(),
             *uploads.routes(),
             *file_search.routes(),
+            *kinds.routes(),
         ],
         # AnswerFailures first: it must see the errors of the middleware after it.
         middleware=[Middleware(AnswerFailures), Middleware(RefuseNulInUrl)],

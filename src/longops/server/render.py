@@ -35,6 +35,7 @@ def render_operation(record: OperationRecord, kind: Kind[Any] | None) -> dict[st
         "@type": kind.metadata_type if kind else _DEFAULT_METADATA_TYPE,
         "progressPercent": 0,  # until the handler reports, so every client can read it
         **record.metadata,
+        "kind": record.kind,
         "state": record.state.value,
         "createTime": timestamp(record.create_time),
         "updateTime": timestamp(record.update_time),

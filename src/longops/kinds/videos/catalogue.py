@@ -1,15 +1,13 @@
 """The video models a server offers, and what each accepts.
 
 Ships entries for the Veo model names of Google's documentation; an operator adds or
-overrides entries with a JSON file (`LONGOPS_VIDEO_MODELS`), e.g. to accept a new
-model name or to bind one to another backend.
+overrides entries with a JSON list, inline or in a file (`LONGOPS_VIDEO_MODELS`), e.g. to
+accept a new model name or to bind one to another backend.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 RESOLUTIONS: dict[str, tuple[int, int]] = {"720p": (1280, 720), "1080p": (1920, 1080)}
@@ -63,9 +61,10 @@ class Catalogue:
     def get(self, name: str) -> VideoModel | None:
         return self.models.get(name.removeprefix("models/"))
 
-    def load(self, path: str | Path) -> None:
-        """Add or replace entries from a JSON list of objects with VideoModel's fields."""
-        entries: list[dict[str, Any]] = json.loads(Path(path).read_text())
+    def add(self, entries: Any) -> None:
+        """Add or replace entries from a (parsed) JSON list of objects with VideoModel's fields."""
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise ValueError("expected a JSON list of objects, one per model")
         for entry in entries:
             base = self.models.get(entry.get("like", ""), _VEO3)
             values = {k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()}

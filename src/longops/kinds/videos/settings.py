@@ -31,6 +31,11 @@ def _naming(setting: str) -> Iterator[None]:
         raise ValueError(f"{setting}: {exc}") from None
 
 
+def _inline_or_file(value: str) -> str:
+    """The JSON of a setting given either inline (it starts with `[`) or as a file's path."""
+    return value if value.lstrip().startswith("[") else Path(value).read_text()
+
+
 class InvalidUri(ValueError):
     """A gs:// URI that no file under the root can stand for (NUL, a component over
     NAME_MAX bytes, a path over PATH_MAX, outside the root, a file where a folder must
@@ -76,20 +81,19 @@ class VideoSettings:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> VideoSettings:
-        """LONGOPS_VIDEO_MODELS (JSON file), LONGOPS_SAFETY_TERMS (comma-separated),
-        LONGOPS_VIDEO_FAULTS (JSON list, or a path to one), LONGOPS_GCS_ROOT (folder,
-        optionally with `{tenant}`)."""
+        """LONGOPS_VIDEO_MODELS and LONGOPS_VIDEO_FAULTS (JSON list, or a path to one),
+        LONGOPS_SAFETY_TERMS (comma-separated), LONGOPS_GCS_ROOT (folder, optionally with
+        `{tenant}`)."""
         env = dict(os.environ) if env is None else env
         settings = cls()
         if models := env.get("LONGOPS_VIDEO_MODELS"):
             with _naming("LONGOPS_VIDEO_MODELS"):
-                settings.catalogue.load(models)
+                settings.catalogue.add(json.loads(_inline_or_file(models)))
         if terms := env.get("LONGOPS_SAFETY_TERMS"):
             settings.safety_terms = tuple(t.strip().lower() for t in terms.split(",") if t.strip())
         if faults := env.get("LONGOPS_VIDEO_FAULTS"):
             with _naming("LONGOPS_VIDEO_FAULTS"):
-                text = faults if faults.lstrip().startswith("[") else Path(faults).read_text()
-                settings.faults = tuple(Fault.parse(f) for f in json.loads(text))
+                settings.faults = tuple(Fault.parse(f) for f in json.loads(_inline_or_file(faults)))
         if root := env.get("LONGOPS_GCS_ROOT"):
             settings.gcs_root = Path(root)
         return settings
