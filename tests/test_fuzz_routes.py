@@ -198,6 +198,7 @@ def requests(draw: st.DrawFn, existing: dict[str, str]) -> tuple[str, str, dict[
     file = draw(segment(existing, "file"))
     model = draw(st.sampled_from(["veo-2.0-generate-001", "veo-3.0-generate-001"]) | text)
     model = quote(model, safe="") or "m"
+    kind = quote(draw(st.sampled_from(["longops.sleep", "generate_videos"]) | text), safe="") or "k"
     routes: list[tuple[str, str, str | None]] = [
         ("GET", f"/{v}/operations", None),
         ("GET", f"/{v}/operations/{op}", None),
@@ -207,6 +208,10 @@ def requests(draw: st.DrawFn, existing: dict[str, str]) -> tuple[str, str, dict[
         ("POST", f"/{v}/operations/{op}:cancel", "wait"),
         ("DELETE", f"/{v}/operations/{op}", None),
         ("POST", f"/{v}/kinds/{draw(st.sampled_from(['longops.sleep', 'x']))}:start", "start"),
+        ("GET", f"/{v}/kinds", None),
+        ("GET", f"/{v}/kinds/{kind}", None),
+        ("GET", f"/{v}/models", None),
+        ("GET", f"/{v}/models/{model}", None),
         ("POST", f"/{v}/models/{model}:predictLongRunning", "video"),
         (
             "POST",
