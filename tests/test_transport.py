@@ -224,6 +224,9 @@ async def test_async_transport_streams_a_download(
             )
         assert info.value.code == 404
         assert await client.aio.files.download(file=uploaded.name) == content
+        saved = tmp_path / "saved.bin"
+        await client.aio.files.download(file=uploaded.name, destination=saved)
+        assert saved.read_bytes() == content
     finally:
         await client.aio.aclose()
         client.close()

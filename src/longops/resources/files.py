@@ -6,7 +6,7 @@ import asyncio
 import io
 import mimetypes
 import os
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, overload
@@ -213,6 +213,21 @@ def _write(destination: Destination, chunks: Iterable[bytes]) -> None:
             destination.write(chunk)
 
 
+async def _awrite(destination: Destination, chunks: AsyncIterator[bytes]) -> None:
+    """The async twin of `_write`: each chunk as it arrives, written off the event loop, so
+    a large file is never held in memory whole."""
+    if isinstance(destination, str | os.PathLike):
+        f = await asyncio.to_thread(Path(destination).open, "wb")
+        try:
+            async for chunk in chunks:
+                await asyncio.to_thread(f.write, chunk)
+        finally:
+            await asyncio.to_thread(f.close)
+    else:
+        async for chunk in chunks:
+            await asyncio.to_thread(destination.write, chunk)
+
+
 class Files(SyncResource):
     def upload(
         self,
@@ -359,9 +374,13 @@ class AsyncFiles(AsyncResource):
     ) -> bytes | None:
         options(config, DownloadFileConfig)
         path = f"{_file_name(file)}:download"
-        data = (await self._transport.send("GET", path, params={"alt": "media"})).content
         if destination is not None:
-            await asyncio.to_thread(_write, destination, [data])
+            response = await self._transport.send("GET", path, params={"alt": "media"}, stream=True)
+            try:
+                await _awrite(destination, response.aiter_bytes(1 << 20))
+            finally:
+                await response.aclose()
             return None
+        data = (await self._transport.send("GET", path, params={"alt": "media"})).content
         _keep_bytes(file, data)
         return data
