@@ -25,10 +25,19 @@ class OutsideFolder(ValueError):
     pass
 
 
-def inside(root: Path, relative: str) -> Path:
-    """`relative` resolved under `root`; `OutsideFolder` if it escapes (`..`, links)."""
+def inside(root: Path, relative: str, *, absolute: bool = False) -> Path:
+    """`relative` resolved under `root`; `OutsideFolder` if it escapes (`..`, links).
+
+    With `absolute`, a path that names a place inside `root` from the file system's top
+    (`file:///srv/imports/a.txt` under /srv/imports) is taken as it is, as a user who
+    copies a file's path expects; any other is read relative to `root`, as before.
+    """
     base = root.resolve()
     path = (base / relative.lstrip("/")).resolve()
+    if absolute and relative.startswith("/"):
+        whole = Path(relative).resolve()
+        if whole != base and whole.is_relative_to(base):
+            path = whole
     if path == base or not path.is_relative_to(base):
         raise OutsideFolder(f"{relative!r} is outside the allowed folder")
     return path

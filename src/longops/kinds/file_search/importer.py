@@ -26,6 +26,7 @@ from longops.engine.failures import OperationFailed
 from longops.engine.ids import new_token_id
 from longops.engine.registry import Kind
 from longops.engine.uploads import SESSION_ID, STORE_UPLOADS
+from longops.kinds.buckets import DEFAULT_ROOT, cloud_storage, gcs_root
 from longops.kinds.file_search.extract import ExtractionError
 from longops.kinds.file_search.index import SearchIndex
 from longops.kinds.file_search.isolation import Limits, prepare
@@ -107,8 +108,9 @@ DEFAULT_LIMITS = Limits(
 
 @dataclass(slots=True)
 class FileSearchSettings:
-    gcs_root: Path | None = None
-    """Folder standing in for Cloud Storage: gs://bucket/key is gcs_root/bucket/key.
+    gcs_root: Path | None = field(default_factory=lambda: Path(DEFAULT_ROOT))
+    """Folder standing in for Cloud Storage: gs://bucket/key is gcs_root/bucket/key;
+    None reads Cloud Storage itself (LONGOPS_GCS_ROOT=gs://, kinds/buckets.py).
     Both folders are shared by every tenant unless they hold `{tenant}`, which each
     import replaces with its own tenant's folder name (kinds/folders.py)."""
     import_folder: Path | None = None
@@ -125,7 +127,7 @@ class FileSearchSettings:
     def from_env(cls) -> FileSearchSettings:
         """The settings from `LONGOPS_*` variables; ValueError naming a malformed one."""
         env = os.environ.get
-        root, folder = env("LONGOPS_GCS_ROOT"), env("LONGOPS_IMPORT_FOLDER")
+        folder = env("LONGOPS_IMPORT_FOLDER")
         max_text = _count("LONGOPS_IMPORT_MAX_TEXT", _MAX_TEXT)
         memory = _count("LONGOPS_IMPORT_MAX_MEMORY", DEFAULT_LIMITS.memory_bytes or 0)
         timeout = env("LONGOPS_IMPORT_TIMEOUT")
@@ -134,7 +136,7 @@ class FileSearchSettings:
         except ValueError:
             raise ValueError(f"LONGOPS_IMPORT_TIMEOUT: {timeout!r} is not a number") from None
         return cls(
-            gcs_root=Path(root) if root else None,
+            gcs_root=gcs_root(os.environ),
             import_folder=Path(folder) if folder else None,
             max_bytes=_count("LONGOPS_IMPORT_MAX_BYTES", _MAX_BYTES),
             egress=EgressPolicy.from_env(),
@@ -187,8 +189,10 @@ async def _fetch(
         return await ctx.run_in_thread(_read_local, path, request.gcs_uri, limit)
     assert request.uri is not None
     if request.uri.startswith("file://"):
-        relative = request.uri.removeprefix("file://")
-        path = _local(settings.import_folder, ctx.tenant, relative, "LONGOPS_IMPORT_FOLDER")
+        given = request.uri.removeprefix("file://")
+        path = _local(
+            settings.import_folder, ctx.tenant, given, "LONGOPS_IMPORT_FOLDER", absolute=True
+        )
         return await ctx.run_in_thread(_read_local, path, request.uri, limit)
     if not request.uri.startswith(("http://", "https://")):
         raise OperationFailed(Code.INVALID_ARGUMENT, f"Unsupported uri {request.uri}.")
@@ -236,9 +240,11 @@ async def _read_blob(ctx: Context, key: str, shown: str) -> bytes:
         raise OperationFailed(Code.NOT_FOUND, f"{shown} was not found; upload it again.") from None
 
 
-def _local(root: Path | None, tenant: str, relative: str, setting: str) -> Path:
+def _local(
+    root: Path | None, tenant: str, relative: str, setting: str, *, absolute: bool = False
+) -> Path:
     """A file under an operator-configured folder (`tenant`'s, if it holds `{tenant}`),
-    never outside it."""
+    never outside it; with `absolute`, an absolute path inside the folder is taken as is."""
     if "\x00" in relative:  # the OS would refuse it with an error that is no answer
         raise OperationFailed(Code.INVALID_ARGUMENT, "The path contains a NUL character.")
     if root is None:
@@ -246,7 +252,7 @@ def _local(root: Path | None, tenant: str, relative: str, setting: str) -> Path:
             Code.PERMISSION_DENIED, f"This server reads no such source ({setting})."
         )
     try:
-        return inside(tenant_folder(root, tenant), relative)
+        return inside(tenant_folder(root, tenant), relative, absolute=absolute)
     except OutsideFolder:
         raise OperationFailed(
             Code.PERMISSION_DENIED, "That path is outside the allowed folder."
@@ -263,21 +269,13 @@ def _read_local(path: Path, shown: str, limit: int) -> tuple[bytes, str | None]:
 
 
 def _read_gcs(bucket_path: str, limit: int) -> tuple[bytes, str | None]:
-    """Read from Cloud Storage itself, with Google's default credentials (or the emulator
-    that STORAGE_EMULATOR_HOST names). Runs in a thread: gcsfs calls block."""
-    try:
-        import gcsfs
-        import gcsfs.core
-    except ImportError:
-        raise OperationFailed(
-            Code.FAILED_PRECONDITION,
-            "gs:// sources need LONGOPS_GCS_ROOT, or gcsfs (pip install 'longops[gcs]').",
-        ) from None
+    """Read from Cloud Storage itself (kinds/buckets.py). Runs in a thread: gcsfs calls
+    block."""
     uri = f"gs://{bucket_path}"
-    emulated = bool(os.environ.get("STORAGE_EMULATOR_HOST"))
-    # An emulator speaks only the JSON API: skip gcsfs' gRPC probe for bucket layouts.
-    filesystem = gcsfs.core.GCSFileSystem if emulated else gcsfs.GCSFileSystem
-    fs = filesystem(token="anon" if emulated else "google_default", skip_instance_cache=True)
+    try:
+        fs = cloud_storage()
+    except ValueError as exc:  # gcsfs is not installed
+        raise OperationFailed(Code.FAILED_PRECONDITION, f"{exc}.") from None
     try:
         size = int(fs.info(bucket_path)["size"])
         if size > limit:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 import shutil
 import stat
@@ -25,6 +26,7 @@ from longops.engine.failures import OperationFailed
 from longops.engine.ids import new_token_id
 from longops.engine.links import video_uri
 from longops.engine.registry import Kind
+from longops.kinds.buckets import cloud_storage
 from longops.kinds.videos.backends import VideoBackend
 from longops.kinds.videos.catalogue import VideoModel
 from longops.kinds.videos.render import InvalidImage, RenderSpec, check_image
@@ -40,6 +42,7 @@ GEMINI_RESPONSE = (
 VERTEX_RESPONSE = "type.googleapis.com/cloud.ai.large_models.vision.GenerateVideoResponse"
 METADATA = "type.googleapis.com/google.ai.generativelanguage.v1beta.PredictLongRunningMetadata"
 SUPPORT_CODE = "58061214"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -215,8 +218,11 @@ async def _publish(
     for index, (spec, key) in enumerate(videos):
         if storage is not None:
             uri = f"{storage.rstrip('/')}/{ctx.operation_id}/sample_{index}.mp4"
-            destination = settings.gcs_path(uri, tenant=ctx.tenant)
-            await ctx.run_in_thread(_copy_out, ctx.blobs, key, destination)
+            if settings.cloud:
+                await ctx.run_in_thread(_upload, ctx.blobs, key, uri)
+            else:
+                destination = settings.gcs_path(uri, tenant=ctx.tenant)
+                await ctx.run_in_thread(_copy_out, ctx.blobs, key, destination)
             items.append({"gcsUri": uri, "mimeType": "video/mp4", "generationSeed": spec.seed})
         else:
             data = await ctx.run_in_thread(ctx.blobs.read, key)
@@ -244,6 +250,8 @@ def _read_image(settings: VideoSettings, uri: str, tenant: str) -> bytes:
     """The bytes of a gs:// image in `tenant`'s root, refused (not read) when larger
     than MAX_IMAGE_BYTES."""
     field = "instances[0].image.gcsUri"
+    if settings.cloud:
+        return _download_image(uri, field)
     try:
         path = settings.gcs_path(uri, tenant=tenant)
     except InvalidUri as exc:
@@ -262,6 +270,48 @@ def _read_image(settings: VideoSettings, uri: str, tenant: str) -> bytes:
             Code.INVALID_ARGUMENT, f"{field}: the image is larger than {MAX_IMAGE_BYTES} bytes"
         )
     return data
+
+
+def _download_image(uri: str, field: str) -> bytes:
+    """A gs:// image from Cloud Storage itself, refused (not read) when larger than
+    MAX_IMAGE_BYTES. Blocks: run in a thread."""
+    fs = _cloud(field)
+    try:
+        size = int(fs.info(uri)["size"])
+        if size > MAX_IMAGE_BYTES:
+            raise OperationFailed(
+                Code.INVALID_ARGUMENT, f"{field}: the image is larger than {MAX_IMAGE_BYTES} bytes"
+            )
+        data: bytes = fs.cat_file(uri)
+    except FileNotFoundError:
+        raise OperationFailed(Code.NOT_FOUND, f"Image {uri} not found.") from None
+    except OperationFailed:
+        raise
+    except Exception as exc:  # credentials, network, permissions: the operator's to fix
+        log.warning("could not read %s: %s: %s", uri, type(exc).__name__, exc)
+        raise OperationFailed(Code.FAILED_PRECONDITION, f"{field}: could not read {uri}.") from None
+    return data
+
+
+def _upload(blobs: Blobs, key: str, uri: str) -> None:
+    """Copy a video to Cloud Storage itself, in one request up to gcsfs' chunk size (50
+    MB; a resumable upload beyond), as large as the inline answer would hold. Blocks:
+    run in a thread."""
+    fs = _cloud("parameters.storageUri")
+    try:
+        fs.pipe_file(uri, blobs.read(key), content_type="video/mp4")
+    except Exception as exc:  # credentials, network, permissions: the operator's to fix
+        log.warning("could not write %s: %s: %s", uri, type(exc).__name__, exc)
+        raise OperationFailed(
+            Code.FAILED_PRECONDITION, f"parameters.storageUri: could not write {uri}."
+        ) from None
+
+
+def _cloud(field: str) -> Any:
+    try:
+        return cloud_storage()
+    except ValueError as exc:  # gcsfs is not installed
+        raise OperationFailed(Code.FAILED_PRECONDITION, f"{field}: {exc}.") from None
 
 
 def _delete_all(blobs: Blobs, keys: list[str]) -> None:

@@ -155,7 +155,7 @@ def check(request: VideoRequest, settings: VideoSettings) -> VideoModel:
 
 def _check_uri(field: str, uri: str, settings: VideoSettings) -> None:
     try:
-        settings.gcs_path(uri)
+        settings.check_uri(uri)
     except InvalidUri as exc:
         raise _reject(field, str(exc)) from None
     except ValueError as exc:

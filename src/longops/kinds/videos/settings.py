@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from longops.kinds.buckets import DEFAULT_ROOT, gcs_root
 from longops.kinds.folders import TENANT, TENANT_NAME_MAX, inside, tenant_folder
 from longops.kinds.videos.backends import VideoBackend, default_backends
 from longops.kinds.videos.catalogue import Catalogue
@@ -73,9 +74,10 @@ class VideoSettings:
     safety_terms: tuple[str, ...] = ()
     """Prompts containing any of these words have their videos (partly) filtered."""
     faults: tuple[Fault, ...] = ()
-    gcs_root: Path | None = None
+    gcs_root: Path | None = field(default_factory=lambda: Path(DEFAULT_ROOT))
     """Folder standing in for Cloud Storage: gs://bucket/key is gcs_root/bucket/key.
-    Shared by every tenant, unless it holds `{tenant}`: then each tenant has its own."""
+    Shared by every tenant, unless it holds `{tenant}`: then each tenant has its own.
+    None is Cloud Storage itself (LONGOPS_GCS_ROOT=gs://, kinds/buckets.py)."""
     backends: dict[str, VideoBackend] = field(default_factory=default_backends)
     """Backends by name; each catalogue entry names the one that renders it."""
 
@@ -94,8 +96,7 @@ class VideoSettings:
         if faults := env.get("LONGOPS_VIDEO_FAULTS"):
             with _naming("LONGOPS_VIDEO_FAULTS"):
                 settings.faults = tuple(Fault.parse(f) for f in json.loads(_inline_or_file(faults)))
-        if root := env.get("LONGOPS_GCS_ROOT"):
-            settings.gcs_root = Path(root)
+        settings.gcs_root = gcs_root(env)
         return settings
 
     def fault_for(self, prompt: str) -> Fault | None:
@@ -106,16 +107,41 @@ class VideoSettings:
         words = set(prompt.lower().replace(",", " ").replace(".", " ").split())
         return [t for t in self.safety_terms if t in words or (" " in t and t in prompt.lower())]
 
+    @property
+    def cloud(self) -> bool:
+        """Whether gs:// URIs are Cloud Storage itself rather than a local folder."""
+        return self.gcs_root is None
+
+    def check_uri(self, uri: str) -> None:
+        """InvalidUri when no object can have this gs:// URI (locally: no file under any
+        tenant's root), checked before a request is stored."""
+        if self.cloud:
+            self._key(uri)
+        else:
+            self.gcs_path(uri)
+
     def gcs_path(self, uri: str, *, tenant: str | None = None) -> Path:
-        """The local file for a gs:// URI in `tenant`'s root; ValueError when none is
-        configured, InvalidUri when the URI is malformed, escapes the root or makes a
-        path the OS refuses.
+        """The local file for a gs:// URI in `tenant`'s root; ValueError for Cloud Storage
+        itself, InvalidUri when the URI is malformed, escapes the root or makes a path
+        the OS refuses.
 
         Checked from the URI alone, so that a request can be refused before it is
         stored rather than fail with ENAMETOOLONG after rendering. Without a tenant (a
         check before one is known) the path is for no one: only read its verdict.
         """
         root = self._root(tenant)
+        key = self._key(uri)
+        try:
+            path = inside(root, key)
+        except ValueError:
+            raise InvalidUri(f"{uri[:100]!r} is outside the buckets this server serves") from None
+        if len(str(path).encode()) >= PATH_MAX:
+            raise InvalidUri(f"the URI is too long ({len(uri.encode())} bytes) for this server")
+        return path
+
+    @staticmethod
+    def _key(uri: str) -> str:
+        """`bucket/key` of a gs:// URI; InvalidUri when no bucket could hold it."""
         if not uri.startswith("gs://"):
             raise InvalidUri(f"not a gs:// URI: {uri[:100]!r}")
         key = uri.removeprefix("gs://")
@@ -126,20 +152,20 @@ class VideoSettings:
             raise InvalidUri(
                 f"a folder or file name in the URI is {longest} bytes long; at most {NAME_MAX}"
             )
-        try:
-            path = inside(root, key)
-        except ValueError:
-            raise InvalidUri(f"{uri[:100]!r} is outside the buckets this server serves") from None
-        if len(str(path).encode()) >= PATH_MAX:
-            raise InvalidUri(f"the URI is too long ({len(uri.encode())} bytes) for this server")
-        return path
+        if len(key.encode()) >= PATH_MAX:
+            raise InvalidUri(f"the URI is too long ({len(uri.encode())} bytes)")
+        return key
 
     def check_folder(self, uri: str, *, tenant: str) -> None:
         """Check that gs:// `uri` is, or can be made, a writable folder, touching nothing.
 
         InvalidUri when a file stands where a folder is needed, ValueError when the
-        folder cannot be written (the server's configuration).
+        folder cannot be written (the server's configuration). On Cloud Storage only the
+        URI is checked: whether the bucket takes the objects shows when they are written.
         """
+        if self.cloud:
+            self._key(uri.rstrip("/") + "/x")
+            return
         path = self.gcs_path(uri.rstrip("/") + "/x", tenant=tenant).parent
         root = self._root(tenant)
         for folder in (path, *path.parents):
@@ -161,7 +187,7 @@ class VideoSettings:
         """`tenant`'s root; for None, the longest root any tenant's `{tenant}` can make,
         so that a URI passing the create-time checks fits every tenant's root."""
         if self.gcs_root is None:
-            raise ValueError("no local folder is configured for gs:// URIs (LONGOPS_GCS_ROOT)")
+            raise ValueError("gs:// URIs are Cloud Storage itself here (LONGOPS_GCS_ROOT=gs://)")
         if tenant is None:
             return Path(str(self.gcs_root).replace(TENANT, "x" * TENANT_NAME_MAX)).resolve()
         return tenant_folder(self.gcs_root, tenant).resolve()
