@@ -130,7 +130,8 @@ PublicUrl = Annotated[
     typer.Option(
         "--public-url",
         envvar="LONGOPS_PUBLIC_URL",
-        help="Where clients reach the API (used in file links); default from --host/--port.",
+        help="Where clients reach the API (used in file links); default http://HOST:PORT"
+        " from --host/--port (worker: from LONGOPS_HOST/LONGOPS_PORT, as the API servers).",
     ),
 ]
 DEFAULT_BLOBS = "./longops-blobs"
