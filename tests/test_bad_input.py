@@ -161,7 +161,7 @@ def test_unknown_operations_are_not_found(http: httpx.Client, op: str) -> None:
         ("GET", "/v1beta/nothing/at/all"),
         ("POST", "/nothing"),
         ("POST", "/v2/kinds/longops.sleep:start"),
-        ("DELETE", "/v1beta/kinds/longops.sleep"),
+        ("DELETE", "/v1beta/nothing/longops.sleep"),
     ],
 )
 def test_unknown_route(server: ThreadServer, op: str, method: str, path: str) -> None:
@@ -180,6 +180,7 @@ def test_unknown_route(server: ThreadServer, op: str, method: str, path: str) ->
         ("POST", "/healthz"),
         ("DELETE", "/healthz"),
         ("GET", "/v1beta/kinds/longops.sleep:start"),
+        ("DELETE", "/v1beta/kinds/longops.sleep"),  # GET lists the kind
     ],
 )
 def test_wrong_method(server: ThreadServer, op: str, method: str, path: str) -> None:

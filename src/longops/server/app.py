@@ -56,8 +56,22 @@ class OperationNameConvertor(Convertor[str]):
         return value
 
 
+class KindNameConvertor(Convertor[str]):
+    """A kind's name as a path segment: no `:`, which starts a custom method
+    (`kinds/{kind}:start`), so a GET there is that route's 405, not an unknown kind."""
+
+    regex = "[^/:]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
 register_url_convertor("apiver", ApiVersionConvertor())
 register_url_convertor("opname", OperationNameConvertor())
+register_url_convertor("kindname", KindNameConvertor())
 
 
 async def healthz(request: Request) -> Response:

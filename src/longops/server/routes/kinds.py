@@ -40,7 +40,7 @@ class KindRoutes(Routes):
         v = "/{version:apiver}"
         return [
             Route(f"{v}/kinds", self.list_kinds, methods=["GET"]),
-            Route(f"{v}/kinds/{{kind:str}}", self.get_kind, methods=["GET"]),
+            Route(f"{v}/kinds/{{kind:kindname}}", self.get_kind, methods=["GET"]),
         ]
 
     async def list_kinds(self, request: Request) -> Response:
