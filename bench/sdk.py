@@ -14,7 +14,8 @@ returns at once) on a fresh SQLite file; every client runs against it in the sam
     `operations.get` and `start` + `wait`, raw `httpx.Client` GET of the same operation, and
     google-genai's `client.operations.get` (when installed).
 
-Bare and SDK cases alternate, so a drift of the shared machine touches both alike.
+The async cases take turns in three rounds (each a third of the time), so a drift of the
+shared machine or of the server touches every client alike.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ KIND = "bench.noop"
 WORKERS = 16
 TASKS = (64, 256)
 TARGET_RATIO = 0.8
+ROUNDS = 3
 WAIT_BODY = b'{"timeout":"10s"}'
 HEADERS = {"content-type": "application/json"}
 
@@ -71,6 +73,12 @@ class Throughput:
     @property
     def per_second(self) -> float:
         return self.ops / self.wall if self.wall else 0.0
+
+    def add(self, other: Throughput) -> Throughput:
+        """Both runs as one: their operations over their summed time."""
+        wall = self.wall + other.wall
+        cpu = (self.server_cpu * self.wall + other.server_cpu * other.wall) / wall
+        return Throughput(self.ops + other.ops, self.failures + other.failures, wall, cpu)
 
 
 async def _loop(round_trip: RoundTrip, stop: float, tally: list[int]) -> None:
@@ -191,44 +199,46 @@ async def measure_async(
 # -- the sync clients ----------------------------------------------------------------------
 
 
-def p50_ms(call: Callable[[], object], count: int) -> float:
+def p50s_ms(calls: dict[str, Callable[[], object]], count: int) -> list[tuple[str, float]]:
+    """The p50 of each call, in milliseconds. Calls take turns, one each per round, so a
+    server still busy with an earlier phase (or the machine's weather) slows them all
+    alike rather than whichever was measured first."""
     for _ in range(max(10, count // 10)):
-        call()
-    seconds = []
+        for call in calls.values():
+            call()
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(count):
-        started = time.perf_counter()
-        call()
-        seconds.append(time.perf_counter() - started)
-    return percentile(seconds, 50) * 1000
+        for name, call in calls.items():
+            started = time.perf_counter()
+            call()
+            seconds[name].append(time.perf_counter() - started)
+    return [(name, percentile(taken, 50) * 1000) for name, taken in seconds.items()]
 
 
 def measure_sync(server: Server, count: int) -> list[tuple[str, float]]:
-    rows: list[tuple[str, float]] = []
-    with Client(base_url=server.base_url) as client:
+    calls: dict[str, Callable[[], object]] = {}
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(Client(base_url=server.base_url))
         operation = client.operations.start(KIND, {})
         client.operations.wait(operation, timeout=10)
-        rows.append(
-            ("longops operations.get", p50_ms(lambda: client.operations.get(operation), count))
+        calls["longops operations.get"] = lambda: client.operations.get(operation)
+        calls["longops start + wait"] = lambda: client.operations.wait(
+            client.operations.start(KIND, {}), timeout=10
         )
-
-        def start_wait() -> None:
-            client.operations.wait(client.operations.start(KIND, {}), timeout=10)
-
-        rows.append(("longops start + wait", p50_ms(start_wait, count)))
-    with httpx.Client(base_url=f"{server.base_url}/v1beta", trust_env=False) as http:
-        rows.append(("raw httpx GET", p50_ms(lambda: http.get(f"/{operation.name}"), count)))
-    if importlib.util.find_spec("google.genai") is not None:
-        from google import genai
-        from google.genai import types
-
-        official = genai.Client(
-            api_key="bench", http_options=types.HttpOptions(base_url=server.base_url)
+        http = stack.enter_context(
+            httpx.Client(base_url=f"{server.base_url}/v1beta", trust_env=False)
         )
-        wire = types.GenerateVideosOperation(name=operation.name)
-        rows.append(
-            ("google-genai operations.get", p50_ms(lambda: official.operations.get(wire), count))
-        )
-    return rows
+        calls["raw httpx GET"] = lambda: http.get(f"/{operation.name}")
+        if importlib.util.find_spec("google.genai") is not None:
+            from google import genai
+            from google.genai import types
+
+            official = genai.Client(
+                api_key="bench", http_options=types.HttpOptions(base_url=server.base_url)
+            )
+            wire = types.GenerateVideosOperation(name=operation.name)
+            calls["google-genai operations.get"] = lambda: official.operations.get(wire)
+        return p50s_ms(calls, count)
 
 
 # -- the run -------------------------------------------------------------------------------
@@ -269,16 +279,20 @@ def report_sync(rows: list[tuple[str, float]]) -> None:
 
 def run(timing: Timing, count: int) -> bool:
     names = [name for name, _ in async_cases()]
-    results: dict[tuple[str, int], Throughput] = {}
+    results = {(name, tasks): Throughput(0, 0, 0.0, 0.0) for name in names for tasks in TASKS}
     with tempfile.TemporaryDirectory(prefix="bench-sdk-") as tmp:
         command = longops_command(Path(tmp) / "sdk.db", workers=WORKERS)
         with serve("longops", lambda port: [*command(port), "--load", "_noop_kind"]) as server:
+            # Rounds of every case in turn: the server is the bottleneck of every client
+            # here, and its speed drifts as its database grows and the machine's load
+            # moves, so one phase per client would compare a client with the weather.
+            part = Timing(timing.duration / ROUNDS, timing.warmup / ROUNDS, timing.quick)
             for tasks in TASKS:
-                for name, factory in async_cases():
-                    print(f"  {name}, {tasks} tasks ...", flush=True)
-                    results[(name, tasks)] = run_async(
-                        measure_async(server, factory, tasks, timing)
-                    )
+                for round in range(1, ROUNDS + 1):
+                    print(f"  {tasks} tasks, round {round}/{ROUNDS} ...", flush=True)
+                    for name, factory in async_cases():
+                        measured = run_async(measure_async(server, factory, tasks, part))
+                        results[(name, tasks)] = results[(name, tasks)].add(measured)
             print("  sync clients ...", flush=True)
             sync_rows = measure_sync(server, count)
     met = report_async(results, names)
@@ -288,7 +302,7 @@ def run(timing: Timing, count: int) -> bool:
 
 def main() -> None:
     exit_on_sigterm()
-    timing, _ = parse_args(__doc__.splitlines()[0], full=5.0, quick=2.0)
+    timing, _ = parse_args(__doc__.splitlines()[0], full=6.0, quick=3.0)
     if timing.quick:
         timing = Timing(duration=timing.duration, warmup=0.5, quick=True)
     count = 300 if timing.quick else 1000
