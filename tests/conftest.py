@@ -10,6 +10,7 @@ import pytest
 
 from longops import Client
 from tests.support.servers import Process, ThreadServer, subprocess_env
+from tests.support.stalling import StallingServer
 from tests.support.twin import Mode, Twin
 
 for var in ("LONGOPS_BASE_URL", "LONGOPS_API_KEY", "LONGOPS_DATABASE_URL"):
@@ -65,6 +66,14 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Process]]:
     yield start
     for process in started:
         process.close()
+
+
+@pytest.fixture
+def stalling() -> Iterator[StallingServer]:
+    """A port where connections are taken and never answered."""
+    server = StallingServer()
+    yield server
+    server.close()
 
 
 @pytest.fixture

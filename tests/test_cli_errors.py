@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from tests.support.servers import (
     subprocess_env,
     wait_healthy,
 )
+from tests.support.stalling import StallingServer
 
 
 def one_error_line(result: subprocess.CompletedProcess[str], code: int) -> str:
@@ -64,6 +66,22 @@ def test_a_port_with_nothing_listening(args: list[str]) -> None:
     line = one_error_line(run_longops(*args, "--base-url", url), 4)
     assert url in line and "Connection refused" in line
     assert "--base-url" in line and "LONGOPS_BASE_URL" in line
+
+
+def test_a_server_that_never_answers(stalling: StallingServer) -> None:
+    started = time.monotonic()
+    result = run_longops(
+        "ops", "list", "--base-url", stalling.url, env={"LONGOPS_HTTP_TIMEOUT": "0.3"}
+    )
+    line = one_error_line(result, 4)
+    assert stalling.url in line and "0.3 s" in line and "LONGOPS_HTTP_TIMEOUT" in line
+    assert time.monotonic() - started < 30  # the setting, not the SDK's 60 s, bounded it
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-1", "nan", "inf"])
+def test_an_http_timeout_that_is_not_seconds(value: str) -> None:
+    result = run_longops("ops", "list", env={"LONGOPS_HTTP_TIMEOUT": value})
+    assert "LONGOPS_HTTP_TIMEOUT" in one_error_line(result, 2)
 
 
 def test_an_unknown_host() -> None:

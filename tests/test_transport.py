@@ -5,10 +5,7 @@ and the async twin streaming a download."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
-import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +22,7 @@ from longops.errors import (
     TransportError,
 )
 from tests.support.servers import ThreadServer, free_port
+from tests.support.stalling import StallingServer
 from tests.support.twin import Mode, Twin
 
 NO_RETRY = {"retry": {"attempts": 1}}
@@ -48,47 +46,6 @@ async def twin(mode: Mode) -> AsyncIterator[Callable[..., Twin]]:
     yield make
     for t in made:
         await t.aclose()
-
-
-class StallingServer:
-    """Accepts every connection and never answers: a server that hangs. `accepted` counts the
-    connections it took."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.accepted = 0
-        self._held: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return  # closed
-            self._held.append(conn)
-            self.accepted += 1
-
-    def close(self) -> None:
-        # shutdown, unlike close, wakes the accept() blocked in the thread (Linux).
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
-        self._thread.join(timeout=5)
-        for conn in self._held:
-            conn.close()
-        self._held.clear()
-
-
-@pytest.fixture
-def stalling() -> Iterator[StallingServer]:
-    server = StallingServer()
-    yield server
-    server.close()
 
 
 def assert_explains(error: LongopsError, url: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -37,7 +38,8 @@ EXIT_CODES = (
     " (database, port in use, a bad LONGOPS_* setting);"
     " 2 a usage mistake (an option, argument or JSON request that is not valid);"
     " 3 `ops wait --timeout` ran out before the operation was done;"
-    " 4 no server answered at --base-url / LONGOPS_BASE_URL (not running, wrong host, timed out)."
+    " 4 no server answered at --base-url / LONGOPS_BASE_URL (not running, wrong host, or"
+    " no answer within LONGOPS_HTTP_TIMEOUT seconds)."
 )
 
 # Plain output, not rich's panels: a usage error is then one `Error:` line, whole, at any
@@ -472,13 +474,21 @@ OperationName = Annotated[
 
 def _run(call: Callable[[], Any]) -> Any:
     """`call` with the SDK's errors as one line each and the exit code EXIT_CODES gives."""
-    from longops.errors import APIError, TransportError
+    from longops.errors import APIError, RequestTimeoutError, TransportError
 
     try:
         return call()
     except APIError as exc:
         typer.echo(f"Error: {exc.code} {exc.status}: {exc.message}", err=True)
         raise typer.Exit(FAILED) from None
+    except RequestTimeoutError as exc:
+        typer.echo(
+            f"Error: no answer from {exc.url} within {_http_timeout():g} s: is the server"
+            f" there stalled? Allow more with {HTTP_TIMEOUT_VARIABLE}=SECONDS, or point"
+            " --base-url or LONGOPS_BASE_URL at another.",
+            err=True,
+        )
+        raise typer.Exit(UNREACHABLE) from None
     except TransportError as exc:
         cause = exc.__cause__
         reason = (str(cause) or type(cause).__name__) if cause is not None else str(exc)
@@ -493,12 +503,34 @@ def _run(call: Callable[[], Any]) -> Any:
         raise typer.Exit(USAGE) from None
 
 
+HTTP_TIMEOUT_VARIABLE = "LONGOPS_HTTP_TIMEOUT"
+"""Seconds the client commands wait for each step of an answer (the SDK's default else)."""
+
+
+def _http_timeout() -> float:
+    """`LONGOPS_HTTP_TIMEOUT`, or the SDK's default; a usage error when it is not seconds."""
+    from longops._transport import DEFAULT_TIMEOUT
+
+    raw = os.environ.get(HTTP_TIMEOUT_VARIABLE)
+    if raw is None:
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        typer.echo(f"Error: {HTTP_TIMEOUT_VARIABLE} must be seconds above 0, not {raw!r}", err=True)
+        raise typer.Exit(USAGE)
+    return seconds
+
+
 def _client(base_url: str | None, api_key: str | None) -> Any:
     from longops import Client
     from longops.errors import InvalidURLError
 
+    options = {"timeout": _http_timeout()}
     try:
-        return Client(api_key=api_key, base_url=base_url)
+        return Client(api_key=api_key, base_url=base_url, http_options=options)
     except InvalidURLError:
         typer.echo(
             f"Error: --base-url / LONGOPS_BASE_URL {base_url!r} is not a server URL: it needs"
