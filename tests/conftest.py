@@ -82,6 +82,26 @@ def server(make_server: Callable[..., ThreadServer]) -> ThreadServer:
 
 
 @pytest.fixture(params=["sync", "async"])
+def mode(request: pytest.FixtureRequest) -> Mode:
+    mode: Mode = request.param
+    return mode
+
+
+@pytest.fixture
+async def twin(mode: Mode) -> AsyncIterator[Callable[..., Twin]]:
+    """Build twins in this test's mode: `twin(base_url=..., **Client kwargs)`."""
+    made: list[Twin] = []
+
+    def make(*args: Any, **kwargs: Any) -> Twin:
+        made.append(Twin(Client(*args, **kwargs), mode))
+        return made[-1]
+
+    yield make
+    for t in made:
+        await t.aclose()
+
+
+@pytest.fixture(params=["sync", "async"])
 async def api(request: pytest.FixtureRequest, server: ThreadServer) -> AsyncIterator[Twin]:
     mode: Mode = request.param
     twin = Twin(Client(base_url=server.url), mode)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from longops import Client
 from longops.errors import APIError, ClientError, ServerError
 from longops.server import ServerConfig
 from longops.types import (
@@ -33,7 +32,7 @@ from longops.types import (
     operation_from_wire,
 )
 from tests.support.servers import AppThread, ThreadServer
-from tests.support.twin import Mode, Twin
+from tests.support.twin import Twin
 
 SLEEP = "longops.sleep"
 PATIENCE = 30.0
@@ -43,26 +42,6 @@ FAST_RETRY = {"retry": {"attempts": 4, "initial_delay": 0.01, "max_delay": 0.05}
 @pytest.fixture
 def server(make_server: Callable[..., ThreadServer]) -> ThreadServer:
     return make_server(workers=0)
-
-
-@pytest.fixture(params=["sync", "async"])
-def mode(request: pytest.FixtureRequest) -> Mode:
-    mode: Mode = request.param
-    return mode
-
-
-@pytest.fixture
-async def twin(mode: Mode) -> AsyncIterator[Callable[..., Twin]]:
-    """Build twins in this test's mode: `twin(base_url=..., **Client kwargs)`."""
-    made: list[Twin] = []
-
-    def make(*args: Any, **kwargs: Any) -> Twin:
-        made.append(Twin(Client(*args, **kwargs), mode))
-        return made[-1]
-
-    yield make
-    for t in made:
-        await t.aclose()
 
 
 # -- a tiny real server ----------------------------------------------------------------

@@ -5,9 +5,8 @@ and the async twin streaming a download."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,29 +22,10 @@ from longops.errors import (
 )
 from tests.support.servers import ThreadServer, free_port
 from tests.support.stalling import StallingServer
-from tests.support.twin import Mode, Twin
+from tests.support.twin import Twin
 
 NO_RETRY = {"retry": {"attempts": 1}}
 FAST_RETRY = {"attempts": 3, "initial_delay": 0.01, "max_delay": 0.02}
-
-
-@pytest.fixture(params=["sync", "async"])
-def mode(request: pytest.FixtureRequest) -> Mode:
-    mode: Mode = request.param
-    return mode
-
-
-@pytest.fixture
-async def twin(mode: Mode) -> AsyncIterator[Callable[..., Twin]]:
-    made: list[Twin] = []
-
-    def make(*args: Any, **kwargs: Any) -> Twin:
-        made.append(Twin(Client(*args, **kwargs), mode))
-        return made[-1]
-
-    yield make
-    for t in made:
-        await t.aclose()
 
 
 def assert_explains(error: LongopsError, url: str) -> None:
