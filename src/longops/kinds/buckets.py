@@ -9,10 +9,16 @@ default credentials (or the emulator STORAGE_EMULATOR_HOST names).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from longops.engine.failures import OperationFailed
+from longops.rpc import Code
+
+log = logging.getLogger("longops.buckets")
 
 SETTING = "LONGOPS_GCS_ROOT"
 DEFAULT_ROOT = "./longops-gcs"
@@ -50,3 +56,27 @@ def cloud_storage() -> Any:
     # An emulator speaks only the JSON API: skip gcsfs' gRPC probe for bucket layouts.
     filesystem = gcsfs.core.GCSFileSystem if emulated else gcsfs.GCSFileSystem
     return filesystem(token="anon" if emulated else "google_default", skip_instance_cache=True)
+
+
+def read_capped(
+    fs: Any, path: str, limit: int, *, too_large: str, not_found: str, unreadable: str
+) -> bytes:
+    """The object at `path` of Cloud Storage (`fs`), refused without being read when it is
+    over `limit` bytes. Each failure is the operation's, with the caller's message: too
+    large INVALID_ARGUMENT, missing NOT_FOUND, anything else (credentials, network,
+    permissions: the operator's to fix, and logged for them) FAILED_PRECONDITION. Blocks:
+    run it in a thread."""
+    try:
+        if int(fs.info(path)["size"]) > limit:
+            raise OperationFailed(Code.INVALID_ARGUMENT, too_large)
+        data: bytes = fs.cat_file(path)
+    except FileNotFoundError:
+        raise OperationFailed(Code.NOT_FOUND, not_found) from None
+    except OperationFailed:
+        raise
+    except Exception as exc:
+        log.warning(
+            "could not read gs://%s: %s: %s", path.removeprefix("gs://"), type(exc).__name__, exc
+        )
+        raise OperationFailed(Code.FAILED_PRECONDITION, unreadable) from None
+    return data

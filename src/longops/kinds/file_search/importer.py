@@ -26,7 +26,7 @@ from longops.engine.failures import OperationFailed
 from longops.engine.ids import new_token_id
 from longops.engine.registry import Kind
 from longops.engine.uploads import SESSION_ID, STORE_UPLOADS
-from longops.kinds.buckets import DEFAULT_ROOT, cloud_storage, gcs_root
+from longops.kinds.buckets import DEFAULT_ROOT, cloud_storage, gcs_root, read_capped
 from longops.kinds.file_search.extract import ExtractionError
 from longops.kinds.file_search.index import SearchIndex
 from longops.kinds.file_search.isolation import Limits, prepare
@@ -276,18 +276,14 @@ def _read_gcs(bucket_path: str, limit: int) -> tuple[bytes, str | None]:
         fs = cloud_storage()
     except ValueError as exc:  # gcsfs is not installed
         raise OperationFailed(Code.FAILED_PRECONDITION, f"{exc}.") from None
-    try:
-        size = int(fs.info(bucket_path)["size"])
-        if size > limit:
-            raise OperationFailed(Code.INVALID_ARGUMENT, f"{uri} is over {limit} bytes.")
-        data: bytes = fs.cat_file(bucket_path)
-    except FileNotFoundError:
-        raise OperationFailed(Code.NOT_FOUND, f"{uri} not found.") from None
-    except OperationFailed:
-        raise
-    except Exception as exc:  # credentials, network, permissions: the operator's to fix
-        log.warning("import could not read %s: %s: %s", uri, type(exc).__name__, exc)
-        raise OperationFailed(Code.FAILED_PRECONDITION, f"Could not read {uri}.") from None
+    data = read_capped(
+        fs,
+        bucket_path,
+        limit,
+        too_large=f"{uri} is over {limit} bytes.",
+        not_found=f"{uri} not found.",
+        unreadable=f"Could not read {uri}.",
+    )
     return data, bucket_path.rsplit("/", 1)[-1]
 
 

@@ -26,7 +26,7 @@ from longops.engine.failures import OperationFailed
 from longops.engine.ids import new_token_id
 from longops.engine.links import video_uri
 from longops.engine.registry import Kind
-from longops.kinds.buckets import cloud_storage
+from longops.kinds.buckets import cloud_storage, read_capped
 from longops.kinds.videos.backends import VideoBackend
 from longops.kinds.videos.catalogue import VideoModel
 from longops.kinds.videos.render import InvalidImage, RenderSpec, check_image
@@ -79,7 +79,7 @@ def seed_for(request: VideoRequest) -> int:
 async def _generate(ctx: Context, request: VideoRequest, settings: VideoSettings) -> dict[str, Any]:
     model = settings.catalogue.get(request.model)
     if model is None:  # the catalogue changed since the request was accepted
-        raise OperationFailed(5, f"Model {request.model} is no longer served.")
+        raise OperationFailed(Code.NOT_FOUND, f"Model {request.model} is no longer served.")
     fault = settings.fault_for(request.prompt)
     if fault is not None and fault.delay_seconds:
         await asyncio.sleep(fault.delay_seconds)
@@ -275,22 +275,14 @@ def _read_image(settings: VideoSettings, uri: str, tenant: str) -> bytes:
 def _download_image(uri: str, field: str) -> bytes:
     """A gs:// image from Cloud Storage itself, refused (not read) when larger than
     MAX_IMAGE_BYTES. Blocks: run in a thread."""
-    fs = _cloud(field)
-    try:
-        size = int(fs.info(uri)["size"])
-        if size > MAX_IMAGE_BYTES:
-            raise OperationFailed(
-                Code.INVALID_ARGUMENT, f"{field}: the image is larger than {MAX_IMAGE_BYTES} bytes"
-            )
-        data: bytes = fs.cat_file(uri)
-    except FileNotFoundError:
-        raise OperationFailed(Code.NOT_FOUND, f"Image {uri} not found.") from None
-    except OperationFailed:
-        raise
-    except Exception as exc:  # credentials, network, permissions: the operator's to fix
-        log.warning("could not read %s: %s: %s", uri, type(exc).__name__, exc)
-        raise OperationFailed(Code.FAILED_PRECONDITION, f"{field}: could not read {uri}.") from None
-    return data
+    return read_capped(
+        _cloud(field),
+        uri,
+        MAX_IMAGE_BYTES,
+        too_large=f"{field}: the image is larger than {MAX_IMAGE_BYTES} bytes",
+        not_found=f"Image {uri} not found.",
+        unreadable=f"{field}: could not read {uri}.",
+    )
 
 
 def _upload(blobs: Blobs, key: str, uri: str) -> None:
