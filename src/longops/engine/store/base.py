@@ -39,16 +39,19 @@ class Change:
     """Something other processes committed.
 
     `done_ids` lists operations known to have finished; `None` means the store
-    cannot tell which, and the engine must look. `records` holds the finished
-    operations the store was told in full (a waiter then needs no read); it may
-    leave any out. `work` says whether operations may have become claimable: only
-    then are idle workers woken, so that a burst of finishes elsewhere doesn't send
-    every worker process to claim nothing.
+    cannot tell which, and the engine must look. `progress_ids` lists operations
+    whose progress moved (for watch streams; empty when `done_ids` is None, which
+    covers them too). `records` holds the finished or progressed operations the
+    store was told in full (a waiter then needs no read); it may leave any out.
+    `work` says whether operations may have become claimable: only then are idle
+    workers woken, so that a burst of finishes elsewhere doesn't send every worker
+    process to claim nothing.
     """
 
     done_ids: frozenset[str] | None = None
     work: bool = True
     records: Mapping[str, OperationRecord] = field(default_factory=dict)
+    progress_ids: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True, frozen=True)
@@ -148,6 +151,10 @@ class Store(Protocol):
         their expiry (a crashed owner's work resumes without waiting out its lease): each
         operation becomes CANCELLED if a cancel was asked, FAILED with `abandon_error` when
         out of attempts, PENDING otherwise."""
+
+    async def count_unfinished(self) -> dict[tuple[str, State], int]:
+        """How many operations are PENDING and RUNNING, by kind (the gauges of
+        `/metrics`): kinds with none are absent."""
 
     async def purge_done(self, ended_before: float, batch: int = 1000) -> int: ...
 

@@ -79,11 +79,12 @@ class SqlStore:
             row = await s.announced(
                 Notice.WORK,
                 "INSERT INTO operations (id, name, kind, tenant, request_id, request, state,"
-                " metadata, max_attempts, create_time, update_time)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'PENDING', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                " metadata, max_attempts, create_time, update_time, webhook)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'PENDING', ?, ?, ?, ?, ?::jsonb)"
+                " ON CONFLICT DO NOTHING",
                 "seq",
                 new.id, new.name, new.kind, new.tenant, new.request_id, json(new.request),
-                json(new.metadata), new.max_attempts, now, now,
+                json(new.metadata), new.max_attempts, now, now, json(new.webhook),
             )  # fmt: skip
             if row is not None:
                 return s.remember(new.stored(row[0], now)), True
@@ -358,6 +359,17 @@ class SqlStore:
             )
         )
         return [r[0] for r in found]
+
+    async def count_unfinished(self) -> dict[tuple[str, State], int]:
+        """One grouped count over the rows the partial indexes on PENDING and RUNNING hold."""
+        found = await self.database.read(
+            _fetching(
+                "SELECT kind, state, count(*) FROM operations"
+                f" WHERE state IN {UNFINISHED_STATES} GROUP BY kind, state",
+                (),
+            )
+        )
+        return {(r[0], State(r[1])): int(r[2]) for r in found}
 
     async def purge_done(self, ended_before: float, batch: int = 1000) -> int:
         dialect = self._dialect

@@ -1,0 +1,223 @@
+"""The engine's Prometheus instruments, and the per-engine gauges read from the database.
+
+One registry per process, `REGISTRY` (not prometheus_client's global default, so an
+application embedding longops keeps its own default registry to itself). The counters
+and histograms here are facts about what *this process* did (operations it created,
+attempts it ran, webhooks it delivered), so they are module globals: every engine,
+worker and server in the process adds to the same series, as Prometheus expects of one
+scrape target. Tests that run several servers in one process therefore read
+differences (after minus before), never absolute values.
+
+What is true of the whole database — how many operations are pending or running, by
+kind — is not a count this process can keep: `OperationCounts` reads it from the store,
+at most every `max_age` seconds and one query at a time however many scrapes arrive, and
+`exposition(engine)` gives a registry holding both, for `/metrics` and `--metrics-port`.
+Each engine has its own (tests start servers on different databases in one process).
+
+Label values are bounded: kinds are the registered ones, outcomes and states fixed sets;
+never an operation name or a tenant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from prometheus_client import (
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from longops.engine.records import OperationRecord, State
+
+if TYPE_CHECKING:
+    from longops.engine.engine import Engine
+
+log = logging.getLogger("longops.metrics")
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+REGISTRY.register(PROCESS_COLLECTOR)
+REGISTRY.register(PLATFORM_COLLECTOR)
+
+_OPERATION_BUCKETS = (0.01, 0.1, 1.0, 5.0, 30.0, 120.0, 600.0, 3600.0)
+_STORE_BUCKETS = (0.0005, 0.002, 0.01, 0.05, 0.25, 1.0)
+_WEBHOOK_BUCKETS = (0.05, 0.25, 1.0, 5.0, 30.0)
+
+OUTCOMES: dict[State, str] = {
+    State.SUCCEEDED: "succeeded",
+    State.FAILED: "failed",
+    State.CANCELLED: "cancelled",
+}
+
+OPERATIONS_CREATED = Counter(
+    "longops_operations_created",
+    "Operations created by this process (a repeated requestId is not counted again).",
+    ["kind"],
+    registry=REGISTRY,
+)
+OPERATIONS_FINISHED = Counter(
+    "longops_operations_finished",
+    "Operations this process ended, by outcome (succeeded, failed, cancelled).",
+    ["kind", "outcome"],
+    registry=REGISTRY,
+)
+QUEUE_WAIT_SECONDS = Histogram(
+    "longops_operation_queue_wait_seconds",
+    "From an operation's create to its first claim, observed by the worker that claimed it.",
+    ["kind"],
+    buckets=_OPERATION_BUCKETS,
+    registry=REGISTRY,
+)
+RUN_SECONDS = Histogram(
+    "longops_operation_run_seconds",
+    "From an operation's first claim to its end, observed by the process that ended it.",
+    ["kind", "outcome"],
+    buckets=_OPERATION_BUCKETS,
+    registry=REGISTRY,
+)
+ATTEMPTS_RETRIED = Counter(
+    "longops_attempts_retried",
+    "Attempts that ended without ending their operation, which went back to PENDING for"
+    " another attempt (a handler's unexpected error, or an abandoned lease).",
+    ["kind"],
+    registry=REGISTRY,
+)
+ATTEMPTS_ABANDONED = Counter(
+    "longops_attempts_abandoned",
+    "Attempts whose worker stopped responding (its lease expired or its process died),"
+    " recovered by this process's maintenance.",
+    ["kind"],
+    registry=REGISTRY,
+)
+WEBHOOK_DELIVERIES = Counter(
+    "longops_webhook_deliveries",
+    "Webhook delivery attempts by outcome (delivered, retrying, failed, refused).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+WEBHOOK_DELIVERY_SECONDS = Histogram(
+    "longops_webhook_delivery_seconds",
+    "How long one webhook delivery attempt took, answered or not.",
+    buckets=_WEBHOOK_BUCKETS,
+    registry=REGISTRY,
+)
+STORE_SECONDS = Histogram(
+    "longops_store_seconds",
+    "Store calls by method name, from call to answer.",
+    ["call"],
+    buckets=_STORE_BUCKETS,
+    registry=REGISTRY,
+)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def timed(call: str) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[T]]]:
+    """Time a store method into `longops_store_seconds{call}`: one clock read at each end
+    and one observation per call (the labelled child is bound once, here)."""
+    observe = STORE_SECONDS.labels(call).observe
+    clock = time.perf_counter
+
+    def decorate(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+        @functools.wraps(method)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            start = clock()
+            try:
+                return await method(*args, **kwargs)
+            finally:
+                observe(clock() - start)
+
+        return wrapper
+
+    return decorate
+
+
+def ended(kind: str, state: State, start_time: float | None, now: float) -> None:
+    """Count an operation this process ended, and its run time if it ever ran."""
+    outcome = OUTCOMES[state]
+    OPERATIONS_FINISHED.labels(kind, outcome).inc()
+    if start_time is not None:
+        RUN_SECONDS.labels(kind, outcome).observe(max(0.0, now - start_time))
+
+
+def claimed(record: OperationRecord) -> None:
+    """A claim came back: its first attempt's wait in the queue (create to first claim)."""
+    if record.attempt == 1 and record.start_time is not None:
+        QUEUE_WAIT_SECONDS.labels(record.kind).observe(
+            max(0.0, record.start_time - record.create_time)
+        )
+
+
+# -- database-wide gauges ------------------------------------------------------
+
+
+class OperationCounts:
+    """Pending and running operations by kind, read from the store at most every
+    `max_age` seconds: a scrape answers from the last reading, and starts a new one
+    (only one at a time, however many scrapes arrive) when that is older."""
+
+    def __init__(self, engine: Engine, max_age: float = 2.0) -> None:
+        self.engine = engine
+        self.max_age = max_age
+        self._counts: dict[tuple[str, State], int] = {}
+        self._read_at = float("-inf")
+        self._reading: asyncio.Task[None] | None = None
+
+    async def refresh(self) -> None:
+        """Bring the reading up to date if it is stale; scrapes that arrive meanwhile
+        wait for the same query."""
+        if time.monotonic() - self._read_at < self.max_age:
+            return
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.create_task(self._read(), name="longops-metrics-counts")
+        await asyncio.shield(self._reading)
+
+    async def _read(self) -> None:
+        try:
+            self._counts = await self.engine.store.count_unfinished()
+        except Exception:
+            # A scrape must not fail with the database: it shows the last reading.
+            log.exception("could not count unfinished operations for /metrics")
+        self._read_at = time.monotonic()
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "longops_operations",
+            "Operations in the database now, by kind and state (pending, running): the"
+            " same in every process on one database.",
+            labels=["kind", "state"],
+        )
+        counts = self._counts
+        kinds = sorted({*self.engine.registry.names(), *(k for k, _ in counts)})
+        for kind in kinds:
+            for state in (State.PENDING, State.RUNNING):
+                family.add_metric([kind, state.value.lower()], counts.get((kind, state), 0))
+        yield family
+
+
+class _Exposition(Collector):
+    """What one scrape shows: the process's instruments, then an engine's gauges."""
+
+    def __init__(self, parts: Iterable[Any]) -> None:
+        self._parts = list(parts)
+
+    def collect(self) -> Iterator[Metric]:
+        for part in self._parts:
+            yield from part.collect()
+
+
+def exposition(counts: OperationCounts) -> CollectorRegistry:
+    """A registry for one engine's scrapes: `REGISTRY` and that engine's gauges."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Exposition([REGISTRY, counts]))
+    return registry
