@@ -174,8 +174,13 @@ class Engine:
         request_id: str | None = None,
         parent: str | None = None,
         metadata: dict[str, Any] | None = None,
+        webhook: dict[str, Any] | None = None,
     ) -> OperationRecord:
         """Validate and store a new operation; a repeated `request_id` returns the first one.
+
+        `webhook` is a per-request webhook config, already validated by the caller
+        (`{"uris": [...], "userMetadata": {...}}`): its URIs, or else the tenant's
+        webhooks, are told when the operation ends (`longops.engine.webhooks`).
 
         Raises `UnknownKind` or `InvalidRequest` before anything is stored, and
         `RequestIdReused` when the first operation of `request_id` was a different
@@ -196,6 +201,7 @@ class Engine:
             request_id=request_id,
             max_attempts=kind.max_attempts,
             metadata=metadata or {},
+            webhook=webhook,
         )
         record, created = await self.store.create(new, time.time())
         if not created and not _same_request(record, new):

@@ -34,6 +34,8 @@ class NewOperation:
     request_id: str | None = None
     max_attempts: int = 3
     metadata: dict[str, Any] = field(default_factory=dict)
+    webhook: dict[str, Any] | None = None
+    """A per-request webhook (`{"uris": [...], "userMetadata": {...}}`), told when it ends."""
 
     def stored(self, seq: int, now: float) -> OperationRecord:
         """The row a create writes: stores return this rather than read back (and

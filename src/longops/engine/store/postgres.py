@@ -156,6 +156,11 @@ _MIGRATIONS: list[str] = [
     ALTER TABLE files DROP CONSTRAINT files_id_key;
     ALTER TABLE files ADD CONSTRAINT files_tenant_id_key UNIQUE (tenant, id);
     """,
+    # A per-request webhook (`webhookConfig`: uris, userMetadata), read only when the
+    # operation ends (longops.engine.webhooks), so not among OPERATION_COLUMNS.
+    """
+    ALTER TABLE operations ADD COLUMN webhook JSONB;
+    """,
 ]
 
 # Errors after which the same statement may well succeed on a new connection.

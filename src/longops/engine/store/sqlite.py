@@ -120,6 +120,11 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX files_tenant ON files (tenant, seq);
     CREATE INDEX files_expiry ON files (expire_time);
     """,
+    # A per-request webhook (`webhookConfig`: uris, userMetadata), read only when the
+    # operation ends (longops.engine.webhooks), so not among OPERATION_COLUMNS.
+    """
+    ALTER TABLE operations ADD COLUMN webhook BLOB;
+    """,
 ]
 
 
