@@ -15,10 +15,12 @@ from longops.resources import (
     AsyncFileSearchStores,
     AsyncModels,
     AsyncOperations,
+    AsyncWebhooks,
     Files,
     FileSearchStores,
     Models,
     Operations,
+    Webhooks,
 )
 from longops.resources._base import ApiContext
 from longops.types import HttpOptions
@@ -42,6 +44,7 @@ class Client:
     models: Models
     files: Files
     file_search_stores: FileSearchStores
+    webhooks: Webhooks
 
     def __init__(
         self,
@@ -77,6 +80,7 @@ class Client:
         self.models = Models(self._transport, self._context)
         self.files = Files(self._transport, self._context)
         self.file_search_stores = FileSearchStores(self._transport, self._context)
+        self.webhooks = Webhooks(self._transport, self._context)
 
     @cached_property
     def aio(self) -> AsyncClient:
@@ -136,6 +140,7 @@ class AsyncClient:
     models: AsyncModels
     files: AsyncFiles
     file_search_stores: AsyncFileSearchStores
+    webhooks: AsyncWebhooks
 
     def __init__(self, transport: AsyncTransport, context: ApiContext) -> None:
         self._transport = transport
@@ -143,6 +148,7 @@ class AsyncClient:
         self.models = AsyncModels(transport, context)
         self.files = AsyncFiles(transport, context)
         self.file_search_stores = AsyncFileSearchStores(transport, context)
+        self.webhooks = AsyncWebhooks(transport, context)
 
     async def aclose(self) -> None:
         await self._transport.aclose()

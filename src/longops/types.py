@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from os import PathLike
 from pathlib import Path
 from typing import Any, TypeVar, overload
@@ -65,6 +65,14 @@ __all__ = [
     "Video",
     "VideoGenerationMask",
     "VideoGenerationReferenceImage",
+    "Webhook",
+    "WebhookConfig",
+    "WebhookDelivery",
+    "WebhookDeliveryAttempt",
+    "WebhookPingResponse",
+    "WebhookRedeliverResponse",
+    "WebhookRotateSigningSecretResponse",
+    "WebhookSigningSecret",
     "WhiteSpaceConfig",
     "operation_from_wire",
 ]
@@ -375,6 +383,18 @@ class GenerateVideosSource(_Model):
     video: Video | None = None
 
 
+class WebhookConfig(_Model):
+    """Where a request's terminal event is sent, as google-genai's `WebhookConfig`.
+
+    `uris` (up to 10) receive the event instead of the tenant's registered webhooks,
+    signed with a JWT (see the README's "Webhooks"); `user_metadata` travels in every
+    event of the operation, to the given uris or to the registered webhooks.
+    """
+
+    uris: list[str] | None = None
+    user_metadata: dict[str, Any] | None = None
+
+
 class GenerateVideosConfig(_Config):
     """Options of a video generation; names as in google-genai's GenerateVideosConfig.
 
@@ -399,6 +419,7 @@ class GenerateVideosConfig(_Config):
     last_frame: Image | None = None
     reference_images: list[VideoGenerationReferenceImage] | None = None
     mask: VideoGenerationMask | None = None
+    webhook_config: WebhookConfig | None = None
 
 
 class UploadFileConfig(_Config):
@@ -562,6 +583,7 @@ class ImportFileSource(_Model):
 class ImportFileConfig(_Config):
     custom_metadata: list[CustomMetadata] | None = None
     chunking_config: ChunkingConfig | None = None
+    webhook_config: WebhookConfig | None = None
 
 
 class UploadToFileSearchStoreConfig(_Config):
@@ -569,6 +591,7 @@ class UploadToFileSearchStoreConfig(_Config):
     mime_type: str | None = None
     custom_metadata: list[CustomMetadata] | None = None
     chunking_config: ChunkingConfig | None = None
+    webhook_config: WebhookConfig | None = None
 
 
 class Condition(_Model):
@@ -607,3 +630,89 @@ class QueryResult(_Model):
     """The answer of `file_search_stores.query`, most relevant chunk first."""
 
     relevant_chunks: list[RelevantChunk] = []
+
+
+class WebhookSigningSecret(_Model):
+    """A secret that signs a webhook's deliveries, shown truncated; `expire_time` is set
+    on the previous secret after a rotation, until when both sign."""
+
+    truncated_secret: str | None = None
+    expire_time: datetime | None = None
+
+
+class Webhook(_Model):
+    """A registered webhook, as google-genai's `Webhook`.
+
+    `state` is `enabled`, `disabled` or `disabled_due_to_failed_deliveries`;
+    `new_signing_secret` (the whole `whsec_` secret) is set only on the answer to `create`.
+    """
+
+    id: str | None = None
+    name: str | None = None
+    uri: str | None = None
+    subscribed_events: list[str] = []
+    state: str | None = None
+    create_time: datetime | None = None
+    update_time: datetime | None = None
+    signing_secrets: list[WebhookSigningSecret] = []
+    new_signing_secret: str | None = None
+
+
+class WebhookPingResponse(_Model):
+    """The (empty) answer to `webhooks.ping`: the ping is queued for delivery."""
+
+
+class WebhookRotateSigningSecretResponse(_Model):
+    """The new `whsec_` secret, shown this once."""
+
+    secret: str | None = None
+
+
+class WebhookDeliveryAttempt(_Model):
+    """One try at sending a delivery: when, the receiver's status code (None when no
+    answer came), how long it took, what went wrong, and when the next try is due."""
+
+    attempt_time: datetime | None = None
+    status_code: int | None = None
+    latency: timedelta | None = None
+    error: str | None = None
+    next_attempt_time: datetime | None = None
+
+    @field_validator("latency", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        # A google.protobuf.Duration in JSON: "0.012s".
+        if isinstance(value, str) and value.endswith("s"):
+            return timedelta(seconds=float(value[:-1]))
+        return value
+
+
+class WebhookDelivery(_Model):
+    """One event sent (or being sent) to one uri, from the delivery log.
+
+    `name` is `webhooks/{id}/deliveries/{delivery}` for a registered webhook's delivery and
+    `webhookDeliveries/{delivery}` for a per-request one's; `id` is the `webhook-id` header
+    the receiver saw. `state` is `pending`, `delivered` or `failed`. `attempts` is filled by
+    `webhooks.get_delivery` only.
+    """
+
+    name: str | None = None
+    id: str | None = None
+    webhook_id: str | None = None
+    uri: str | None = None
+    event_type: str | None = None
+    operation: str | None = None
+    state: str | None = None
+    attempt_count: int = 0
+    create_time: datetime | None = None
+    next_attempt_time: datetime | None = None
+    last_status_code: int | None = None
+    last_error: str | None = None
+    payload: dict[str, Any] | None = None
+    attempts: list[WebhookDeliveryAttempt] | None = None
+
+
+class WebhookRedeliverResponse(_Model):
+    """How many deliveries a time range's redelivery queued again."""
+
+    redelivered_count: int = 0

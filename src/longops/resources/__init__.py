@@ -7,6 +7,7 @@ from longops.resources.file_search_stores import (
 from longops.resources.files import AsyncFiles, Files
 from longops.resources.models import AsyncModels, Models
 from longops.resources.operations import AsyncOperations, Operations
+from longops.resources.webhooks import AsyncWebhooks, Webhooks
 
 __all__ = [
     "AsyncDocuments",
@@ -14,9 +15,11 @@ __all__ = [
     "AsyncFiles",
     "AsyncModels",
     "AsyncOperations",
+    "AsyncWebhooks",
     "Documents",
     "FileSearchStores",
     "Files",
     "Models",
     "Operations",
+    "Webhooks",
 ]

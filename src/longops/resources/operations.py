@@ -15,10 +15,11 @@ from longops.resources._base import (
     ApiContext,
     AsyncResource,
     SyncResource,
+    coerce,
     options,
     resource_name,
 )
-from longops.types import GetOperationConfig, Operation, OperationT
+from longops.types import GetOperationConfig, Operation, OperationT, WebhookConfig
 
 __all__ = ["AsyncOperations", "Operations"]
 
@@ -114,17 +115,19 @@ class Operations(SyncResource):
         request: Mapping[str, Any] | BaseModel | None = None,
         *,
         request_id: str | None = None,
+        webhook_config: WebhookConfig | dict[str, Any] | object | None = None,
     ) -> Operation:
         """Start an operation of `kind`.
 
         The request id (a fresh UUID unless given) makes the create idempotent, so the
-        transport may retry it without starting the operation twice.
+        transport may retry it without starting the operation twice. `webhook_config`
+        (`uris`, `user_metadata`) says where its end is announced (README: "Webhooks").
         """
         data = self._transport.request(
             "POST",
             f"kinds/{resource_name(kind)}:start",
             params={"requestId": request_id or str(uuid.uuid4())},
-            body=_start_body(request),
+            body=_start_body(request, webhook_config),
             idempotent=True,
         )
         return self._context.parse_operation(data)
@@ -215,17 +218,19 @@ class AsyncOperations(AsyncResource):
         request: Mapping[str, Any] | BaseModel | None = None,
         *,
         request_id: str | None = None,
+        webhook_config: WebhookConfig | dict[str, Any] | object | None = None,
     ) -> Operation:
         """Start an operation of `kind`.
 
         The request id (a fresh UUID unless given) makes the create idempotent, so the
-        transport may retry it without starting the operation twice.
+        transport may retry it without starting the operation twice. `webhook_config`
+        (`uris`, `user_metadata`) says where its end is announced (README: "Webhooks").
         """
         data = await self._transport.request(
             "POST",
             f"kinds/{resource_name(kind)}:start",
             params={"requestId": request_id or str(uuid.uuid4())},
-            body=_start_body(request),
+            body=_start_body(request, webhook_config),
             idempotent=True,
         )
         return self._context.parse_operation(data)
@@ -306,9 +311,16 @@ def _wait_body(seconds: float) -> dict[str, str]:
     return {"timeout": f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"}
 
 
-def _start_body(request: Mapping[str, Any] | BaseModel | None) -> dict[str, Any]:
+def _start_body(
+    request: Mapping[str, Any] | BaseModel | None, webhook_config: object | None
+) -> dict[str, Any]:
     if request is None:
-        return {}
-    if isinstance(request, BaseModel):
-        return request.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return dict(request)
+        body: dict[str, Any] = {}
+    elif isinstance(request, BaseModel):
+        body = request.model_dump(mode="json", by_alias=True, exclude_none=True)
+    else:
+        body = dict(request)
+    if webhook_config is not None:
+        config = coerce(webhook_config, WebhookConfig)
+        body["webhookConfig"] = config.model_dump(by_alias=True, exclude_none=True)
+    return body

@@ -28,6 +28,7 @@ from longops.server.errors import invalid_argument, not_found
 from longops.server.requests import read_json, request_id
 from longops.server.routes.base import Routes
 from longops.server.routes.operations import OperationRoutes, json_response
+from longops.server.webhook_config import webhook_config
 
 _MODEL = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$")
 _SEGMENT = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$")
@@ -126,10 +127,16 @@ class ModelRoutes(Routes):
     async def _create(self, request: Request, api: str, model: str, parent: str) -> Response:
         tenant = self.auth.tenant(request)
         body = await read_json(request, self.config.max_media_body_bytes)
+        webhook = webhook_config(body)
         body["api"], body["model"] = api, model
         try:
             record = await self.engine.create(
-                KIND, body, tenant=tenant, request_id=request_id(request), parent=parent
+                KIND,
+                body,
+                tenant=tenant,
+                request_id=request_id(request),
+                parent=parent,
+                webhook=webhook,
             )
         except UnknownKind:
             raise not_found(f"models/{model} is not served: video generation is off.") from None

@@ -25,6 +25,7 @@ from longops.server.requests import (
     request_id,
 )
 from longops.server.routes.base import Routes
+from longops.server.webhook_config import webhook_config
 
 _FILTER_TERM = re.compile(r"^\s*(done|kind)\s*[=:]\s*(\"[^\"]*\"|'[^']*'|\S+)\s*$")
 _AND = re.compile(r"\s+AND\s+", re.IGNORECASE)
@@ -179,9 +180,10 @@ class OperationRoutes(Routes):
         tenant = self.auth.tenant(request)
         body = await read_json(request, self.config.max_body_bytes)
         kind = request.path_params["kind"]
+        webhook = webhook_config(body)
         try:
             record = await self.engine.create(
-                kind, body, tenant=tenant, request_id=request_id(request)
+                kind, body, tenant=tenant, request_id=request_id(request), webhook=webhook
             )
         except UnknownKind:
             raise not_found(f"Kind {kind} is not registered on this server.") from None
