@@ -19,6 +19,7 @@ from longops.engine.worker import WorkerConfig
 from longops.server.auth import Authenticator
 from longops.server.config import ServerConfig
 from longops.server.errors import EXCEPTION_HANDLERS, AnswerFailures
+from longops.server.openapi import openapi_route
 from longops.server.requests import RefuseNulInUrl
 from longops.server.routes.file_search import FileSearchRoutes
 from longops.server.routes.files import FileRoutes
@@ -120,6 +121,7 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
+            openapi_route(engine),
             *operations.routes(),
             *files.routes(),
             *models.routes(),

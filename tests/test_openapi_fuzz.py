@@ -1,0 +1,167 @@
+"""Schemathesis fuzzes a real server from the server's own `/openapi.json`, on SQLite and
+on PostgreSQL (each a fresh database), with an API key configured.
+
+Every operation of the document gets a bounded number of cases, valid ones (drawn from
+its schemas) and invalid ones (schemathesis' negative mode), each sent with one of the
+ways a client authenticates, or a wrong one, or none. Each answer must be no 5xx, every
+4xx in Google's envelope, and conform to the document: its status documented, its
+content type and body those the document gives for that status, its headers too.
+
+Deterministic (derandomized hypothesis, no example database); the server runs no
+workers, so nothing drawn here is run. `OPENAPI_FUZZ_EXAMPLES=200` hunts longer.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+import httpx
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
+from hypothesis import strategies as st
+from schemathesis import Case, GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import FailureGroup
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from longops.server import ServerConfig
+from tests.support.postgres import database
+from tests.support.servers import ThreadServer
+
+pytestmark = pytest.mark.usefixtures("quiet_server")
+
+EXAMPLES = int(os.environ.get("OPENAPI_FUZZ_EXAMPLES", "6"))
+KEY = "FUZZ_KEY"
+AUTHS: list[dict[str, str]] = [
+    {"x-goog-api-key": KEY},
+    {"authorization": f"Bearer {KEY}"},
+    {"x-goog-api-key": KEY},
+    {},
+    {"x-goog-api-key": "not-a-key"},
+    {"authorization": "Bearer not-a-key"},
+]
+"""Mostly a good key (in a header or as a bearer token); else none, or a wrong one."""
+STREAMS = {"text/event-stream"}
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
+
+
+def in_envelope(response: requests.Response) -> str | None:
+    """Why a 4xx answer is not Google's error envelope, or None when it is."""
+    if not 400 <= response.status_code < 500:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return f"a {response.status_code} whose body is not JSON: {response.text[:200]!r}"
+    error = body.get("error") if isinstance(body, dict) else None
+    if not (
+        isinstance(error, dict)
+        and error.get("code") == response.status_code
+        and isinstance(error.get("message"), str)
+        and isinstance(error.get("status"), str)
+    ):
+        return f"a {response.status_code} outside the envelope: {body!r:.300}"
+    return None
+
+
+def bodiless(response: requests.Response) -> bool:
+    """An upload step's answer: no body, no Content-Type, `x-goog-upload-status` — which
+    OpenAPI cannot give beside the final step's JSON (the document says so in words)."""
+    return (
+        response.status_code == 200
+        and not response.content
+        and "x-goog-upload-status" in response.headers
+        and "content-type" not in response.headers
+    )
+
+
+def fuzz(server: ThreadServer) -> tuple[int, list[str]]:
+    """Every operation of the server's document, fuzzed: (cases sent, failures)."""
+    raw = httpx.get(f"{server.url}/openapi.json").json()
+    schema = schemathesis.openapi.from_dict(raw, config=schemathesis.Config())
+    sent = 0
+    failures: list[str] = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        media = {
+            media_type
+            for answer in operation.definition.raw["responses"].values()
+            for media_type in answer.get("content", {})
+        }
+        streaming = bool(media & STREAMS)
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            seen: list[str] = []
+
+            @settings(
+                max_examples=max(1, EXAMPLES // 3) if streaming else EXAMPLES,
+                derandomize=True,
+                database=None,
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+            )
+            @given(case=operation.as_strategy(generation_mode=mode), auth=st.sampled_from(AUTHS))
+            def run(case: Case, auth: dict[str, str]) -> None:
+                nonlocal sent
+                sent += 1
+                # A stream that stays open is read for a moment, then cut (schemathesis
+                # judges the events it got).
+                timeout = 0.3 if streaming else 30
+                response = case.call(base_url=server.url, headers=auth, timeout=timeout)
+                problems = []
+                if (why := in_envelope(response)) is not None:
+                    problems.append(why)
+                if not bodiless(response):
+                    try:
+                        case.validate_response(response, checks=CHECKS)
+                    except FailureGroup as exc:
+                        problems.append(str(exc))
+                if problems and len(seen) < 3:
+                    seen.append(
+                        f"{operation.label} [{mode.value}]: {case.as_curl_command(auth)}\n"
+                        + "\n".join(problems)
+                    )
+
+            try:
+                run()
+            except Unsatisfiable:  # nothing to make invalid (no parameters, no body)
+                assert mode is GenerationMode.NEGATIVE
+            failures.extend(seen)
+    return sent, failures
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_the_server_answers_as_its_document_says(backend: str, tmp_path: Path) -> None:
+    """On PostgreSQL unreachable, `database` skips, which `CI=true` fails (conftest)."""
+    with database(backend, tmp_path) as url:
+        server = ThreadServer(
+            url,
+            config=ServerConfig(api_keys={KEY: "fuzz"}, max_wait_seconds=0.2),
+            workers=0,
+            load=(),
+            blobs=tmp_path / "blobs",
+        ).start()
+        try:
+            sent, failures = fuzz(server)
+        finally:
+            server.stop()
+    print(f"{backend}: {sent} cases")  # noqa: T201 (the count the note reports, with -s)
+    assert not failures, "\n\n".join(failures)
+    assert sent > 100
+
+
