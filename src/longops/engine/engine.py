@@ -86,9 +86,14 @@ class Engine:
         # forget everything when the store can't say what finished (`done_ids` None).
         self._finished: dict[str, Mapping[str, OperationRecord] | None] = {}
         self._unfinished: dict[str, OperationRecord] = {}
+        self._done_listeners: set[Callable[[], None]] = set()
 
     async def start(self) -> None:
         await self.store.open()
+        # The webhooks' outbox trigger, before anything here can end an operation.
+        from longops.engine.webhooks import Webhooks
+
+        await Webhooks.of(self.store.database).open()
         self._background = [
             asyncio.create_task(self._follow_changes(), name="longops-change-feed"),
             asyncio.create_task(self._recheck_waits(), name="longops-wait-recheck"),
@@ -121,6 +126,7 @@ class Engine:
                     if change.work:
                         self.hub.notify_work(remote=True)
                     if change.done_ids is None:
+                        self._tell_done()
                         self._finished.clear()
                         self._unfinished.clear()
                         if watched := self.hub.watched_ids():
@@ -152,9 +158,21 @@ class Engine:
             except Exception:
                 log.exception("could not recheck waits")
 
+    def on_done(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """`listener()` is called when operations ended, here or in another process (or
+        may have: SQLite's feed can't say which); the webhook dispatcher listens.
+        Returns what unsubscribes it."""
+        self._done_listeners.add(listener)
+        return lambda: self._done_listeners.discard(listener)
+
+    def _tell_done(self) -> None:
+        for listener in list(self._done_listeners):
+            listener()
+
     def notify_done(self, id: str, records: Mapping[str, OperationRecord] | None = None) -> None:
         """Operation `id` finished or was deleted: wake its waiters, and remember it.
         `records` may hold its row as stored (see `Change.records`)."""
+        self._tell_done()
         known = records if records is not None and id in records else None
         self._unfinished.pop(id, None)
         self._finished.pop(id, None)

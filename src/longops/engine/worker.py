@@ -22,6 +22,8 @@ from longops.engine.liveness import dead_here, owner_identity
 from longops.engine.records import OperationRecord, State
 from longops.engine.registry import Kind
 from longops.engine.store import LeaseState, StoreBusy
+from longops.engine.webhooks import Webhooks
+from longops.engine.webhooks.dispatcher import Dispatcher
 from longops.rpc import Code
 
 log = logging.getLogger("longops.worker")
@@ -102,6 +104,8 @@ class Worker:
         background = [
             asyncio.create_task(self._heartbeat_loop(), name="longops-heartbeat"),
             asyncio.create_task(self._maintenance_loop(), name="longops-maintenance"),
+            # Webhook deliveries are sent wherever operations are worked on.
+            asyncio.create_task(Dispatcher(self.engine).run(), name="longops-webhooks"),
         ]
         try:
             # Before the first claim: what a crashed predecessor on this host held
@@ -400,7 +404,9 @@ class Worker:
             try:
                 if now - last_purge >= self.config.purge_interval:
                     last_purge = now
-                    await self.engine.store.purge_done(now - self.engine.config.retention_seconds)
+                    retained = now - self.engine.config.retention_seconds
+                    await self.engine.store.purge_done(retained)
+                    await Webhooks.of(self.engine.store.database).purge(retained)
                     await self.engine.purge_expired_files()
                     await self.engine.purge_expired_uploads()
             except StoreBusy:

@@ -27,6 +27,7 @@ from longops.server.routes.kinds import KindRoutes
 from longops.server.routes.models import ModelRoutes
 from longops.server.routes.operations import OperationRoutes
 from longops.server.routes.uploads import UploadRoutes
+from longops.server.routes.webhooks import WebhookRoutes
 
 log = logging.getLogger("longops.server")
 
@@ -95,6 +96,7 @@ def create_app(
     uploads = UploadRoutes(engine, auth, config)
     file_search = FileSearchRoutes(engine, auth, config, operations)
     kinds = KindRoutes(engine, auth, config)
+    webhooks = WebhookRoutes(engine, auth, config)
 
     running: list[Worker] = []
 
@@ -128,6 +130,7 @@ def create_app(
             *uploads.routes(),
             *file_search.routes(),
             *kinds.routes(),
+            *webhooks.routes(),
         ],
         # AnswerFailures first: it must see the errors of the middleware after it.
         middleware=[Middleware(AnswerFailures), Middleware(RefuseNulInUrl)],

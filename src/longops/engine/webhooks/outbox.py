@@ -10,6 +10,7 @@ and expiry) that a process killed mid-send loses when it expires.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,7 +99,7 @@ async def expand(
         )
         made: list[Leased] = []
         hooks: dict[str, list[Any]] = {}
-        for _, operation_id, name, kind, tenant, state, error, webhook, time in events:
+        for _, operation_id, name, kind, tenant, state, error, webhook, ended in events:
             config = load(webhook) if webhook is not None else None
             config = config if isinstance(config, dict) else {}
             uris = [u for u in config.get("uris") or () if isinstance(u, str)]
@@ -134,7 +135,7 @@ async def expand(
                         uri=uri,
                         payload=payload(
                             event_type,
-                            time=float(time),
+                            time=float(ended),
                             name=name,
                             kind=kind,
                             state=state,
@@ -151,8 +152,9 @@ async def expand(
                     )
                 )
         if events:
-            condition, seqs = dialect.any_of("seq", [e[0] for e in events])
-            await s.execute(f"DELETE FROM webhook_events WHERE {condition}", *seqs)
+            await s.executemany(
+                "DELETE FROM webhook_events WHERE seq = ?", [(e[0],) for e in events]
+            )
         return made, len(events) == limit
 
     return await database.transaction(body)
@@ -182,11 +184,35 @@ async def claim(
     return [_leased(row) for row in found]
 
 
-async def next_due(database: Database) -> float | None:
-    """When the earliest pending delivery is due (None: none is)."""
+async def renew(database: Database, id: str, owner: str, lease_seconds: float) -> bool:
+    """Extend `owner`'s lease on delivery `id`; False when it is no longer `owner`'s."""
+    changed = await database.write(
+        lambda s: s.execute(
+            "UPDATE webhook_deliveries SET lease_expires = ?"
+            " WHERE id = ? AND lease_owner = ? AND state = 'pending'",
+            time.time() + lease_seconds,
+            id,
+            owner,
+        ),
+        durable=False,
+    )
+    return changed > 0
+
+
+async def has_events(database: Database) -> bool:
+    """Whether the outbox holds events (a read: idle rounds write nothing)."""
+    row = await database.read(lambda s: s.fetchrow("SELECT 1 FROM webhook_events LIMIT 1"))
+    return row is not None
+
+
+async def next_due(database: Database, now: float) -> float | None:
+    """When a pending delivery is next claimable: its next attempt, or its lease's
+    expiry while someone holds it (None: nothing is pending)."""
     row = await database.read(
         lambda s: s.fetchrow(
-            "SELECT min(next_attempt_time) FROM webhook_deliveries WHERE state = 'pending'"
+            "SELECT min(CASE WHEN lease_expires > ? THEN lease_expires"
+            " ELSE next_attempt_time END) FROM webhook_deliveries WHERE state = 'pending'",
+            now,
         )
     )
     return None if row is None or row[0] is None else float(row[0])
