@@ -205,6 +205,9 @@ def requests(draw: st.DrawFn, existing: dict[str, str]) -> tuple[str, str, dict[
         ("GET", f"/{v}/models/{model}/operations", None),
         ("GET", f"/{v}/{existing['store']}/operations/{op}", None),
         ("POST", f"/{v}/operations/{op}:wait", "wait"),
+        ("GET", f"/{v}/operations/{op}:watch", None),
+        ("GET", f"/{v}/operations:watch", None),
+        ("GET", f"/{v}/models/{model}/operations:watch", None),
         ("POST", f"/{v}/operations/{op}:cancel", "wait"),
         ("DELETE", f"/{v}/operations/{op}", None),
         ("POST", f"/{v}/kinds/{draw(st.sampled_from(['longops.sleep', 'x']))}:start", "start"),
@@ -291,6 +294,14 @@ def check(response: httpx.Response) -> None:
 def test_no_route_answers_5xx(target: tuple[httpx.Client, dict[str, str]], data: Any) -> None:
     client, existing = target
     method, path, kwargs = data.draw(requests(existing))
+    if path.endswith(":watch"):  # a stream stays open while its operation runs
+        with client.stream(method, path, **kwargs) as response:
+            if response.status_code == 200:
+                assert response.headers["content-type"].startswith("text/event-stream")
+                return
+            response.read()
+        check(response)
+        return
     check(client.request(method, path, **kwargs))
 
 

@@ -172,6 +172,7 @@ class Context:
         self._last_write = now
         self._dirty = False
         self.cancel_requested = self.cancel_requested or cancel
+        self._engine.notify_changed(self._record.id)  # its watch streams, if any
 
     async def run_in_thread(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """For blocking I/O or C code that releases the GIL (encoders, compression).

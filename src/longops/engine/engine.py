@@ -25,6 +25,12 @@ CANCELLED_STATUS = {"code": Code.CANCELLED, "message": "Operation cancelled by t
 REMEMBERED = 4096
 """How many operations an engine remembers as heard finished, and as created but not
 heard finished (see `Engine.wait`)."""
+WATCH_LOOKBACK = 0.1
+"""Seconds before the newest write a watch refresh has seen that the next one reads
+again (see `Engine.refresh_watches`): a write is stamped before it commits, so one
+stamped a little earlier may commit a little later."""
+WATCH_REFRESH_LIMIT = 1000
+"""The most operations one watch refresh reads; it goes on while more are there."""
 
 
 class UnknownKind(LookupError):
@@ -87,6 +93,12 @@ class Engine:
         self._finished: dict[str, Mapping[str, OperationRecord] | None] = {}
         self._unfinished: dict[str, OperationRecord] = {}
         self._done_listeners: set[Callable[[], None]] = set()
+        # Watch streams: operations to read and tell of (one read however many watch),
+        # whether to look for every change since `_watch_cursor`, and who does it.
+        self._changed: set[str] = set()
+        self._refresh_all = False
+        self._watch_cursor = time.time()
+        self._refreshing: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.store.open()
@@ -129,12 +141,15 @@ class Engine:
                         self._tell_done()
                         self._finished.clear()
                         self._unfinished.clear()
+                        self.refresh_watches()
                         if watched := self.hub.watched_ids():
                             for id in await self.store.done_among(watched):
                                 self.notify_done(id)
                         continue
                     for id in change.done_ids:
                         self.notify_done(id, change.records)
+                    for id in change.progress_ids:
+                        self.notify_changed(id, change.records.get(id))
                 return
             except asyncio.CancelledError:
                 raise
@@ -148,6 +163,7 @@ class Engine:
     async def _recheck_waits(self) -> None:
         while True:
             await asyncio.sleep(self.config.recheck_waits)
+            self.refresh_watches()  # a notification may have been lost, as for waits
             if not (watched := self.hub.watched_ids()):
                 continue
             try:
@@ -180,6 +196,57 @@ class Engine:
         _trim(self._finished)
         if self.hub.watched(id):
             self.hub.notify_done(id, None if known is None else known[id])
+        self.notify_changed(id, None if known is None else known[id])
+
+    # -- watch streams -----------------------------------------------------------
+
+    def notify_changed(self, id: str, record: OperationRecord | None = None) -> None:
+        """Operation `id` changed (progress, state): tell its watch streams, if any,
+        with `record`, or with the row read once for all of them (None: gone)."""
+        if not self.hub.watching_changes(id):
+            return
+        if record is not None:
+            self.hub.notify_change(id, record)
+            return
+        self._changed.add(id)
+        self._refresh()
+
+    def refresh_watches(self) -> None:
+        """The store can't say what changed (SQLite's feed, a notification connection
+        just opened): read what was written since the last look, if anyone watches."""
+        if self.hub.watching_any_changes():
+            self._refresh_all = True
+            self._refresh()
+
+    def _refresh(self) -> None:
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.create_task(self._read_changes(), name="longops-watch")
+
+    async def _read_changes(self) -> None:
+        while self._changed or self._refresh_all:
+            try:
+                if self._refresh_all:
+                    self._refresh_all = False
+                    found = await self.store.changed_since(
+                        self._watch_cursor - WATCH_LOOKBACK, WATCH_REFRESH_LIMIT
+                    )
+                    if found and found[-1].update_time > self._watch_cursor:
+                        self._watch_cursor = found[-1].update_time
+                        self._refresh_all = len(found) == WATCH_REFRESH_LIMIT  # more to read
+                    for record in found:
+                        self._changed.discard(record.id)
+                        if self.hub.watching_changes(record.id):
+                            self.hub.notify_change(record.id, record)
+                while self._changed:
+                    id = self._changed.pop()
+                    if self.hub.watching_changes(id):
+                        self.hub.notify_change(id, await self.store.get(id))
+            except StoreBusy as exc:  # the next change, or the recheck, looks again
+                log.warning("could not read changes for watch streams (%s)", exc)
+                return
+            except Exception:
+                log.exception("could not read changes for watch streams")
+                return
 
     # -- the operations API --------------------------------------------------
 
@@ -231,6 +298,7 @@ class Engine:
                 self._unfinished[record.id] = record
                 _trim(self._unfinished)
             self.hub.notify_work()
+            self.notify_changed(record.id, record)
         return record
 
     async def get(self, id: str, tenant: str) -> OperationRecord | None:
@@ -264,9 +332,10 @@ class Engine:
         record = await self.store.cancel(id, time.time(), CANCELLED_STATUS)
         if record is not None:
             if record.done:
-                self.notify_done(id)
+                self.notify_done(id, {id: record})
             else:
                 self.hub.notify_cancel(id)
+                self.notify_changed(id, record)
         return record
 
     async def delete(self, id: str, tenant: str) -> bool:

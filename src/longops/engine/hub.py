@@ -12,6 +12,9 @@ from collections.abc import Callable
 
 from longops.engine.records import OperationRecord
 
+ChangeListener = Callable[[str, OperationRecord | None], None]
+"""`listener(id, record)`: operation `id` is now `record` (None: it is gone)."""
+
 
 class Hub:
     def __init__(self) -> None:
@@ -19,6 +22,9 @@ class Hub:
         self._work_listeners: set[Callable[[bool], None]] = set()
         self._cancel_listeners: dict[str, Callable[[], None]] = {}
         self._waits_stopped = False
+        self._change_listeners: dict[str, set[ChangeListener]] = {}
+        self._any_change_listeners: set[ChangeListener] = set()
+        self._stop_listeners: set[Callable[[], None]] = set()
 
     # -- waiting for an operation to finish --------------------------------
 
@@ -57,6 +63,51 @@ class Hub:
         self._waits_stopped = True
         for id in list(self._done_waiters):
             self.notify_done(id)
+        for listener in list(self._stop_listeners):
+            listener()
+
+    @property
+    def waits_stopped(self) -> bool:
+        return self._waits_stopped
+
+    # -- watching every change of an operation ---------------------------------
+
+    def on_change(self, id: str, listener: ChangeListener) -> Callable[[], None]:
+        """`listener` hears each new state of operation `id` (watch streams); one set of
+        listeners per id, so a change costs one lookup however many streams watch."""
+        self._change_listeners.setdefault(id, set()).add(listener)
+
+        def off() -> None:
+            listeners = self._change_listeners.get(id)
+            if listeners is not None:
+                listeners.discard(listener)
+                if not listeners:
+                    del self._change_listeners[id]
+
+        return off
+
+    def on_any_change(self, listener: ChangeListener) -> Callable[[], None]:
+        """`listener` hears each new state of every operation (collection streams, which
+        filter by tenant and kind themselves)."""
+        self._any_change_listeners.add(listener)
+        return lambda: self._any_change_listeners.discard(listener)
+
+    def on_stop(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """`listener` is called when the server starts shutting down (see `stop_waits`)."""
+        self._stop_listeners.add(listener)
+        return lambda: self._stop_listeners.discard(listener)
+
+    def watching_changes(self, id: str) -> bool:
+        return id in self._change_listeners or bool(self._any_change_listeners)
+
+    def watching_any_changes(self) -> bool:
+        return bool(self._change_listeners or self._any_change_listeners)
+
+    def notify_change(self, id: str, record: OperationRecord | None) -> None:
+        for listener in list(self._change_listeners.get(id, ())):
+            listener(id, record)
+        for listener in list(self._any_change_listeners):
+            listener(id, record)
 
     # -- waking idle workers -------------------------------------------------
 

@@ -168,6 +168,7 @@ class Worker:
         # its body, and its slot must still be given back.
         running.task.add_done_callback(lambda _: self._forget(record.id))
         self.engine.hub.on_cancel(record.id, lambda: self._interrupt(record.id, "cancel"))
+        self.engine.notify_changed(record.id, record)  # now RUNNING, for watch streams
 
     def _forget(self, id: str) -> None:
         self.engine.hub.off_cancel(id)

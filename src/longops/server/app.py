@@ -27,6 +27,7 @@ from longops.server.routes.kinds import KindRoutes
 from longops.server.routes.models import ModelRoutes
 from longops.server.routes.operations import OperationRoutes
 from longops.server.routes.uploads import UploadRoutes
+from longops.server.routes.watch import WatchRoutes
 from longops.server.routes.webhooks import WebhookRoutes
 
 log = logging.getLogger("longops.server")
@@ -125,6 +126,8 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             openapi_route(engine),
             *operations.routes(),
+            # Before the other resources, whose GET routes would take `…/operations/x:watch`.
+            *WatchRoutes(engine, auth, config, operations).routes(),
             *files.routes(),
             *models.routes(),
             *uploads.routes(),

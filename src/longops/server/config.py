@@ -16,6 +16,8 @@ class ServerConfig:
     """Largest file a resumable upload may deliver (Google's limit: 2 GB)."""
     max_wait_seconds: float = 60.0
     """Longest a `:wait` call blocks, whatever timeout the client asks for."""
+    watch_keepalive_seconds: float = 15.0
+    """How often a `:watch` stream with nothing new sends a keep-alive comment."""
     default_page_size: int = 50
     max_page_size: int = 1000
 

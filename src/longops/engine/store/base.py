@@ -160,6 +160,15 @@ class Store(Protocol):
 
     async def done_among(self, ids: Sequence[str]) -> list[str]: ...
 
+    async def changed_since(
+        self, since: float, limit: int, *, tenant: str | None = None
+    ) -> list[OperationRecord]:
+        """Operations (of `tenant`, or of all) written at or after `since` (by
+        `update_time`), oldest write first, at most `limit`: what watch streams missed
+        when the store could not say which operations changed, or while a client was
+        away. Reads only unfinished rows and those ended since, through indexes, so it
+        stays cheap in a table of millions of done rows."""
+
     async def create_file(self, file: FileRecord) -> FileRecord:
         """Insert; raises `FileExists` when the tenant has another file of that id (one
         with the same blob key is this file, created by an earlier try, and returned)."""

@@ -44,6 +44,9 @@ class Notice(enum.StrEnum):
     """The row was deleted: its id alone."""
     OUTCOME = "outcome"
     """A worker's write: FINISHED when the row is now done, WORK when it is pending again."""
+    PROGRESS = "progress"
+    """A running row's progress moved: its id, and the row where the backend can carry it
+    (for watch streams in other processes)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,9 +7,10 @@ Every statement runs on a connection from an asyncpg pool; nothing is cached, so
 Other processes learn of commits by LISTEN: a write that ends an operation
 notifies `longops_done` of its id (and its row, when that fits in a notification),
 a write that makes work claimable (create, release, retry) `longops_work` with an
-empty payload; a process listens to what its role needs (API servers to the first,
-workers to the second). With `?schema=NAME` the channels are `longops_done:NAME`
-and `longops_work:NAME`, so deployments in other schemas don't wake each other.
+empty payload, and a progress write `longops_progress` as a finish tells `longops_done`
+(for watch streams); a process listens to what its role needs (API servers to the
+first and third, workers to the second). With `?schema=NAME` the channels are
+`longops_done:NAME` and so on, so deployments in other schemas don't wake each other.
 
 Add `?schema=NAME` to the URL to keep the tables in a schema of their own (made
 if missing); every pool connection then runs with that `search_path`.
@@ -57,6 +58,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 DONE_CHANNEL, WORK_CHANNEL = "longops_done", "longops_work"
+PROGRESS_CHANNEL = "longops_progress"
+"""Progress of running operations, for watch streams (API servers listen with `done`)."""
 # Any constant will do: it only has to be the same in every process migrating a database.
 _MIGRATION_LOCK = 0x6C6F6E676F7073  # "longops"
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -251,18 +254,24 @@ class _Finished(Mapping[str, OperationRecord]):
         return len(self._rows)
 
 
-def _change(payloads: Sequence[str]) -> Change:
-    """One change for a burst of notifications: work (empty payloads), finishes (an id,
-    then maybe the row)."""
+def _change(payloads: Sequence[tuple[bool, str]]) -> Change:
+    """One change for a burst of notifications: work (empty payloads), finishes and
+    progress (`True` first: an id, then maybe the row)."""
     found: dict[str, str] = {}
     done: set[str] = set()
-    for payload in payloads:
+    progressed: set[str] = set()
+    for progress, payload in payloads:
         id, _, row = payload.partition(" ")
         if row:
             found[id] = row
         if id:
-            done.add(id)
-    return Change(done_ids=frozenset(done), work="" in payloads, records=_Finished(found))
+            (progressed if progress else done).add(id)
+    return Change(
+        done_ids=frozenset(done),
+        work=any(not progress and not payload for progress, payload in payloads),
+        records=_Finished(found),
+        progress_ids=frozenset(progressed - done),
+    )
 
 
 def _channel(name: str, schema: str | None) -> str:
@@ -397,6 +406,7 @@ class PostgresDatabase:
         self._notifier_or_none: _Notifier | None = None
         self.done_channel = _channel(DONE_CHANNEL, schema)
         self.work_channel = _channel(WORK_CHANNEL, schema)
+        self.progress_channel = _channel(PROGRESS_CHANNEL, schema)
         self._listeners: set[Any] = set()
         self._announcing: dict[tuple[Notice | None, str, str], str] = {}
 
@@ -572,6 +582,7 @@ class PostgresDatabase:
                 Notice.WORK: ("''", work),
                 Notice.FINISHED: (_FINISHED, done),
                 Notice.GONE: ("written.id", done),
+                Notice.PROGRESS: (_FINISHED, f"'{self.progress_channel}'"),
                 Notice.OUTCOME: (
                     f"{finished} THEN {_FINISHED} ELSE '' END",
                     f"{finished} THEN {done} ELSE {work} END",
@@ -600,16 +611,21 @@ class PostgresDatabase:
         is unknown), and raises `StoreUnavailable` when the connection is lost, so the
         caller can listen again and look for what it missed.
         """
-        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[bool, str] | None] = asyncio.Queue()
         conn = await asyncpg.connect(self.dsn, server_settings=self._server_settings())
         self._listeners.add(conn)
+        progress_channel = self.progress_channel
 
-        def heard(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
-            queue.put_nowait(payload)
+        def heard(_conn: Any, _pid: int, channel: str, payload: str) -> None:
+            queue.put_nowait((channel == progress_channel, payload))
 
         try:
             conn.add_termination_listener(lambda _conn: queue.put_nowait(None))
-            for wanted, channel in ((work, self.work_channel), (done, self.done_channel)):
+            for wanted, channel in (
+                (work, self.work_channel),
+                (done, self.done_channel),
+                (done, progress_channel),  # whoever waits for finishes may watch progress
+            ):
                 if wanted:
                     await conn.add_listener(channel, heard)
             yield Change(done_ids=None)

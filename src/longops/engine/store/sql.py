@@ -256,7 +256,7 @@ class SqlStore:
         self, id: str, attempt: int, metadata: dict[str, Any], now: float
     ) -> bool | None:
         changed = await self._fenced(
-            None,
+            Notice.PROGRESS,
             f"UPDATE operations SET metadata = ?::jsonb, update_time = ? WHERE {_FENCE}",
             self._dialect.json(metadata),
             now,
@@ -398,6 +398,26 @@ class SqlStore:
             sql = f"SELECT id FROM operations WHERE {condition} AND state IN {DONE_STATES}"
             found += [r[0] for r in await self.database.read(_fetching(sql, args))]
         return found
+
+    async def changed_since(
+        self, since: float, limit: int, *, tenant: str | None = None
+    ) -> list[OperationRecord]:
+        # Three scans each of which a partial or plain index serves (a row that changed
+        # is unfinished, or ended since); an OR of them would scan the whole table.
+        of_tenant = "" if tenant is None else " AND tenant = ?"
+        sql = " UNION ALL ".join(
+            f"SELECT {OPERATION_COLUMNS} FROM operations WHERE {where}{of_tenant}"
+            for where in (
+                "state = 'PENDING' AND update_time >= ?",
+                "state = 'RUNNING' AND update_time >= ?",
+                "end_time >= ?",
+            )
+        )
+        args = [since] * 3 if tenant is None else [since, tenant] * 3
+        found = await self.database.read(
+            lambda s: s.fetch(f"{sql} ORDER BY update_time LIMIT ?", *args, limit)
+        )
+        return [self._record(r) for r in found]
 
     def changes(self, *, work: bool = True, done: bool = True) -> AsyncIterator[Change]:
         return self.database.changes(work=work, done=done)
