@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 import pytest
 
 from longops.engine import State
@@ -128,8 +129,6 @@ async def test_events_expand_once_into_one_delivery_per_subscribed_webhook_and_t
     assert await expand(store) == []
     assert await events(store) == []
     [delivery] = made
-    import orjson
-
     body = orjson.loads(delivery.body)
     assert body["type"] == "operation.succeeded"
     assert body["data"] == {"name": op.name, "kind": op.kind, "state": "SUCCEEDED"}
@@ -153,11 +152,28 @@ async def test_per_request_uris_replace_the_tenants_webhooks(
         (None, "https://a.example/1", "operation.failed"),
         (None, "https://b.example/2", "operation.failed"),
     ]
-    import orjson
-
     data = orjson.loads(made[0].body)["data"]
     assert data["userMetadata"] == {"k": "v"}
     assert data["error"] == {"code": 13, "message": "boom"}
+
+
+async def test_a_video_fires_its_own_event_with_the_download_address(
+    store: Store, hooks: TenantWebhooks
+) -> None:
+    await hooks.create(
+        uri="https://example.com/v", events=["video.generated", "operation.succeeded"], name=None
+    )
+    new = operation(kind="generate_videos")
+    await store.create(new, 1.0)
+    [op] = await store.claim(["generate_videos"], "w", 30, 1, 2.0)
+    sample = {"video": {"uri": "https://longops.test/v1beta/files/abc123:download?alt=media"}}
+    response = {"generateVideoResponse": {"generatedSamples": [sample]}}
+    assert await store.finish(op.id, 1, State.SUCCEEDED, 3.0, response=response)
+    made = await expand(store)
+    bodies = [orjson.loads(d.body) for d in made]
+    assert [b["type"] for b in bodies] == ["video.generated", "operation.succeeded"]
+    download = f"{PUBLIC_URL}/v1beta/files/abc123:download?alt=media"
+    assert all(b["data"]["videos"] == [{"uri": download}] for b in bodies)
 
 
 # -- claims ------------------------------------------------------------------------------

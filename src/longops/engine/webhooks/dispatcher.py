@@ -15,13 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from typing import TYPE_CHECKING
 
 from longops.engine import metrics
 from longops.engine.egress import EgressPolicy
-from longops.engine.ids import new_token_id
+from longops.engine.liveness import dead_here, owner_identity
 from longops.engine.store import StoreBusy
 from longops.engine.webhooks import keys, outbox
 from longops.engine.webhooks.delivery import Answer, Sender, retry_delay
@@ -42,7 +41,10 @@ class Dispatcher:
         self.database = engine.store.database
         self.webhooks = Webhooks.of(self.database)
         self.settings = self.webhooks.settings
-        self.owner = f"{os.getpid()}-{new_token_id(12)}"
+        # Named as workers' leases are, so a process on this host that finds this
+        # one dead takes its deliveries over at once (`engine/liveness.py`).
+        self.owner = owner_identity()
+        self._looked_for_dead = 0.0
         self._policy = policy or EgressPolicy.from_env()
         self._wake = asyncio.Event()
         self._sending: set[asyncio.Task[None]] = set()
@@ -89,6 +91,10 @@ class Dispatcher:
         reads unless there is something to do, so an idle dispatcher writes nothing."""
         settings = self.settings
         now = time.time()
+        if now - self._looked_for_dead >= settings.poll_seconds:
+            self._looked_for_dead = now
+            if released := await outbox.release_dead(self.database, dead_here):
+                log.warning("took over %d webhook deliveries from a dead process", released)
         more = await outbox.has_events(self.database)
         while more and len(self._sending) < settings.concurrency:
             made, more = await outbox.expand(

@@ -59,9 +59,7 @@ async def signing_key(database: Database) -> tuple[str, str]:
 
 async def jwks(database: Database) -> dict[str, Any]:
     """The JSON Web Key Set of every signing key: public halves only."""
-    from longops.engine.webhooks.registry import Webhooks
-
-    await Webhooks.of(database).open()
+    await signing_key(database)  # a receiver may fetch it before the first delivery
     found = await database.read(
         lambda s: s.fetch("SELECT public_jwk FROM longops_signing_keys ORDER BY create_time")
     )

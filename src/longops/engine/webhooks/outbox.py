@@ -11,6 +11,7 @@ and expiry) that a process killed mid-send loses when it expires.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -197,6 +198,28 @@ async def renew(database: Database, id: str, owner: str, lease_seconds: float) -
         durable=False,
     )
     return changed > 0
+
+
+async def release_dead(database: Database, is_dead: Callable[[str], bool]) -> int:
+    """Hand back the leases of owners `is_dead` proves gone (a process killed on this
+    host), so their deliveries are sent again now rather than when the lease ends."""
+    found = await database.read(
+        lambda s: s.fetch(
+            "SELECT DISTINCT lease_owner FROM webhook_deliveries"
+            " WHERE state = 'pending' AND lease_owner IS NOT NULL"
+        )
+    )
+    dead = [row[0] for row in found if is_dead(row[0])]
+    if not dead:
+        return 0
+    condition, owners = database.dialect.any_of("lease_owner", dead)
+    return await database.write(
+        lambda s: s.execute(
+            "UPDATE webhook_deliveries SET lease_owner = NULL, lease_expires = NULL"
+            f" WHERE state = 'pending' AND {condition}",
+            *owners,
+        )
+    )
 
 
 async def has_events(database: Database) -> bool:
