@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -16,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from longops.cli.exits import FAILED
-from longops.engine import Engine, Registry, Worker
+from longops.engine import Engine, Registry, Worker, tracing
 from longops.engine.blobs import open_blobs
 from longops.engine.engine import EngineConfig
 from longops.engine.store import Store, StoreBusy, open_store
@@ -111,6 +112,10 @@ def _port(value: int) -> int:
     return value
 
 
+def _optional_port(value: int | None) -> int | None:
+    return None if value is None else _port(value)
+
+
 def _engine(
     database: str,
     load: list[str] | None,
@@ -139,7 +144,14 @@ def _engine(
         blob_store = open_blobs(blobs)
     except (ImportError, ValueError) as exc:  # a missing s3fs/gcsfs, a malformed URL
         raise typer.BadParameter(str(exc), param_hint="--blobs") from None
-    return Engine(_store(database), registry, config, blob_store)
+    if tracing.enabled():
+        with contextlib.suppress(ImportError):  # named by the Engine's error just below
+            tracing.install_provider()
+    try:
+        return Engine(_store(database), registry, config, blob_store)
+    except RuntimeError as exc:  # LONGOPS_OTEL on without the otel extra
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(FAILED) from None
 
 
 def _load(registry: Registry, name: str) -> None:
@@ -321,7 +333,11 @@ def serve(
     _upgrade(database)
     application = create_app(
         engine,
-        ServerConfig(api_keys=keys, max_wait_seconds=max_wait),
+        ServerConfig(
+            api_keys=keys,
+            max_wait_seconds=max_wait,
+            metrics_token=os.environ.get("LONGOPS_METRICS_TOKEN") or None,
+        ),
         workers=1 if concurrency else 0,
         worker_config=WorkerConfig(
             concurrency=max(concurrency, 1), lease_seconds=lease, shutdown_grace=shutdown_grace
@@ -360,9 +376,21 @@ def worker(
     blobs: Blobs = DEFAULT_BLOBS,
     public_url: PublicUrl = None,
     log_level: LogLevel = "info",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="LONGOPS_METRICS_PORT",
+            callback=_optional_port,
+            help="Serve GET /metrics (Prometheus) on this port; none by default.",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(envvar="LONGOPS_METRICS_HOST", help="Where --metrics-port listens.")
+    ] = "127.0.0.1",
 ) -> None:
     """Run workers only, against the same database as the API servers."""
     from longops.server.config import default_public_url
+    from longops.server.metrics import metrics_server
 
     _logging(log_level)
     engine = _engine(
@@ -381,6 +409,8 @@ def worker(
         concurrency=max(workers, 1), lease_seconds=lease, shutdown_grace=shutdown_grace
     )
 
+    listening = None if metrics_port is None else _listen(metrics_host, metrics_port)
+
     async def main() -> None:
         async with engine:
             runner = Worker(engine, config)
@@ -390,7 +420,21 @@ def worker(
             logging.getLogger("longops.worker").info(
                 "worker %s on %s, kinds: %s", runner.owner, database, ", ".join(runner.kinds)
             )
-            await runner.run()
+            if listening is None:
+                await runner.run()
+                return
+            # /metrics until the worker has drained (SIGTERM stops the worker, not it).
+            token = os.environ.get("LONGOPS_METRICS_TOKEN") or None
+            metrics = metrics_server(engine, token, log_level)
+            serving = asyncio.create_task(metrics.serve(sockets=[listening]))
+            logging.getLogger("longops.worker").info(
+                "metrics on http://%s:%d/metrics", metrics_host, metrics_port
+            )
+            try:
+                await runner.run()
+            finally:
+                metrics.should_exit = True
+                await serving
 
     _run_loop(main())
 

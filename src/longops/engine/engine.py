@@ -10,10 +10,11 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from longops.engine import metrics, tracing
 from longops.engine.blobs import Blobs, LocalBlobs
 from longops.engine.failures import InvalidRequest, RequestRejected
 from longops.engine.hub import Hub
-from longops.engine.records import FileRecord, NewOperation, OperationRecord
+from longops.engine.records import FileRecord, NewOperation, OperationRecord, State
 from longops.engine.registry import Registry
 from longops.engine.store import Store, StoreBusy
 from longops.engine.uploads import UploadSessions
@@ -85,6 +86,8 @@ class Engine:
         self.blobs: Blobs = blobs or LocalBlobs("longops-blobs")
         self.uploads = UploadSessions(self.blobs, self.config.upload_ttl_seconds)
         self.hub = Hub()
+        self.tracing = tracing.from_env()
+        """Spans of creates and attempts, when `LONGOPS_OTEL` asks for them."""
         self._background: list[asyncio.Task[None]] = []
         # What this process has heard, so that most waits need no read. Finished (or
         # deleted) lately: the rows the store sent (`Change.records`), None where it
@@ -288,10 +291,17 @@ class Engine:
             metadata=metadata or {},
             webhook=webhook,
         )
-        record, created = await self.store.create(new, time.time())
+        if self.tracing is None:
+            record, created = await self.store.create(new, time.time())
+        else:  # the create's span, its traceparent stored for the attempts' spans
+            new.metadata = dict(new.metadata)
+            with self.tracing.create(kind.name, new.metadata) as span:
+                record, created = await self.store.create(new, time.time())
+                span.set_attribute("longops.operation.id", record.id)
         if not created and not _same_request(record, new):
             raise RequestIdReused(request_id or "")
         if created:
+            metrics.OPERATIONS_CREATED.labels(kind.name).inc()
             # Unless its finish was heard already (a worker may be that quick), every
             # finish from now on is: this process tells of its own, the feed of others'.
             if self.config.follow_done and record.id not in self._finished:
@@ -329,8 +339,11 @@ class Engine:
     async def cancel(self, id: str, tenant: str) -> OperationRecord | None:
         if await self.get(id, tenant) is None:
             return None
-        record = await self.store.cancel(id, time.time(), CANCELLED_STATUS)
+        now = time.time()
+        record = await self.store.cancel(id, now, CANCELLED_STATUS)
         if record is not None:
+            if record.state is State.CANCELLED and record.end_time == now:  # it was pending
+                metrics.ended(record.kind, "cancelled", record.start_time, now)
             if record.done:
                 self.notify_done(id, {id: record})
             else:

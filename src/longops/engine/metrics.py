@@ -142,12 +142,24 @@ def timed(call: str) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaita
     return decorate
 
 
-def ended(kind: str, state: State, start_time: float | None, now: float) -> None:
-    """Count an operation this process ended, and its run time if it ever ran."""
-    outcome = OUTCOMES[state]
+def ended(kind: str, outcome: str, start_time: float | None, now: float) -> None:
+    """Count an operation this process ended (`outcome` one of `OUTCOMES`' values), and
+    its run time if it ever ran."""
     OPERATIONS_FINISHED.labels(kind, outcome).inc()
     if start_time is not None:
         RUN_SECONDS.labels(kind, outcome).observe(max(0.0, now - start_time))
+
+
+def recovered(found: Iterable[tuple[str, State, float | None]], now: float) -> None:
+    """Attempts `recover_expired` took from workers that stopped responding (kind, the
+    state each operation is in now, its first claim): abandoned, and then retried or
+    ended."""
+    for kind, state, start_time in found:
+        ATTEMPTS_ABANDONED.labels(kind).inc()
+        if state.done:
+            ended(kind, OUTCOMES[state], start_time, now)
+        else:
+            ATTEMPTS_RETRIED.labels(kind).inc()
 
 
 def claimed(record: OperationRecord) -> None:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from longops.engine import metrics
 from longops.engine.context import Context, LeaseLost, OperationCancelled
 from longops.engine.engine import CANCELLED_STATUS, Engine
 from longops.engine.failures import OperationFailed
@@ -63,6 +64,9 @@ class _Running:
     task: asyncio.Task[None] | None = None
     interrupt: Interrupt | None = None
     finishing: bool = False
+    outcome: str | None = None
+    """How the attempt ended, once it has: succeeded, failed or cancelled (it ended the
+    operation, if the write was fenced in), retrying, released or lease_lost."""
 
 
 class Worker:
@@ -162,6 +166,7 @@ class Worker:
     def _start(self, record: OperationRecord) -> None:
         context = Context(self.engine, record, process_pool=self._process_pool)
         running = _Running(record, context, time.monotonic())
+        metrics.claimed(record)
         self._running[record.id] = running
         running.task = asyncio.create_task(self._execute(running), name=f"longops:{record.name}")
         # A callback, not a `finally`: a task cancelled before its first step never runs
@@ -196,8 +201,14 @@ class Worker:
     async def _execute(self, running: _Running) -> None:
         record = running.record
         finished = False
+        tracing = self.engine.tracing
         try:
-            finished = await self._attempt(running)
+            if tracing is None:
+                finished = await self._attempt(running)
+            else:
+                with tracing.attempt(record) as span:
+                    finished = await self._attempt(running)
+                    tracing.outcome(span, running.outcome or "lease_lost")
         except Exception:
             # The outcome could not be written; the lease is handed back (see
             # `_release_strays`) or expires, and the operation runs again.
@@ -206,6 +217,15 @@ class Worker:
             )
         if finished:
             self.engine.notify_done(record.id)
+        self._count(running, finished)
+
+    @staticmethod
+    def _count(running: _Running, finished: bool) -> None:
+        record, outcome = running.record, running.outcome
+        if finished and outcome is not None and outcome in metrics.OUTCOMES.values():
+            metrics.ended(record.kind, outcome, record.start_time, time.time())
+        elif outcome == "retrying":
+            metrics.ATTEMPTS_RETRIED.labels(record.kind).inc()
 
     async def _attempt(self, running: _Running) -> bool:
         """Run the handler and record its outcome; True if this attempt ended the operation.
@@ -223,6 +243,7 @@ class Worker:
             response = await self._call(kind, running)
         except OperationFailed as exc:
             await self._settle(running)
+            running.outcome = "failed"
             finished = await store.finish(
                 record.id,
                 record.attempt,
@@ -236,6 +257,7 @@ class Worker:
             finished = await self._finish_cancelled(running)
         except LeaseLost:
             await self._settle(running)
+            running.outcome = "lease_lost"
             log.warning("lost the lease on %s (attempt %d)", record.name, record.attempt)
         except asyncio.CancelledError:
             reason = running.interrupt
@@ -248,6 +270,7 @@ class Worker:
             if reason == "cancel":
                 finished = await self._finish_cancelled(running)
             elif reason == "shutdown":
+                running.outcome = "released"
                 await store.release(record.id, record.attempt, time.time())
                 self.engine.hub.notify_work()
             else:
@@ -268,12 +291,15 @@ class Worker:
                 },
             )
             finished = state is State.FAILED
+            retrying = state is State.PENDING
+            running.outcome = "failed" if finished else "retrying" if retrying else "lease_lost"
             if state is State.PENDING:
                 self.engine.hub.notify_work()
         else:
             await self._settle(running)
             metadata = running.context.final_metadata()
             metadata["progressPercent"] = 100
+            running.outcome = "succeeded"
             finished = await store.finish(
                 record.id,
                 record.attempt,
@@ -308,6 +334,7 @@ class Worker:
         return result
 
     async def _finish_cancelled(self, running: _Running) -> bool:
+        running.outcome = "cancelled"
         return await self.engine.store.finish(
             running.record.id,
             running.record.attempt,

@@ -19,6 +19,7 @@ from longops.engine.worker import WorkerConfig
 from longops.server.auth import Authenticator
 from longops.server.config import ServerConfig
 from longops.server.errors import EXCEPTION_HANDLERS, AnswerFailures
+from longops.server.metrics import HttpMetrics, MetricsRoute
 from longops.server.openapi import openapi_route
 from longops.server.requests import RefuseNulInUrl
 from longops.server.routes.file_search import FileSearchRoutes
@@ -124,6 +125,7 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
+            *MetricsRoute(engine, config.metrics_token).routes(),
             openapi_route(engine),
             *operations.routes(),
             # Before the other resources, whose GET routes would take `…/operations/x:watch`.
@@ -135,8 +137,13 @@ def create_app(
             *kinds.routes(),
             *webhooks.routes(),
         ],
-        # AnswerFailures first: it must see the errors of the middleware after it.
-        middleware=[Middleware(AnswerFailures), Middleware(RefuseNulInUrl)],
+        # HttpMetrics outermost, to count every answer; then AnswerFailures: it must see
+        # the errors of the middleware after it.
+        middleware=[
+            Middleware(HttpMetrics, tracing=engine.tracing),
+            Middleware(AnswerFailures),
+            Middleware(RefuseNulInUrl),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

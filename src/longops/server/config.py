@@ -18,6 +18,8 @@ class ServerConfig:
     """Longest a `:wait` call blocks, whatever timeout the client asks for."""
     watch_keepalive_seconds: float = 15.0
     """How often a `:watch` stream with nothing new sends a keep-alive comment."""
+    metrics_token: str | None = None
+    """A bearer token `/metrics` asks for (`LONGOPS_METRICS_TOKEN`); None: open."""
     default_page_size: int = 50
     max_page_size: int = 1000
 

@@ -19,9 +19,11 @@ Each of these is one statement, so it is atomic whatever runs beside it.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any
 
+from longops.engine import metrics
 from longops.engine.records import FileRecord, NewOperation, OperationRecord, State
 from longops.engine.store import rows
 from longops.engine.store.base import Change, FileExists, LeaseState
@@ -335,20 +337,22 @@ class SqlStore:
             f" WHEN {OUT_OF_ATTEMPTS} THEN ?::jsonb END,"
             f" end_time = CASE WHEN cancel_requested OR {OUT_OF_ATTEMPTS} THEN ?::float8 END,"
             f" {_RELEASE_LEASE}, update_time = ?"
-            f" WHERE state = 'RUNNING' AND {lost} RETURNING id, state"
+            f" WHERE state = 'RUNNING' AND {lost} RETURNING id, state, kind, start_time"
         )
 
-        async def body(s: Session) -> list[tuple[str, State]]:
-            recovered = [(r[0], State(r[1])) for r in await s.fetch(sql, *args)]
-            for id, state in recovered:
+        async def body(s: Session) -> list[Row]:
+            found = await s.fetch(sql, *args)
+            for id, state, *_ in found:
                 s.forget(id)
-                if state.done:
+                if State(state).done:
                     s.tell(Notice.GONE, id)  # the id alone: listeners look it up
-            if any(not state.done for _, state in recovered):
+            if any(not State(r[1]).done for r in found):
                 s.tell(Notice.WORK)
-            return recovered
+            return found
 
-        return await self.database.write(body)
+        found = await self.database.write(body)
+        metrics.recovered([(r[2], State(r[1]), r[3]) for r in found], now)
+        return [(r[0], State(r[1])) for r in found]
 
     async def lease_owners(self) -> list[str]:
         """Who holds leases now (to find owners known dead)."""
@@ -493,3 +497,15 @@ class SqlStore:
             )
         )
         return [rows.file(r) for r in found]
+
+
+def _time_calls() -> None:
+    """Every public store call is timed into `longops_store_seconds{call}` (by method
+    name, so a method added later is timed too): at the method, not per statement, so
+    a call costs one observation however many statements it runs."""
+    for name, method in list(vars(SqlStore).items()):
+        if inspect.iscoroutinefunction(method) and not name.startswith("_"):
+            setattr(SqlStore, name, metrics.timed(name)(method))
+
+
+_time_calls()
