@@ -86,7 +86,7 @@ def bodies(keys: list[str]) -> st.SearchStrategy[Any]:
 
 
 FIELDS = {
-    "start": ["seconds", "steps", "failWith", "code", "message", "result"],
+    "start": ["seconds", "steps", "failWith", "code", "message", "result", "webhookConfig", "uris"],
     "video": [
         "instances",
         "prompt",
@@ -136,9 +136,19 @@ FIELDS = {
     "wait": ["timeout"],
     "fetch": ["operationName"],
     "upload": ["file", "name", "displayName", "mimeType", "customMetadata", "chunkingConfig"],
+    "webhook": [
+        "uri",
+        "subscribed_events",
+        "name",
+        "state",
+        "revocation_behavior",
+        "start_time",
+        "end_time",
+    ],
 }
 VERSIONS = st.sampled_from(["v1", "v1beta", "v1beta1", "v2"])
 PARAMS = ["pageSize", "pageToken", "filter", "requestId", "force", "alt", "timeout", "key"]
+PARAMS += ["page_size", "page_token", "update_mask", "operation"]
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -175,7 +185,13 @@ def _existing(client: httpx.Client) -> dict[str, str]:
     )
     file = upload.json()["file"]["name"]
     open_session = client.post("/upload/v1beta/files", json={}, headers=start)
+    hook = {"uri": "https://r.example/h", "subscribed_events": ["video.generated"]}
+    webhook = client.post("/v1/webhooks", json=hook).json()["id"]
+    client.post(f"/v1/webhooks/{webhook}:ping")
+    delivery = client.get(f"/v1/webhooks/{webhook}/deliveries").json()["deliveries"][0]["id"]
     return {
+        "webhook": webhook,
+        "delivery": delivery,
         "operation": op,
         "store": store,
         "file": file,
@@ -196,6 +212,8 @@ def requests(draw: st.DrawFn, existing: dict[str, str]) -> tuple[str, str, dict[
     op = draw(segment(existing, "operation"))
     store = draw(segment(existing, "store"))
     file = draw(segment(existing, "file"))
+    hook = draw(segment(existing, "webhook"))
+    sent = draw(segment(existing, "delivery"))
     model = draw(st.sampled_from(["veo-2.0-generate-001", "veo-3.0-generate-001"]) | text)
     model = quote(model, safe="") or "m"
     kind = quote(draw(st.sampled_from(["longops.sleep", "generate_videos"]) | text), safe="") or "k"
@@ -237,6 +255,22 @@ def requests(draw: st.DrawFn, existing: dict[str, str]) -> tuple[str, str, dict[
         ("GET", f"/{v}/fileSearchStores/{store}/documents/{file}", None),
         ("POST", f"/upload/{v}/files", "upload"),
         ("POST", f"/upload/{v}/fileSearchStores/{store}:uploadToFileSearchStore", "upload"),
+        ("GET", "/.well-known/jwks.json", None),
+        ("POST", f"/{v}/webhooks", "webhook"),
+        ("GET", f"/{v}/webhooks", None),
+        ("GET", f"/{v}/webhooks/{hook}", None),
+        ("PATCH", f"/{v}/webhooks/{hook}", "webhook"),
+        ("DELETE", f"/{v}/webhooks/{hook}", None),
+        ("POST", f"/{v}/webhooks/{hook}:ping", None),
+        ("POST", f"/{v}/webhooks/{hook}:rotateSigningSecret", "webhook"),
+        ("POST", f"/{v}/webhooks/{hook}:redeliver", "webhook"),
+        ("GET", f"/{v}/webhooks/{hook}/deliveries", None),
+        ("GET", f"/{v}/webhooks/{hook}/deliveries/{sent}", None),
+        ("POST", f"/{v}/webhooks/{hook}/deliveries/{sent}:redeliver", None),
+        ("GET", f"/{v}/webhookDeliveries", None),
+        ("GET", f"/{v}/webhookDeliveries/{sent}", None),
+        ("POST", f"/{v}/webhookDeliveries/{sent}:redeliver", None),
+        ("POST", f"/{v}/webhookDeliveries:redeliver", "webhook"),
     ]
     method, path, shape = draw(st.sampled_from(routes))
     params = draw(st.dictionaries(st.sampled_from(PARAMS), text, max_size=3))
