@@ -113,9 +113,12 @@ def test_each_kind_loaded_is_described_by_its_request_model(
     start = "/{version}/kinds/test.record:start"
     assert start not in bare["paths"]
     body = with_tests["paths"][start]["post"]["requestBody"]["content"]["application/json"]
-    schema = with_tests["components"]["schemas"][body["schema"]["$ref"].rsplit("/", 1)[1]]
-    assert schema["required"] == ["journal"]
-    assert set(schema["properties"]) == {"journal", "seconds", "steps"}
+    schemas = with_tests["components"]["schemas"]
+    start_body = schemas[body["schema"]["$ref"].rsplit("/", 1)[1]]
+    assert start_body["required"] == ["journal"]
+    assert set(start_body["properties"]) == {"journal", "seconds", "steps", "webhookConfig"}
+    # The model itself, as `GET kinds/test.record` shows it.
+    assert set(schemas["kind.test.record.Request"]["properties"]) == {"journal", "seconds", "steps"}
     # A built-in kind's nested models are components of its own, referenced from it.
     sleep = with_tests["components"]["schemas"]["kind.longops.sleep.Request"]
     assert sleep["properties"]["failWith"]["anyOf"][0] == {

@@ -27,6 +27,7 @@ from longops._version import __version__
 from longops.engine import Engine
 from longops.engine.registry import KIND_NAME, Kind, Registry
 from longops.rpc import Code
+from longops.server.routes.webhooks import EVENTS, REVOCATIONS
 
 Schema = dict[str, Any]
 
@@ -298,6 +299,20 @@ def _envelope_schemas() -> dict[str, Schema]:
         "ListKindsResponse": _object({"kinds": {"type": "array", "items": ref("Kind")}}),
         "Model": model,
         "ListModelsResponse": _object({"models": {"type": "array", "items": ref("Model")}}),
+        "WebhookConfig": _object(
+            {
+                "uris": {
+                    "type": "array",
+                    "maxItems": 10,
+                    "items": _string("An http(s) URL.", minLength=1, maxLength=2048),
+                    "description": "These get the operation's events instead of the"
+                    " tenant's webhooks.",
+                },
+                "userMetadata": {"type": "object", "description": "Up to 16 KiB of JSON."},
+            },
+            additionalProperties=False,
+            description="Where this operation's events go (`user_metadata` is accepted too).",
+        ),
         "Health": _object({"status": {"type": "string", "enum": ["ok"]}}, ("status",)),
     }
 
@@ -322,6 +337,14 @@ def kind_request_schemas(kind: Kind[Any]) -> tuple[Schema, dict[str, Schema]]:
         return {"type": "object"}, {}
     defs = schema.pop("$defs", {})
     return schema, {f"{prefix}{name}": body for name, body in defs.items()}
+
+
+def with_webhook(schema: Schema) -> Schema:
+    """A creating request's body: the kind's request and `webhookConfig`, which the route
+    takes out before the kind's model sees the rest (server/webhook_config.py)."""
+    body = copy.deepcopy(schema)
+    body.setdefault("properties", {})["webhookConfig"] = ref("WebhookConfig")
+    return body
 
 
 def _without(schema: Schema, *fields: str) -> Schema:
@@ -376,6 +399,27 @@ PARENT = _param(
 )
 
 
+_FILTER = _param(
+    "filter",
+    "query",
+    {"type": "string"},
+    'done=false AND kind="longops.sleep"',
+    'Terms `done=true|false` and `kind="NAME"`, joined with AND.',
+)
+LAST_EVENT_ID = _param(
+    "Last-Event-ID",
+    "header",
+    {"type": "string", "pattern": "^[0-9]{1,20}$"},
+    "1764590000000000",
+    "Resume after the event of this id (a position the stream gave).",
+)
+_STREAM: Schema = {
+    "description": "`text/event-stream`: events `event: operation`, `id: POSITION`,"
+    " `data:` the Operation's JSON as GET gives it; `: keep-alive` comments between.",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+}
+
+
 def _json(name: str) -> Schema:
     return {"application/json": {"schema": ref(name)}}
 
@@ -399,6 +443,8 @@ def _op(
     security: list[dict[str, list[str]]] | None = None,
     more: dict[str, Schema] | None = None,
 ) -> Schema:
+    if REQUEST_ID in (parameters or []):  # reused for another request: ALREADY_EXISTS
+        errors = (*errors, 409)
     operation: Schema = {
         "operationId": operation_id,
         "summary": summary,
@@ -437,17 +483,7 @@ def _operation_paths(prefix: str, params: list[Schema], tag_id: str) -> dict[str
                 "List operations, newest first.",
                 "operations",
                 _answer("ListOperationsResponse", "A page of operations."),
-                parameters=[
-                    *params,
-                    _param(
-                        "filter",
-                        "query",
-                        {"type": "string"},
-                        'done=false AND kind="longops.sleep"',
-                        'Terms `done=true|false` and `kind="NAME"`, joined with AND.',
-                    ),
-                    *PAGE,
-                ],
+                parameters=[*params, _FILTER, *PAGE],
             )
         },
         one: {
@@ -465,6 +501,26 @@ def _operation_paths(prefix: str, params: list[Schema], tag_id: str) -> dict[str
                 _answer("Empty", "Deleted."),
                 parameters=with_id,
             ),
+        },
+        f"{prefix}/operations:watch": {
+            "get": _op(
+                f"watchOperations{tag_id}",
+                "Server-sent events: each change of the operations the filter matches,"
+                " from now on (or since `Last-Event-ID`); it never ends by itself.",
+                "operations",
+                _STREAM,
+                parameters=[*params, _FILTER, LAST_EVENT_ID],
+            )
+        },
+        f"{one}:watch": {
+            "get": _op(
+                f"watchOperation{tag_id}",
+                "Server-sent events: the operation at once, then each change of it; the"
+                " stream ends after the event that shows it done.",
+                "operations",
+                _STREAM,
+                parameters=[*with_id, LAST_EVENT_ID],
+            )
         },
         f"{one}:cancel": {
             "post": _op(
@@ -614,7 +670,7 @@ def _kind_paths(registry: Registry) -> tuple[dict[str, Schema], dict[str, Schema
                 "kinds",
                 created,
                 parameters=[VERSION, kind_param, REQUEST_ID],
-                body=_body({"type": "object"}),
+                body=_body(with_webhook({"type": "object"})),
                 errors=_WITH_BODY,
             )
         },
@@ -623,6 +679,7 @@ def _kind_paths(registry: Registry) -> tuple[dict[str, Schema], dict[str, Schema
         schema, defs = kind_request_schemas(kind)
         name = f"{_component_prefix(kind)}Request"
         components[name] = schema
+        components[f"{name}.Start"] = with_webhook(schema)
         components.update(defs)
         paths[f"/{{version}}/kinds/{kind.name}:start"] = {
             "post": _op(
@@ -631,7 +688,7 @@ def _kind_paths(registry: Registry) -> tuple[dict[str, Schema], dict[str, Schema
                 "kinds",
                 created,
                 parameters=[VERSION, REQUEST_ID],
-                body=_body(name),
+                body=_body(f"{name}.Start"),
                 errors=_WITH_BODY,
             )
         }
@@ -902,7 +959,8 @@ def _error_responses() -> dict[str, Schema]:
         403: "PERMISSION_DENIED: no API key.",
         404: "NOT_FOUND: no such resource for this caller, or no such path.",
         405: "The path names another method's route.",
-        409: "ALREADY_EXISTS, or ABORTED (an upload being finalized).",
+        409: "ALREADY_EXISTS (a requestId used for another request, a file name taken),"
+        " or ABORTED (an upload being finalized).",
         413: "The body is over the server's limit.",
         416: "OUT_OF_RANGE: a Range outside the file.",
         503: "UNAVAILABLE: the database is busy or gone; retry (Retry-After).",
@@ -947,12 +1005,12 @@ def _service_paths() -> dict[str, Schema]:
 def build_document(registry: Registry, server_url: str | None = None) -> Schema:
     """The OpenAPI document of a server running the kinds of `registry`."""
     paths, kind_components = _kind_paths(registry)
-    schemas = {**_envelope_schemas(), **kind_components}
+    schemas = {**_envelope_schemas(), **_webhook_schemas(), **kind_components}
     for name, (kind_name, description, filled) in _ROUTE_FILLED.items():
         kind = registry.get(kind_name)
         request = schemas.get(f"{_component_prefix(kind)}Request") if kind else None
         body = _without(request, *filled) if request else {"type": "object"}
-        schemas[name] = {**body, "title": name, "description": description}
+        schemas[name] = {**with_webhook(body), "title": name, "description": description}
     document: Schema = {
         "openapi": "3.1.0",
         "info": {
@@ -972,6 +1030,8 @@ def build_document(registry: Registry, server_url: str | None = None) -> Schema:
             **_file_paths(),
             **_upload_paths(),
             **_file_search_paths(),
+            **_webhook_paths(),
+            **_metrics_paths(),
         },
         "components": {
             "schemas": schemas,
@@ -980,6 +1040,7 @@ def build_document(registry: Registry, server_url: str | None = None) -> Schema:
                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-goog-api-key"},
                 "apiKeyQuery": {"type": "apiKey", "in": "query", "name": "key"},
                 "bearer": {"type": "http", "scheme": "bearer"},
+                "metricsToken": {"type": "http", "scheme": "bearer"},
             },
         },
         "security": _KEYED,
@@ -1004,3 +1065,285 @@ def openapi_route(engine: Engine) -> Route:
         return Response(body, media_type="application/json")
 
     return Route("/openapi.json", openapi, methods=["GET"])
+
+
+# -- webhooks (snake_case, as the official SDK's client.webhooks speaks) ----------------
+
+
+def _webhook_schemas() -> dict[str, Schema]:
+    events = {"type": "string", "enum": sorted(EVENTS)}
+    event_list = {"type": "array", "items": events, "minItems": 1, "maxItems": 32}
+    uri = _string("An http(s) URL.", minLength=1, maxLength=2048)
+    secret = _object({"truncated_secret": {"type": "string"}, "expire_time": _TIME})
+    webhook = _object(
+        {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "uri": {"type": "string"},
+            "subscribed_events": {"type": "array", "items": {"type": "string"}},
+            "state": {
+                "type": "string",
+                "enum": ["enabled", "disabled", "disabled_due_to_failed_deliveries"],
+            },
+            "create_time": _TIME,
+            "update_time": _TIME,
+            "signing_secrets": {"type": "array", "items": secret},
+            "new_signing_secret": _string("On create only: the `whsec_` secret, shown once."),
+        },
+        ("id", "uri", "subscribed_events", "state"),
+    )
+    attempt = _object(
+        {
+            "attempt_time": _TIME,
+            "latency": _string("A Duration, e.g. `0.012s`."),
+            "status_code": {"type": "integer"},
+            "error": {"type": "string"},
+            "next_attempt_time": _TIME,
+        },
+        ("attempt_time",),
+    )
+    delivery = _object(
+        {
+            "name": _string("`webhooks/{id}/deliveries/{d}`, or `webhookDeliveries/{d}`."),
+            "id": _string("The `webhook-id` header, the same on every attempt."),
+            "webhook_id": {"type": "string"},
+            "uri": {"type": "string"},
+            "event_type": {"type": "string"},
+            "state": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+            "attempt_count": {"type": "integer"},
+            "create_time": _TIME,
+            "next_attempt_time": _TIME,
+            "last_status_code": {"type": "integer"},
+            "last_error": {"type": "string"},
+            "operation": {"type": "string"},
+            "payload": {"type": "object"},
+            "attempts": {"type": "array", "items": attempt},
+        },
+        ("name", "id", "uri", "event_type", "state"),
+    )
+    return {
+        "Webhook": webhook,
+        "ListWebhooksResponse": _object(
+            {
+                "webhooks": {"type": "array", "items": ref("Webhook")},
+                "next_page_token": {"type": "string"},
+            },
+            ("webhooks",),
+        ),
+        "CreateWebhookRequest": _object(
+            {"uri": uri, "subscribed_events": event_list, "name": _string(maxLength=512)},
+            ("uri", "subscribed_events"),
+            description="camelCase spellings (`subscribedEvents`) are accepted too.",
+        ),
+        "UpdateWebhookRequest": _object(
+            {
+                "uri": uri,
+                "subscribed_events": event_list,
+                "name": _string(maxLength=512),
+                "state": {"type": "string", "enum": ["enabled", "disabled"]},
+            }
+        ),
+        "RotateSigningSecretRequest": _object(
+            {"revocation_behavior": {"type": "string", "enum": sorted(REVOCATIONS)}}
+        ),
+        "RotateSigningSecretResponse": _object({"secret": {"type": "string"}}, ("secret",)),
+        "WebhookDelivery": delivery,
+        "ListWebhookDeliveriesResponse": _object(
+            {
+                "deliveries": {"type": "array", "items": ref("WebhookDelivery")},
+                "next_page_token": {"type": "string"},
+            },
+            ("deliveries",),
+        ),
+        "RedeliverRequest": _object(
+            {"start_time": _TIME, "end_time": _string("Now when left out.", format="date-time")},
+            ("start_time",),
+        ),
+        "RedeliverResponse": _object(
+            {"redelivered_count": {"type": "integer"}}, ("redelivered_count",)
+        ),
+        "JsonWebKeySet": _object(
+            {"keys": {"type": "array", "items": {"type": "object"}}},
+            ("keys",),
+            description="The public keys (RS256) that sign per-request deliveries.",
+        ),
+    }
+
+
+def _webhook_paths() -> dict[str, Schema]:
+    v = "/{version}/webhooks"
+    d = "/{version}/webhookDeliveries"
+    hook_id = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
+    webhook = _param("webhook", "path", hook_id, "wh_abc123")
+    delivery = _param("delivery", "path", hook_id, "msg_abc123")
+    page = [
+        _param("page_size", "query", {"type": "integer", "minimum": 0}, 10, "0 is 50."),
+        _param("page_token", "query", {"type": "string"}, "", "From the previous page."),
+    ]
+    operation = _param(
+        "operation", "query", _string(maxLength=1024), "operations/abc123", "One operation's."
+    )
+    tag = "webhooks"
+
+    def deliveries(operation_id: str, params: list[Schema]) -> Schema:
+        return {
+            "get": _op(
+                operation_id,
+                "The delivery log, newest first.",
+                tag,
+                _answer("ListWebhookDeliveriesResponse", "A page of deliveries."),
+                parameters=[VERSION, *params, operation, *page],
+            )
+        }
+
+    def one_delivery(suffix: str, params: list[Schema]) -> dict[str, Schema]:
+        return {
+            "get": _op(
+                f"getWebhookDelivery{suffix}",
+                "One delivery, with its attempts.",
+                tag,
+                _answer("WebhookDelivery", "The delivery."),
+                parameters=[VERSION, *params, delivery],
+            )
+        }
+
+    def redeliver(suffix: str, params: list[Schema]) -> Schema:
+        return {
+            "post": _op(
+                f"redeliverWebhookDelivery{suffix}",
+                "Send a delivery again: the same `webhook-id`, a fresh signature.",
+                tag,
+                _answer("WebhookDelivery", "The delivery, pending again."),
+                parameters=[VERSION, *params, delivery],
+                body=_body("Empty"),
+                errors=_WITH_BODY,
+            )
+        }
+
+    def redeliver_range(suffix: str, params: list[Schema]) -> Schema:
+        return {
+            "post": _op(
+                f"redeliverWebhookDeliveries{suffix}",
+                "Send again every delivery created from `start_time` to `end_time`.",
+                tag,
+                _answer("RedeliverResponse", "How many."),
+                parameters=[VERSION, *params],
+                body=_body("RedeliverRequest", required=True),
+                errors=_WITH_BODY,
+            )
+        }
+
+    return {
+        "/.well-known/jwks.json": {
+            "get": _op(
+                "jwks",
+                "The public keys of per-request webhook signatures (no key needed).",
+                tag,
+                _answer("JsonWebKeySet", "The key set."),
+                errors=(503,),
+                security=_OPEN,
+            )
+        },
+        v: {
+            "post": _op(
+                "createWebhook",
+                "Register a webhook; the answer carries its signing secret, once.",
+                tag,
+                _answer("Webhook", "The webhook, with `new_signing_secret`."),
+                parameters=[VERSION],
+                body=_body("CreateWebhookRequest", required=True),
+                errors=_WITH_BODY,
+            ),
+            "get": _op(
+                "listWebhooks",
+                "The caller's webhooks.",
+                tag,
+                _answer("ListWebhooksResponse", "A page of webhooks."),
+                parameters=[VERSION, *page],
+            ),
+        },
+        f"{v}/{{webhook}}": {
+            "get": _op(
+                "getWebhook",
+                "One webhook.",
+                tag,
+                _answer("Webhook", "The webhook."),
+                parameters=[VERSION, webhook],
+            ),
+            "patch": _op(
+                "updateWebhook",
+                "Change the fields `update_mask` names (or, without one, those sent).",
+                tag,
+                _answer("Webhook", "The webhook as it is now."),
+                parameters=[
+                    VERSION,
+                    webhook,
+                    _param(
+                        "update_mask",
+                        "query",
+                        {"type": "string"},
+                        "state",
+                        "Comma-separated: name, state, subscribed_events, uri.",
+                    ),
+                ],
+                body=_body("UpdateWebhookRequest"),
+                errors=_WITH_BODY,
+            ),
+            "delete": _op(
+                "deleteWebhook",
+                "Delete a webhook.",
+                tag,
+                _answer("Empty", "Deleted."),
+                parameters=[VERSION, webhook],
+            ),
+        },
+        f"{v}/{{webhook}}:ping": {
+            "post": _op(
+                "pingWebhook",
+                "Send the webhook a `webhook.ping` event.",
+                tag,
+                _answer("Empty", "Queued."),
+                parameters=[VERSION, webhook],
+                body=_body("Empty"),
+                errors=_WITH_BODY,
+            )
+        },
+        f"{v}/{{webhook}}:rotateSigningSecret": {
+            "post": _op(
+                "rotateWebhookSigningSecret",
+                "A new signing secret; the old ones sign on for 24 h unless revoked now.",
+                tag,
+                _answer("RotateSigningSecretResponse", "The new secret."),
+                parameters=[VERSION, webhook],
+                body=_body("RotateSigningSecretRequest"),
+                errors=_WITH_BODY,
+            )
+        },
+        f"{v}/{{webhook}}:redeliver": redeliver_range("OfWebhook", [webhook]),
+        f"{v}/{{webhook}}/deliveries": deliveries("listWebhookDeliveriesOfWebhook", [webhook]),
+        f"{v}/{{webhook}}/deliveries/{{delivery}}": one_delivery("OfWebhook", [webhook]),
+        f"{v}/{{webhook}}/deliveries/{{delivery}}:redeliver": redeliver("OfWebhook", [webhook]),
+        d: deliveries("listWebhookDeliveries", []),
+        f"{d}:redeliver": redeliver_range("", []),
+        f"{d}/{{delivery}}": one_delivery("", []),
+        f"{d}/{{delivery}}:redeliver": redeliver("", []),
+    }
+
+
+def _metrics_paths() -> dict[str, Schema]:
+    return {
+        "/metrics": {
+            "get": _op(
+                "metrics",
+                "This process's Prometheus metrics; with LONGOPS_METRICS_TOKEN set, that"
+                " token as a bearer token (the API keys are not asked for).",
+                "service",
+                {
+                    "description": "The Prometheus text format.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                errors=(401,),
+                security=[{}, {"metricsToken": []}],
+            )
+        }
+    }
