@@ -15,15 +15,20 @@ from pathlib import Path
 import httpx
 import pytest
 
+from longops.errors import ClientError, RequestTimeoutError, ServerUnreachableError
 from longops.server import ServerConfig
+from tests.support.cutting import CuttingProxy
 from tests.support.postgres import fresh_schema
-from tests.support.servers import Process, ThreadServer, worker_args, worker_ready
+from tests.support.servers import Process, ThreadServer, free_port, worker_args, worker_ready
+from tests.support.stalling import StallingServer
+from tests.support.twin import Twin
 from tests.support.waiting import until_sync
 
 KEYS = {"k-alice": "alice", "k-bob": "bob"}
 ALICE = {"x-goog-api-key": "k-alice"}
 BOB = {"x-goog-api-key": "k-bob"}
 TIMEOUT = httpx.Timeout(30.0)
+ONCE = {"attempts": 1}
 
 
 @dataclass
@@ -248,3 +253,53 @@ def test_a_worker_in_another_process_is_heard_on_postgres(
         server = make_server(workers=0, database_url=url)
         _progress_from_another_process(server.url, url, spawn)
         server.stop()
+
+
+# -- the SDK: client.operations.watch and client.aio.operations.watch ---------------------
+
+
+async def test_the_sdk_yields_each_state_until_done(
+    keyed: ThreadServer, twin: Callable[..., Twin]
+) -> None:
+    api = twin(base_url=keyed.url, api_key="k-alice")
+    started = await api.operations.start("longops.sleep", {"seconds": 1.5, "steps": 3})
+    states = await api.collect(await api.operations.watch(started))
+    assert all(type(s) is type(started) and s.name == started.name for s in states)
+    assert states[-1].done and not any(s.done for s in states[:-1])
+    percents = [(s.metadata or {})["progressPercent"] for s in states]
+    assert percents == sorted(percents) and {33, 67, 100} <= set(percents), percents
+    assert states[-1] == await api.operations.get(started.name)
+
+
+async def test_the_sdk_resumes_a_dropped_stream_with_last_event_id(
+    keyed: ThreadServer, twin: Callable[..., Twin]
+) -> None:
+    proxy = CuttingProxy(keyed.port, cuts=2)
+    try:
+        api = twin(base_url=proxy.url, api_key="k-alice")
+        name = start(keyed.url, "longops.sleep", {"seconds": 1, "steps": 2}, ALICE)
+        states = await api.collect(await api.operations.watch(name))
+    finally:
+        proxy.close()
+    assert states[-1].done
+    watches = [r for r in proxy.requests if b":watch" in r]
+    assert len(watches) == 3, watches  # cut twice, then read to the end
+    assert b"last-event-id" not in watches[0].lower()
+    assert all(b"last-event-id: " in r.lower() for r in watches[1:])
+
+
+async def test_the_sdk_raises_its_own_errors(
+    keyed: ThreadServer, twin: Callable[..., Twin], stalling: StallingServer
+) -> None:
+    alice = twin(base_url=keyed.url, api_key="k-alice")
+    bob = twin(base_url=keyed.url, api_key="k-bob")
+    started = await alice.operations.start("longops.sleep", {})
+    with pytest.raises(ClientError) as raised:
+        await bob.collect(await bob.operations.watch(started))
+    assert raised.value.code == 404
+    closed = twin(base_url=f"http://127.0.0.1:{free_port()}", http_options={"retry": ONCE})
+    with pytest.raises(ServerUnreachableError):
+        await closed.collect(await closed.operations.watch(started))
+    stalled = twin(base_url=stalling.url, http_options={"timeout": 0.5, "retry": ONCE})
+    with pytest.raises(RequestTimeoutError):
+        await stalled.collect(await stalled.operations.watch(started))

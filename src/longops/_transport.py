@@ -155,10 +155,12 @@ def _plan(
     body: Any,
     timeout: float | None,
     upload: Upload | None,
+    headers: Mapping[str, str] | None = None,
 ) -> _Plan:
-    """The request for `path` under the API version; resource names go in as they are."""
+    """The request for `path` under the API version; resource names go in as they are.
+    `headers` are added to the client's (a watch stream's `last-event-id`)."""
     url = f"{config.base_url}/{config.api_version}/{path.lstrip('/')}"
-    headers = config.headers
+    headers = {**config.headers, **headers} if headers else config.headers
     content = None if body is None else orjson.dumps(body)
     if upload is not None:
         headers = {**headers, **upload.headers}
@@ -317,6 +319,7 @@ class SyncTransport:
         timeout: float | None = None,
         stream: bool = False,
         upload: Upload | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """Send with retries; raise `APIError` for any answer but 200, `TransportError` (or a
         subclass) for none.
@@ -325,7 +328,14 @@ class SyncTransport:
         close); error answers are read in full either way.
         """
         plan = _plan(
-            self.config, method, path, params=params, body=body, timeout=timeout, upload=upload
+            self.config,
+            method,
+            path,
+            params=params,
+            body=body,
+            timeout=timeout,
+            upload=upload,
+            headers=headers,
         )
         request = self._request(plan)
         attempt = 0
@@ -495,6 +505,7 @@ class AsyncTransport:
         timeout: float | None = None,
         stream: bool = False,
         upload: Upload | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> AsyncResponse:
         """Send with retries; raise `APIError` for any answer but 200, `TransportError` (or a
         subclass) for none.
@@ -503,7 +514,14 @@ class AsyncTransport:
         `aiter_bytes` (and `aclose`); error answers are read in full either way.
         """
         plan = _plan(
-            self.config, method, path, params=params, body=body, timeout=timeout, upload=upload
+            self.config,
+            method,
+            path,
+            params=params,
+            body=body,
+            timeout=timeout,
+            upload=upload,
+            headers=headers,
         )
         response, content = await self._send(plan, idempotent=idempotent, stream=stream)
         return AsyncResponse(response, content)

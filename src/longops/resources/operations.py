@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, overload
 
+import aiohttp
+import httpx
 import orjson
 from pydantic import BaseModel
 
 from longops._pagers import AsyncPager, Page, Pager
+from longops.errors import RequestTimeoutError, TransportError
 from longops.resources._base import (
     ApiContext,
     AsyncResource,
@@ -19,7 +24,7 @@ from longops.resources._base import (
     options,
     resource_name,
 )
-from longops.types import GetOperationConfig, Operation, OperationT, WebhookConfig
+from longops.types import GetOperationConfig, Operation, OperationT, RetryOptions, WebhookConfig
 
 __all__ = ["AsyncOperations", "Operations"]
 
@@ -28,6 +33,10 @@ __all__ = ["AsyncOperations", "Operations"]
 _MAX_WAIT_CALL = 60.0
 # How much longer than the server's wait the HTTP read may take before it counts as lost.
 _WAIT_READ_MARGIN = 10.0
+# A watch stream that drops this many times in a row without an event in between is given up.
+_WATCH_RECONNECTS = 5
+# The largest event a watch stream reads; a longer line means the answer is not one.
+_MAX_EVENT_BYTES = 64 << 20
 
 
 class Operations(SyncResource):
@@ -108,6 +117,39 @@ class Operations(SyncResource):
             result = self._context.parse_operation(data, cls)
             if result.done or _expired(deadline):
                 return result
+
+    @overload
+    def watch(self, operation: OperationT) -> Iterator[OperationT]: ...
+    @overload
+    def watch(self, operation: str) -> Iterator[Operation]: ...
+    def watch(self, operation: Operation | str) -> Iterator[Operation]:
+        """Each new state of the operation, from the one it has now, until it is done.
+
+        Reads the server's `:watch` stream (server-sent events), so a change arrives as it
+        happens; a dropped stream is resumed where it left off (`Last-Event-ID`), up to
+        5 times in a row. The client's timeout bounds connecting and each read (the
+        server sends keep-alives), not the whole watch.
+        """
+        name, cls = _name(operation), _class(operation)
+        stream = _Stream(f"{name}:watch")
+        while True:
+            response = self._transport.send(
+                "GET", stream.path, headers=stream.headers(), stream=True, idempotent=True
+            )
+            cause: Exception | None = None
+            try:
+                for chunk in response.iter_bytes():
+                    for data in stream.feed(chunk):
+                        result = self._context.parse_operation(data, cls)
+                        yield result
+                        if result.done:
+                            return
+            except httpx.TransportError as exc:  # the answer broke off part-way
+                cause = exc
+            finally:
+                response.close()
+            timed_out = isinstance(cause, httpx.TimeoutException)
+            time.sleep(stream.dropped(self._transport.config.retry, cause, timed_out))
 
     def start(
         self,
@@ -212,6 +254,34 @@ class AsyncOperations(AsyncResource):
             if result.done or _expired(deadline):
                 return result
 
+    @overload
+    def watch(self, operation: OperationT) -> AsyncIterator[OperationT]: ...
+    @overload
+    def watch(self, operation: str) -> AsyncIterator[Operation]: ...
+    async def watch(self, operation: Operation | str) -> AsyncIterator[Operation]:
+        """Each new state of the operation, from the one it has now, until it is done
+        (see `Operations.watch`)."""
+        name, cls = _name(operation), _class(operation)
+        stream = _Stream(f"{name}:watch")
+        while True:
+            response = await self._transport.send(
+                "GET", stream.path, headers=stream.headers(), stream=True, idempotent=True
+            )
+            cause: Exception | None = None
+            try:
+                async for chunk in response.aiter_bytes(1 << 16):
+                    for data in stream.feed(chunk):
+                        result = self._context.parse_operation(data, cls)
+                        yield result
+                        if result.done:
+                            return
+            except (aiohttp.ClientError, TimeoutError) as exc:  # the answer broke off part-way
+                cause = exc
+            finally:
+                await response.aclose()
+            timed_out = isinstance(cause, TimeoutError)
+            await asyncio.sleep(stream.dropped(self._transport.config.retry, cause, timed_out))
+
     async def start(
         self,
         kind: str,
@@ -234,6 +304,68 @@ class AsyncOperations(AsyncResource):
             idempotent=True,
         )
         return self._context.parse_operation(data)
+
+
+class _Stream:
+    """One watch: the server-sent events read so far, where to resume, and how often it
+    dropped in a row. Only what the SDK needs of SSE: `data` lines joined, `id`, and
+    comments (keep-alives) skipped."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.last_event_id: str | None = None
+        self._drops = 0
+        self._buffer = b""
+        self._data: list[bytes] = []
+        self._id: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        headers = {"accept": "text/event-stream"}
+        if self.last_event_id is not None:
+            headers["last-event-id"] = self.last_event_id
+        self._buffer, self._data, self._id = b"", [], None  # a new connection starts afresh
+        return headers
+
+    def feed(self, chunk: bytes) -> list[dict[str, Any]]:
+        """The events `chunk` completes, as the JSON objects they carry."""
+        self._buffer += chunk
+        events: list[dict[str, Any]] = []
+        while (end := self._buffer.find(b"\n")) >= 0:
+            line, self._buffer = self._buffer[:end].rstrip(b"\r"), self._buffer[end + 1 :]
+            if not line:
+                if self._data:
+                    data = orjson.loads(b"\n".join(self._data))
+                    if self._id is not None:
+                        self.last_event_id = self._id
+                    self._drops = 0
+                    if isinstance(data, dict):
+                        events.append(data)
+                self._data, self._id = [], None
+                continue
+            field, _, value = line.partition(b":")
+            value = value.removeprefix(b" ")
+            if field == b"data":
+                self._data.append(value)
+            elif field == b"id":
+                self._id = value.decode(errors="replace")
+        if len(self._buffer) > _MAX_EVENT_BYTES:
+            raise TransportError(f"The watch stream {self.path} sent an endless line.", self.path)
+        return events
+
+    def dropped(self, retry: RetryOptions, cause: Exception | None, timed_out: bool) -> float:
+        """The stream ended before the operation was done (a server restarting, a proxy's
+        cut, `cause`): seconds to wait before resuming, or raise once it kept failing
+        (`RequestTimeoutError` when the last one went silent past the client's timeout)."""
+        self._drops += 1
+        if self._drops > _WATCH_RECONNECTS:
+            why = f" ({cause!r})" if cause is not None else ""
+            error = RequestTimeoutError if timed_out else TransportError
+            raise error(
+                f"The watch stream {self.path} ended {self._drops} times in a row before the"
+                f" operation was done{why}.",
+                self.path,
+            ) from cause
+        return random.uniform(0, min(retry.max_delay, retry.initial_delay * 2 ** (self._drops - 1)))
 
 
 def _name(operation: Operation | str | object) -> str:
