@@ -21,6 +21,7 @@ from longops.engine import Engine, Registry, Worker, tracing
 from longops.engine.blobs import open_blobs
 from longops.engine.engine import EngineConfig
 from longops.engine.store import Store, StoreBusy, open_store
+from longops.engine.webhooks.config import WebhookSettings
 from longops.engine.worker import WorkerConfig
 from longops.kinds.builtin import default_registry
 from longops.kinds.file_search.index import SearchIndex
@@ -128,6 +129,7 @@ def _engine(
 ) -> Engine:
     try:
         registry: Registry = default_registry()
+        WebhookSettings.from_env()  # checked here, not when the first webhook is sent
     except ValueError as exc:  # a malformed LONGOPS_* setting, named in the message
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(FAILED) from None

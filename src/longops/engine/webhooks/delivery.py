@@ -85,13 +85,15 @@ class Sender:
         self.settings = settings
         self._client = egress_client(policy, httpx.Timeout(settings.timeout_seconds))
         self._endpoints: dict[str, tuple[asyncio.Semaphore, int]] = {}
+        self._all = asyncio.Semaphore(settings.concurrency)
 
     async def close(self) -> None:
         await self._client.aclose()
 
     @contextlib.asynccontextmanager
     async def slot(self, uri: str) -> AsyncIterator[None]:
-        """Held while sending to `uri`: one of its endpoint's `concurrency_per_endpoint`."""
+        """Held while sending to `uri`: one of its endpoint's `concurrency_per_endpoint`
+        slots, and one of the process's `concurrency`."""
         key = endpoint(uri)
         semaphore, users = self._endpoints.get(key) or (
             asyncio.Semaphore(self.settings.concurrency_per_endpoint),
@@ -99,7 +101,7 @@ class Sender:
         )
         self._endpoints[key] = (semaphore, users + 1)
         try:
-            async with semaphore:
+            async with semaphore, self._all:
                 yield
         finally:
             semaphore, users = self._endpoints[key]

@@ -57,11 +57,9 @@ def request_event_type(kind: str, state: str) -> str:
 
 
 def rfc3339(seconds: float) -> str:
-    return (
-        datetime.fromtimestamp(seconds, UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
+    """RFC 3339 in UTC, to the microsecond (the finish's own time, not the send's)."""
+    stamp = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="microseconds")
+    return stamp.replace("+00:00", "Z")
 
 
 def _videos(response: Any, public_url: str) -> Iterator[dict[str, str]]:

@@ -19,6 +19,7 @@ import orjson
 
 from longops.engine.ids import new_token_id
 from longops.engine.store.database import Database, Session
+from longops.engine.webhooks.checks import check_uri
 from longops.engine.webhooks.events import (
     PING,
     VIDEO_KIND,
@@ -29,6 +30,20 @@ from longops.engine.webhooks.events import (
 from longops.engine.webhooks.records import DELIVERED, DISABLED_BY_FAILURES, FAILED, PENDING
 
 _SENT_COLUMNS = "id, tenant, webhook_id, uri, event_type, payload, attempts, retry_until"
+
+
+MAX_REQUEST_URIS = 10
+"""The most URIs a per-request webhook is sent to (the API refuses more)."""
+
+
+def _sendable(uri: object) -> bool:
+    """A per-request URI a delivery can go to (the API checked it; other callers of
+    `Engine.create` may not have)."""
+    try:
+        check_uri(uri)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +118,7 @@ async def expand(
         for _, operation_id, name, kind, tenant, state, error, webhook, ended in events:
             config = load(webhook) if webhook is not None else None
             config = config if isinstance(config, dict) else {}
-            uris = [u for u in config.get("uris") or () if isinstance(u, str)]
+            uris = [u for u in config.get("uris") or () if _sendable(u)][:MAX_REQUEST_URIS]
             metadata = config.get("userMetadata", config.get("user_metadata"))
             targets: list[tuple[str | None, str, str]]
             if uris:
