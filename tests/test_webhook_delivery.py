@@ -1,6 +1,7 @@
 """Webhook deliveries through real processes: an API server (in a thread) and
 `longops worker` processes, whose dispatchers send to a real HTTP receiver on an
-ephemeral port (`tests/support/receiver.py`), on one SQLite file.
+ephemeral port (`tests/support/receiver.py`), on one SQLite file (and, for the kill
+-9 case, on PostgreSQL too).
 
 The worker processes read the webhook settings from the environment: retries start
 at 50 ms so backoff is seen in seconds, and 127.0.0.1 is allowed as an egress target
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import jwt
 import orjson
@@ -20,6 +22,7 @@ from standardwebhooks import Webhook
 from longops import Client
 from longops.errors import ClientError
 from longops.server import ServerConfig
+from tests.support.postgres import database
 from tests.support.receiver import Receiver
 from tests.support.servers import Process, ThreadServer, worker_args, worker_ready
 from tests.support.waiting import until_sync
@@ -33,6 +36,13 @@ def settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LONGOPS_EGRESS_ALLOW", "127.0.0.1/32")
     monkeypatch.setenv("LONGOPS_WEBHOOK_RETRY_BASE_SECONDS", str(RETRY_BASE))
     monkeypatch.setenv("LONGOPS_WEBHOOK_TIMEOUT_SECONDS", "5")
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """SQLite, unless a test asks for PostgreSQL too (`indirect` parametrization)."""
+    with database(getattr(request, "param", "sqlite"), tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
@@ -136,6 +146,7 @@ def test_410_disables_the_webhook_and_nothing_more_is_sent(
         assert len(gone.requests) == 1
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 def test_a_worker_killed_mid_delivery_leaves_it_to_the_next_one(
     client: Client, start_worker: Callable[[], Process]
 ) -> None:
