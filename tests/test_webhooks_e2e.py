@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from standardwebhooks import Webhook as StandardWebhook
 from longops import Client, types
 from longops.server import ServerConfig
 from tests.support.receiver import Received, Receiver
-from tests.support.servers import ThreadServer
+from tests.support.servers import REPO, ThreadServer
 from tests.support.waiting import until_sync
 from tests.test_videos import settings
 
@@ -185,3 +186,59 @@ def test_per_request_uris_get_a_jwt_signed_video_generated(
         assert logged.name == f"webhookDeliveries/{request.id}"
     # The request's uris replaced the registered webhook for these operations.
     assert registered.requests == []
+
+
+def test_the_readme_webhooks_section_runs_as_written(
+    server: ThreadServer, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each Python block of the README's "Webhooks", in order, in one namespace, with the
+    server's and the receivers' addresses for the examples' (and the test model)."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("\n## Webhooks\n") : readme.index("\n## Configuration\n")]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 6
+    with Receiver() as per_request:
+        replacements = {
+            "http://127.0.0.1:8000": server.url,
+            "https://hooks.example.com/longops": receiver.url,
+            "https://hooks.example.com/veo": per_request.url,
+            "veo-3.0-generate-001": "veo-test",
+        }
+        runnable = []
+        for block in blocks:
+            for example, real in replacements.items():
+                block = block.replace(example, real)
+            runnable.append(block)
+        namespace: dict[str, Any] = {}
+        register, manage, per_request_code, verify_static, verify_jwt, log = runnable
+        exec(register, namespace)
+        (ping,) = arrived(receiver, 1)
+        exec(manage, namespace)
+        assert "None, datetime" in capsys.readouterr().out
+        exec(per_request_code, namespace)
+        told = arrived(per_request, 2)
+        exec(verify_static, namespace)
+        exec(verify_jwt, namespace)
+        check_static, check_jwt = namespace["verify_static"], namespace["verify_per_request"]
+        assert check_static(ping.body, ping.headers, namespace["secret"])["type"] == "webhook.ping"
+        events = sorted(check_jwt(r.body, r.headers, per_request.url)["type"] for r in told)
+        assert events == ["operation.succeeded", "video.generated"]
+        with pytest.raises(ValueError, match="not the one signed"):
+            check_jwt(told[0].body + b" ", told[0].headers, per_request.url)
+
+        client, video = namespace["client"], namespace["video"]
+        until_sync(
+            lambda: (
+                [d.state for d in client.webhooks.list_deliveries(operation=video)] == ["delivered"]
+            ),
+            what="the video's delivery to be logged",
+        )
+        exec(log, namespace)
+        printed = capsys.readouterr().out
+        video_delivery = next(r for r in told if b"video.generated" in r.body)
+        assert "webhook.ping" in printed  # the static webhook's log
+        assert f"webhookDeliveries/{video_delivery.id}" in printed  # the video's
+        assert ", 200, datetime.timedelta(" in printed  # its attempt
+        (again,) = arrived(per_request, 3)[2:]  # redelivered
+    assert again.id == video_delivery.id
+    check_jwt(again.body, again.headers, per_request.url)

@@ -161,7 +161,7 @@ class Webhooks(SyncResource):
     def list(
         self, *, page_size: int | None = None, page_token: str | None = None
     ) -> Pager[Webhook]:
-        """The tenant's webhooks, oldest first, `page_size` (50, at most 1000) a page."""
+        """The tenant's webhooks, newest first, `page_size` (50, at most 1000) a page."""
 
         def fetch(token: str | None) -> Page[Webhook]:
             return _webhook_page(self._do(_list(page_size, token)))
