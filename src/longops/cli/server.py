@@ -21,6 +21,7 @@ from longops.engine import Engine, Registry, Worker, tracing
 from longops.engine.blobs import open_blobs
 from longops.engine.engine import EngineConfig
 from longops.engine.store import Store, StoreBusy, open_store
+from longops.engine.webhooks import Webhooks
 from longops.engine.webhooks.config import WebhookSettings
 from longops.engine.worker import WorkerConfig
 from longops.kinds.builtin import default_registry
@@ -246,6 +247,7 @@ def _upgrade(database: str) -> None:
         await store.open()
         try:
             await SearchIndex.of(store.database).open()
+            await Webhooks.of(store.database).open()  # the outbox trigger, too
         finally:
             await store.close()
 
