@@ -19,7 +19,14 @@ from longops.errors import ClientError, RequestTimeoutError, ServerUnreachableEr
 from longops.server import ServerConfig
 from tests.support.cutting import CuttingProxy
 from tests.support.postgres import fresh_schema
-from tests.support.servers import Process, ThreadServer, free_port, worker_args, worker_ready
+from tests.support.servers import (
+    Process,
+    ThreadServer,
+    free_port,
+    run_longops,
+    worker_args,
+    worker_ready,
+)
 from tests.support.stalling import StallingServer
 from tests.support.twin import Twin
 from tests.support.waiting import until_sync
@@ -303,3 +310,29 @@ async def test_the_sdk_raises_its_own_errors(
     stalled = twin(base_url=stalling.url, http_options={"timeout": 0.5, "retry": ONCE})
     with pytest.raises(RequestTimeoutError):
         await stalled.collect(await stalled.operations.watch(started))
+
+
+# -- the CLI: `longops ops wait` follows the stream ----------------------------------------
+
+
+def test_ops_wait_shows_progress_and_exits_0(keyed: ThreadServer) -> None:
+    """Its HTTP timeout (1 s here) bounds each read, not the whole wait: the operation
+    takes longer, and the server's keep-alives (every 0.2 s here) keep the stream alive."""
+    name = start(keyed.url, "longops.sleep", {"seconds": 4, "steps": 8}, ALICE)
+    env = {"LONGOPS_BASE_URL": keyed.url, "LONGOPS_API_KEY": "k-alice"}
+    waited = run_longops("ops", "wait", name, env={**env, "LONGOPS_HTTP_TIMEOUT": "1"})
+    assert waited.returncode == 0, waited.stderr
+    lines = waited.stderr.splitlines()  # off a terminal: one line per change
+    assert f"{name} SUCCEEDED 100%" in lines
+    running = [
+        int(line.rsplit(" ", 1)[1].rstrip("%"))
+        for line in lines
+        if line.startswith(f"{name} RUNNING ")
+    ]
+    steps = [p for p in running if 0 < p < 100]
+    assert len(steps) >= 2 and steps == sorted(steps), lines  # it starts in ~2 s here
+    assert "SUCCEEDED" in waited.stdout
+
+    gone = run_longops("ops", "wait", "operations/nosuchid", env=env)
+    assert gone.returncode == 1
+    assert gone.stderr.startswith("Error: 404 NOT_FOUND") and len(gone.stderr.splitlines()) == 1

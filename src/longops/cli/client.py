@@ -232,12 +232,17 @@ def ops_wait(
     api_key: ApiKey = None,
     as_json: AsJson = False,
 ) -> None:
-    """Block until the operation is done, with a progress bar on a terminal."""
+    """Block until the operation is done, with a progress bar on a terminal.
+
+    Follows the server's watch stream, so each change shows as it happens;
+    LONGOPS_HTTP_TIMEOUT bounds connecting and each read of it (the server's keep-alives
+    arrive well within the default), not the whole wait."""
     import time
 
     client = _client(base_url, api_key)
     deadline = None if timeout is None else time.monotonic() + timeout
-    operation = _run(lambda: client.operations.get(_operation_name(name)))
+    states = _Following(client, _operation_name(name))
+    operation = _run(lambda: states.next(None))  # the state now, sent at once
     interactive = sys.stderr.isatty() and not as_json
     progress = Progress(
         TextColumn("{task.description}"),
@@ -264,13 +269,46 @@ def ops_wait(
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 break
-            step = 1.0 if remaining is None else min(1.0, remaining)
-            operation = _run(partial(client.operations.wait, operation, timeout=step))
+            newer = _run(partial(states.next, remaining))
+            if newer is None:  # --timeout ran out with nothing new
+                break
+            operation = newer
     _show(operation, as_json)
     if not operation.done:
         raise typer.Exit(TIMED_OUT)
     if operation.error:
         raise typer.Exit(FAILED)
+
+
+class _Following:
+    """The states `client.operations.watch` yields, read in a thread so that waiting for
+    the next one can give up at `--timeout` (the thread dies with the command)."""
+
+    def __init__(self, client: Any, name: str) -> None:
+        import queue
+        import threading
+
+        self._states: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue()
+        threading.Thread(target=self._follow, args=(client, name), daemon=True).start()
+
+    def _follow(self, client: Any, name: str) -> None:
+        try:
+            for operation in client.operations.watch(name):
+                self._states.put((operation, None))
+        except BaseException as exc:
+            self._states.put((None, exc))
+
+    def next(self, seconds: float | None) -> Any:
+        """The next state, None if `seconds` pass first; the watch's error, raised."""
+        import queue
+
+        try:
+            operation, error = self._states.get(timeout=seconds)
+        except queue.Empty:
+            return None
+        if error is not None:
+            raise error
+        return operation
 
 
 @ops_app.command("cancel")
