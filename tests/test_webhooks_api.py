@@ -136,6 +136,14 @@ def test_webhook_config_reaches_the_operation_from_every_create(
         "uris": [RECEIVER],
         "userMetadata": {"k": "v"},
     }
+    # proto-JSON's other spelling is read, not dropped; both at once are refused.
+    snake = http.post(
+        "/v1beta/models/veo-2.0-generate-001:predictLongRunning",
+        json={"instances": [{"prompt": "waves"}], "webhook_config": {"uris": [RECEIVER]}},
+    )
+    assert stored_webhook(server, snake.json()["name"]) == {"uris": [RECEIVER], "userMetadata": {}}
+    both = {"seconds": 0, "webhookConfig": {}, "webhook_config": {}}
+    assert_bad(http.post("/v1beta/kinds/longops.sleep:start", json=both), "webhook_config")
     # Without one, nothing is stored.
     plain = longops_client.operations.start("longops.sleep", {"seconds": 0})
     assert stored_webhook(server, plain.name) is None

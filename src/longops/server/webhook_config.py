@@ -53,10 +53,17 @@ def webhook_config(body: dict[str, Any]) -> dict[str, Any] | None:
     """Take a request's `webhookConfig` out of `body` (a kind's request model never sees
     it), checked: `uris` up to 10 http(s) URLs, `userMetadata` (or `user_metadata`, as
     the SDKs' types spell it) an object of at most 16 KiB in JSON. The result is what
-    `Engine.create(webhook=...)` takes, or None when the body has none."""
-    if "webhookConfig" not in body:
-        return None
-    config = body.pop("webhookConfig")
+    `Engine.create(webhook=...)` takes, or None when the body has none.
+
+    `webhook_config` is read too (proto-JSON accepts either spelling): the video request
+    model ignores fields it does not know, and a config dropped silently would be worse
+    than one refused."""
+    spellings = [key for key in ("webhookConfig", "webhook_config") if key in body]
+    if len(spellings) > 1:
+        raise invalid_argument(
+            "Send webhookConfig once, not also as webhook_config.", field="webhook_config"
+        )
+    config = body.pop(spellings[0]) if spellings else None
     if config is None:
         return None
     if not isinstance(config, dict):
