@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -94,9 +96,55 @@ def bodiless(response: Response) -> bool:
     )
 
 
+def seed(url: str) -> dict[str, str]:
+    """Resources for the cases to find, by parameter name: an operation, a store with a
+    document being imported, a file, a webhook and its ping's delivery, and an open
+    upload session. Without
+    them nearly every valid case would stop at a 404 before the code that reads it."""
+    api = httpx.Client(base_url=f"{url}/v1beta", headers={"x-goog-api-key": KEY}, timeout=30)
+    with api:
+        operation = api.post("/kinds/longops.sleep:start", json={}).json()["name"]
+        store = api.post("/fileSearchStores", json={"displayName": "fuzz"}).json()["name"]
+        start = {"x-goog-upload-protocol": "resumable", "x-goog-upload-command": "start"}
+        upload = api.post(f"{url}/upload/v1beta/files", headers=start, json={})
+        done = httpx.post(
+            upload.headers["x-goog-upload-url"],
+            headers={"x-goog-upload-command": "upload, finalize", "x-goog-upload-offset": "0"},
+            content=b"fuzz bytes\n",
+        )
+        file = done.json()["file"]["name"]
+        api.post(f"/{store}:importFile", json={"fileName": file})
+        webhook = api.post(
+            f"{url}/v1/webhooks",
+            json={"uri": "https://hooks.example/fuzz", "subscribed_events": ["video.generated"]},
+        ).json()["id"]
+        api.post(f"{url}/v1/webhooks/{webhook}:ping")
+        log = api.get(f"{url}/v1/webhooks/{webhook}/deliveries").json()["deliveries"]
+        session = api.post(f"{url}/upload/v1beta/files", headers=start, json={})
+    return {
+        "delivery": log[0]["id"],
+        "operationId": operation.rsplit("/", 1)[1],
+        "store": store.removeprefix("fileSearchStores/"),
+        "file": file.removeprefix("files/"),
+        "webhook": webhook,
+        "upload_id": parse_qs(urlsplit(session.headers["x-goog-upload-url"]).query)["upload_id"][0],
+    }
+
+
+def aim(raw: dict[str, Any], seeds: dict[str, str]) -> None:
+    """Let each parameter that names a seeded resource also be that resource (deletes
+    excepted, so that the seeds stay for the operations after them)."""
+    for item in raw["paths"].values():
+        for method, operation in item.items():
+            for param in operation.get("parameters", []) if method != "delete" else []:
+                if param["name"] in seeds:
+                    param["schema"] = {"anyOf": [{"enum": [seeds[param["name"]]]}, param["schema"]]}
+
+
 def fuzz(server: ThreadServer) -> tuple[int, list[str]]:
     """Every operation of the server's document, fuzzed: (cases sent, failures)."""
     raw = httpx.get(f"{server.url}/openapi.json").json()
+    aim(raw, seed(server.url))
     schema = schemathesis.openapi.from_dict(raw, config=schemathesis.Config())
     sent = 0
     failures: list[str] = []

@@ -416,7 +416,23 @@ LAST_EVENT_ID = _param(
 _STREAM: Schema = {
     "description": "`text/event-stream`: events `event: operation`, `id: POSITION`,"
     " `data:` the Operation's JSON as GET gives it; `: keep-alive` comments between.",
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    "content": {
+        "text/event-stream": {
+            "schema": _object(
+                {
+                    "event": {"type": "string", "enum": ["operation"]},
+                    "id": _string("The position, for Last-Event-ID.", pattern="^[0-9]+$"),
+                    "data": {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "contentSchema": ref("Operation"),
+                    },
+                },
+                ("event", "id", "data"),
+                description="One event, as an SSE parser reads it.",
+            )
+        }
+    },
 }
 
 
