@@ -3,12 +3,14 @@ with each registered kind's request model as its start body."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from starlette.routing import BaseRoute, Match, Route
 
@@ -135,3 +137,46 @@ def test_open_routes_answer_without_a_key(
     assert httpx.get(f"{server.url}{path}").status_code == 200
     # …while the rest wants one.
     assert httpx.get(f"{server.url}/v1beta/operations").status_code == 403
+
+
+def conforms(doc: dict[str, Any], schema: dict[str, Any], value: Any) -> None:
+    """`value` against a schema of the document (its `$ref`s resolved in it)."""
+    Draft202012Validator({**schema, "components": doc["components"]}).validate(value)
+
+
+def test_a_reused_request_id_is_a_documented_409(
+    make_server: Callable[..., ThreadServer],
+) -> None:
+    """Fuzzer finding: a requestId sent again with another body is ALREADY_EXISTS, which
+    the document did not list for the routes that take one."""
+    server = make_server(workers=0)
+    doc = document(server)
+    url = f"{server.url}/v1beta/kinds/longops.sleep:start?requestId=r1"
+    assert httpx.post(url, json={"seconds": 1}).status_code == 200
+    again = httpx.post(url, json={"seconds": 2})
+    assert again.status_code == 409
+    for path, _, operation in operations(doc):
+        if any(p["name"] == "requestId" for p in operation["parameters"]):
+            assert "409" in operation["responses"], path
+    answer = doc["paths"]["/{version}/kinds/longops.sleep:start"]["post"]["responses"]["409"]
+    envelope = doc["components"]["responses"][answer["$ref"].rsplit("/", 1)[1]]
+    conforms(doc, envelope["content"]["application/json"]["schema"], again.json())
+
+
+def test_watch_events_conform_to_the_document(make_server: Callable[..., ThreadServer]) -> None:
+    """Fuzzer finding: the document gave a stream's events as one string, so no event
+    of a real stream conformed; each is {event, id, data}, data an Operation's JSON."""
+    server = make_server(workers=0)
+    doc = document(server)
+    name = httpx.post(f"{server.url}/v1beta/kinds/longops.sleep:start", json={}).json()["name"]
+    with httpx.stream("GET", f"{server.url}/v1beta/{name}:watch", timeout=10) as stream:
+        lines = []
+        for line in stream.iter_lines():
+            if not line:
+                break
+            lines.append(line)
+    event = dict(line.split(": ", 1) for line in lines)
+    answer = doc["paths"]["/{version}/operations/{operationId}:watch"]["get"]["responses"]["200"]
+    schema = answer["content"]["text/event-stream"]["schema"]
+    conforms(doc, schema, event)
+    conforms(doc, schema["properties"]["data"]["contentSchema"], json.loads(event["data"]))
