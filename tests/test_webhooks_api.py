@@ -1,6 +1,7 @@
 """The webhooks API against a real server: the official google-genai SDK's
 `client.webhooks`, longops's own SDK, per-request `webhookConfig` on every route that
-starts an operation, and hostile input (always a 400 naming the field, never a 500).
+starts an operation, and hostile input (always a 400 naming the field, never a 500),
+on SQLite and PostgreSQL.
 
 Nothing here waits for a delivery (tests/test_webhooks_e2e.py does): the server's
 workers are off unless a test needs an operation to run.
@@ -8,15 +9,14 @@ workers are off unless a test needs an operation to run.
 
 from __future__ import annotations
 
+import asyncio
 import os
-import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 from google import genai
 from google.genai import types as gt
@@ -24,6 +24,7 @@ from google.genai._interactions_errors import APIStatusError
 
 from longops import Client, errors, types
 from longops.server import ServerConfig
+from tests.support.postgres import database
 from tests.support.servers import ThreadServer
 
 pytestmark = pytest.mark.usefixtures("quiet_server")
@@ -36,6 +37,12 @@ RECEIVER = "https://receiver.example/hooks"
 def _no_google_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in [v for v in os.environ if v.startswith(("GOOGLE_", "GEMINI_"))]:
         monkeypatch.delenv(var)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with database(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
@@ -62,11 +69,18 @@ def official(server: ThreadServer, key: str = KEY) -> genai.Client:
 
 
 def stored_webhook(server: ThreadServer, name: str) -> Any:
-    """The per-request config as the operations row holds it, read from the SQLite file."""
-    path = server.database_url.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as db:
-        (raw,) = db.execute("SELECT webhook FROM operations WHERE name = ?", (name,)).fetchone()
-    return None if raw is None else orjson.loads(raw)
+    """The per-request config as the operations row holds it, read from the database on
+    the server's own loop (the column is no part of any answer)."""
+    database = server.engine.store.database
+
+    async def read() -> Any:
+        return await database.read(
+            lambda s: s.fetchrow("SELECT webhook FROM operations WHERE name = ?", name)
+        )
+
+    assert server.loop is not None
+    (raw,) = asyncio.run_coroutine_threadsafe(read(), server.loop).result(30)
+    return None if raw is None else database.dialect.load(raw)
 
 
 def assert_bad(answer: httpx.Response, field: str) -> None:
@@ -149,26 +163,23 @@ def test_webhook_config_reaches_the_operation_from_every_create(
     assert stored_webhook(server, plain.name) is None
 
 
-@pytest.mark.parametrize(
-    ("config", "field"),
-    [
-        ("https://x", "webhookConfig"),
-        ({"uris": "https://x"}, "webhookConfig.uris"),
-        ({"uris": [f"https://x/{i}" for i in range(11)]}, "webhookConfig.uris"),
-        ({"uris": ["ftp://x/y"]}, "webhookConfig.uris[0]"),
-        ({"uris": ["https://ok", "https://u:p@x/"]}, "webhookConfig.uris[1]"),
-        ({"uris": ["https://x/" + "a" * 2048]}, "webhookConfig.uris[0]"),
-        ({"uris": ["https://x/\x00"]}, "webhookConfig.uris[0]"),
-        ({"uris": ["https://[::1/"]}, "webhookConfig.uris[0]"),
-        ({"uris": [7]}, "webhookConfig.uris[0]"),
-        ({"userMetadata": ["not", "an", "object"]}, "webhookConfig.userMetadata"),
-        ({"userMetadata": {"big": "x" * (16 << 10)}}, "webhookConfig.userMetadata"),
-        ({"urls": ["https://x"]}, "webhookConfig.urls"),
-    ],
-)
-def test_a_bad_webhook_config_is_a_400_naming_the_field(
-    http: httpx.Client, config: Any, field: str
-) -> None:
+BAD_CONFIGS: list[tuple[Any, str]] = [
+    ("https://x", "webhookConfig"),
+    ({"uris": "https://x"}, "webhookConfig.uris"),
+    ({"uris": [f"https://x/{i}" for i in range(11)]}, "webhookConfig.uris"),
+    ({"uris": ["ftp://x/y"]}, "webhookConfig.uris[0]"),
+    ({"uris": ["https://ok", "https://u:p@x/"]}, "webhookConfig.uris[1]"),
+    ({"uris": ["https://x/" + "a" * 2048]}, "webhookConfig.uris[0]"),
+    ({"uris": ["https://x/\x00"]}, "webhookConfig.uris[0]"),
+    ({"uris": ["https://[::1/"]}, "webhookConfig.uris[0]"),
+    ({"uris": [7]}, "webhookConfig.uris[0]"),
+    ({"userMetadata": ["not", "an", "object"]}, "webhookConfig.userMetadata"),
+    ({"userMetadata": {"big": "x" * (16 << 10)}}, "webhookConfig.userMetadata"),
+    ({"urls": ["https://x"]}, "webhookConfig.urls"),
+]
+
+
+def test_a_bad_webhook_config_is_a_400_naming_the_field(http: httpx.Client) -> None:
     creates: list[tuple[str, dict[str, Any]]] = [
         ("/v1beta/kinds/longops.sleep:start", {"seconds": 0}),
         (
@@ -176,8 +187,9 @@ def test_a_bad_webhook_config_is_a_400_naming_the_field(
             {"instances": [{"prompt": "p"}]},
         ),
     ]
-    for path, body in creates:
-        assert_bad(http.post(path, json={**body, "webhookConfig": config}), field)
+    for config, field in BAD_CONFIGS:
+        for path, body in creates:
+            assert_bad(http.post(path, json={**body, "webhookConfig": config}), field)
 
 
 def test_a_bad_webhook_config_on_an_upload_start_is_refused(
@@ -428,29 +440,30 @@ def test_jwks_is_public_json(server: ThreadServer) -> None:
 GOOD = {"uri": RECEIVER, "subscribed_events": ["video.generated"]}
 
 
-@pytest.mark.parametrize(
-    ("body", "field"),
-    [
-        ({**GOOD, "uri": "https://r.example/\x00"}, "uri"),
-        ({**GOOD, "name": "a\x00b"}, "name"),
-        ({**GOOD, "uri": "ftp://r.example/x"}, "uri"),
-        ({**GOOD, "uri": "javascript:alert(1)"}, "uri"),
-        ({**GOOD, "uri": "https://user:pw@r.example/x"}, "uri"),
-        ({**GOOD, "uri": "https://r.example/" + "a" * 2048}, "uri"),
-        ({**GOOD, "uri": "https://r.example:99999/"}, "uri"),
-        ({**GOOD, "uri": 12}, "uri"),
-        ({"subscribed_events": ["video.generated"]}, "uri"),
-        ({**GOOD, "subscribed_events": []}, "subscribed_events"),
-        ({**GOOD, "subscribed_events": "video.generated"}, "subscribed_events"),
-        ({**GOOD, "subscribed_events": ["video.generated"] * 100}, "subscribed_events"),
-        ({**GOOD, "subscribed_events": ["video.exploded"]}, "subscribed_events[0]"),
-        ({**GOOD, "subscribed_events": [None]}, "subscribed_events[0]"),
-        ({**GOOD, "name": "n" * 513}, "name"),
-        ({**GOOD, "name": {"a": 1}}, "name"),
-    ],
-)
-def test_hostile_create(http: httpx.Client, body: dict[str, Any], field: str) -> None:
-    assert_bad(http.post("/v1/webhooks", json=body), field)
+HOSTILE_CREATES: list[tuple[dict[str, Any], str]] = [
+    ({**GOOD, "uri": "https://r.example/\x00"}, "uri"),
+    ({**GOOD, "name": "a\x00b"}, "name"),
+    ({**GOOD, "uri": "ftp://r.example/x"}, "uri"),
+    ({**GOOD, "uri": "javascript:alert(1)"}, "uri"),
+    ({**GOOD, "uri": "https://user:pw@r.example/x"}, "uri"),
+    ({**GOOD, "uri": "https://r.example/" + "a" * 2048}, "uri"),
+    ({**GOOD, "uri": "https://r.example:99999/"}, "uri"),
+    ({**GOOD, "uri": 12}, "uri"),
+    ({"subscribed_events": ["video.generated"]}, "uri"),
+    ({**GOOD, "subscribed_events": []}, "subscribed_events"),
+    ({**GOOD, "subscribed_events": "video.generated"}, "subscribed_events"),
+    ({**GOOD, "subscribed_events": ["video.generated"] * 100}, "subscribed_events"),
+    ({**GOOD, "subscribed_events": ["video.exploded"]}, "subscribed_events[0]"),
+    ({**GOOD, "subscribed_events": [None]}, "subscribed_events[0]"),
+    ({**GOOD, "name": "n" * 513}, "name"),
+    ({**GOOD, "name": {"a": 1}}, "name"),
+]
+
+
+def test_hostile_create(http: httpx.Client) -> None:
+    for body, field in HOSTILE_CREATES:
+        assert_bad(http.post("/v1/webhooks", json=body), field)
+    assert http.get("/v1/webhooks").json() == {"webhooks": []}
 
 
 def test_hostile_bodies_queries_and_updates(http: httpx.Client) -> None:
