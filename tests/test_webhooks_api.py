@@ -412,6 +412,19 @@ async def test_longops_sdk_webhooks_and_delivery_log(server: ThreadServer, twin:
     assert delivery.payload is not None and delivery.payload["type"] == "webhook.ping"
     assert [d.id for d in await sdk.collect(await sdk.webhooks.list_deliveries())] == [delivery.id]
     assert await sdk.collect(await sdk.webhooks.list_deliveries(second.id)) == []
+    # Paged, newest first, each page bound to its listing.
+    for _ in range(2):
+        await sdk.webhooks.ping(second.id)
+    paged = await sdk.webhooks.list_deliveries(second.id, page_size=1)
+    assert len(paged.page) == 1 and paged.next_page_token
+    newest = paged.page[0].id
+    pinged = [d.id for d in await sdk.collect(paged)]
+    assert len(set(pinged)) == 2 and pinged[0] == newest
+    assert [d.id for d in await sdk.collect(await sdk.webhooks.list_deliveries())][2:] == [
+        delivery.id
+    ]
+    elsewhere = await sdk.webhooks.list_deliveries(made.id, page_size=1)
+    assert elsewhere.next_page_token is None
     for ref in (delivery, delivery.id, delivery.name):
         found = await sdk.webhooks.get_delivery(ref)
         assert found.id == delivery.id and found.attempts is not None
@@ -483,6 +496,13 @@ def test_hostile_bodies_queries_and_updates(http: httpx.Client) -> None:
     assert http.get("/v1/webhooks", params={"page_token": "a\x00"}).status_code == 400
 
     id = http.post("/v1/webhooks", json=GOOD).json()["id"]
+    http.post("/v1/webhooks", json=GOOD)
+    token = http.get("/v1/webhooks", params={"page_size": 1}).json()["next_page_token"]
+    # A token continues the listing it came from, and no other, nor another tenant's.
+    assert_bad(http.get("/v1/webhookDeliveries", params={"page_token": token}), "page_token")
+    intruder = {"x-goog-api-key": OTHER_KEY}
+    stolen = http.get("/v1/webhooks", params={"page_token": token}, headers=intruder)
+    assert_bad(stolen, "page_token")
     path = f"/v1/webhooks/{id}"
     for params, body, field in [
         ({"update_mask": "state"}, {"state": "paused"}, "state"),
