@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +17,14 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.support.servers import ThreadServer, subprocess_env
+from tests.support.servers import (
+    Process,
+    ThreadServer,
+    run_longops,
+    subprocess_env,
+    worker_args,
+    worker_ready,
+)
 from tests.support.waiting import until_sync
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -121,6 +129,44 @@ def test_a_malformed_traceparent_is_ignored(
         until_sync(lambda: named(spans, "longops.attempt", id), what="the attempt's span")  # noqa: B023
         [create] = named(spans, "longops.create", id)
         assert create.parent is None
+
+
+def test_a_worker_process_continues_the_trace_it_reads_from_the_database(
+    make_server: Callable[..., ThreadServer],
+    spawn: Callable[..., Process],
+    monkeypatch: pytest.MonkeyPatch,
+    spans: InMemorySpanExporter,
+) -> None:
+    """`longops worker` with tracing on makes the SDK's provider itself, exporting to the
+    `OTEL_TRACES_EXPORTER` named (here the console: its log), flushed as it exits."""
+    monkeypatch.setenv("LONGOPS_OTEL", "1")
+    api = make_server(workers=0)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    worker = spawn(*worker_args(api.database_url))
+    until_sync(worker_ready(worker), what="the worker")
+    op = run(api, {"seconds": 0.05}, {"traceparent": f"00-{TRACE_ID}-{CALLER_SPAN}-01"})
+    [create] = named(spans, "longops.create", op["name"])
+    assert create.context is not None
+    assert worker.terminate() == 0
+    log = worker.log.read_text()
+    assert '"name": "longops.attempt"' in log
+    assert f'"trace_id": "0x{TRACE_ID}"' in log
+    assert f'"parent_id": "0x{create.context.span_id:016x}"' in log
+    assert '"service.name": "longops"' in log
+
+
+def test_tracing_on_without_opentelemetry_installed_is_one_error_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shadow = tmp_path / "shadow" / "opentelemetry"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('not installed here')\n")
+    monkeypatch.setenv("PYTHONPATH", str(shadow.parent))
+    done = run_longops(*worker_args(f"sqlite:///{tmp_path / 'db'}"), env={"LONGOPS_OTEL": "1"})
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip() == (
+        "Error: LONGOPS_OTEL is on but OpenTelemetry is not installed: pip install 'longops[otel]'"
+    )
 
 
 def test_tracing_off_makes_no_spans_and_stores_nothing(

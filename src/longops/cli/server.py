@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import re
@@ -147,10 +146,9 @@ def _engine(
         blob_store = open_blobs(blobs)
     except (ImportError, ValueError) as exc:  # a missing s3fs/gcsfs, a malformed URL
         raise typer.BadParameter(str(exc), param_hint="--blobs") from None
-    if tracing.enabled():
-        with contextlib.suppress(ImportError):  # named by the Engine's error just below
-            tracing.install_provider()
     try:
+        if tracing.enabled():
+            tracing.install_provider()
         return Engine(_store(database), registry, config, blob_store)
     except RuntimeError as exc:  # LONGOPS_OTEL on without the otel extra
         typer.echo(f"Error: {exc}", err=True)

@@ -37,6 +37,11 @@ TRACEPARENT = "traceparent"
 """The metadata key (and the W3C header) that carries a create's span to its attempts."""
 
 
+_NOT_INSTALLED = (
+    "LONGOPS_OTEL is on but OpenTelemetry is not installed: pip install 'longops[otel]'"
+)
+
+
 def enabled() -> bool:
     return os.environ.get("LONGOPS_OTEL", "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -49,9 +54,7 @@ def from_env() -> Tracing | None:
     try:
         return Tracing()
     except ImportError as exc:
-        raise RuntimeError(
-            "LONGOPS_OTEL is on but OpenTelemetry is not installed: pip install 'longops[otel]'"
-        ) from exc
+        raise RuntimeError(_NOT_INSTALLED) from exc
 
 
 class Tracing:
@@ -122,16 +125,20 @@ class Tracing:
 
 
 def install_provider() -> None:
-    """For `longops serve` and `longops worker` with tracing on: unless a tracer provider
+    """For `longops serve` and `longops worker` with tracing on (RuntimeError when the
+    `otel` extra is not installed): unless a tracer provider
     is set already (by `opentelemetry-instrument`, say), the SDK's, its resource from the
     standard `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` (service `longops` by
     default), exporting in batches to each exporter `OTEL_TRACES_EXPORTER` names
     (`otlp` by default, as the OpenTelemetry specification says; `console` is the SDK's;
     others come from their packages, such as opentelemetry-exporter-otlp)."""
-    from opentelemetry import trace
-    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    try:
+        from opentelemetry import trace
+        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError as exc:
+        raise RuntimeError(_NOT_INSTALLED) from exc
 
     if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         return

@@ -24,10 +24,9 @@ import contextlib
 import hmac
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import uvicorn
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -35,26 +34,33 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from longops.engine import Engine
-from longops.engine.metrics import REGISTRY, OperationCounts, exposition
+from longops.engine.metrics import (
+    CounterSeries,
+    HistogramSeries,
+    HotCounter,
+    HotHistogram,
+    OperationCounts,
+    exposition,
+)
 from longops.engine.tracing import Tracing
 from longops.server.errors import ERROR_INFO, EXCEPTION_HANDLERS, ErrorReply
 
 UNMATCHED = "unmatched"
 """The route label of requests no route matched (404s of any path)."""
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_MAX_KEYS = 10_000
+"""Past this many (route, method, status) keys the series are looked up each time."""
 
-HTTP_REQUESTS = Counter(
+HTTP_REQUESTS = HotCounter(
     "longops_http_requests",
     "HTTP requests answered, by route template, method and status code.",
-    ["route", "method", "code"],
-    registry=REGISTRY,
+    ("route", "method", "code"),
 )
-HTTP_REQUEST_SECONDS = Histogram(
+HTTP_REQUEST_SECONDS = HotHistogram(
     "longops_http_request_seconds",
     "From a request's arrival to the end of its answer, by route template and method.",
-    ["route", "method"],
-    buckets=(0.001, 0.005, 0.025, 0.1, 0.5, 2.5, 10.0, 60.0),
-    registry=REGISTRY,
+    ("route", "method"),
+    (0.001, 0.005, 0.025, 0.1, 0.5, 2.5, 10.0, 60.0),
 )
 
 
@@ -75,9 +81,8 @@ class HttpMetrics:
     def __init__(self, app: ASGIApp, tracing: Tracing | None = None) -> None:
         self.app = app
         self.tracing = tracing
-        # The labelled children, looked up once per label set rather than per request.
-        self._counted: dict[tuple[str, str, str], Any] = {}
-        self._timed: dict[tuple[str, str], Any] = {}
+        # The series of each (route, method, status) seen, found with one lookup.
+        self._series: dict[tuple[int, str, int], tuple[CounterSeries, HistogramSeries]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -99,18 +104,25 @@ class HttpMetrics:
                 with self.tracing.incoming(scope["headers"]):
                     await self.app(scope, receive, sending)
         finally:
-            method = scope["method"] if scope["method"] in METHODS else "other"
-            route = _route_template(scope)
-            # A request that ended before any answer (the client went away) has code 0.
-            key = (route, method, str(status))
-            counter = self._counted.get(key)
-            if counter is None:
-                counter = self._counted[key] = HTTP_REQUESTS.labels(*key)
-            counter.inc()
-            timer = self._timed.get(key[:2])
-            if timer is None:
-                timer = self._timed[key[:2]] = HTTP_REQUEST_SECONDS.labels(route, method)
-            timer.observe(time.perf_counter() - start)
+            # By identity (a Route is unhashable); routes live as long as this app does.
+            key = (id(scope.get("route") or scope.get("endpoint")), scope["method"], status)
+            series = self._series.get(key)
+            if series is None:
+                series = self._labelled(scope, status)
+                if len(self._series) < _MAX_KEYS:
+                    self._series[key] = series
+            series[0].inc()
+            series[1].observe(time.perf_counter() - start)
+
+    @staticmethod
+    def _labelled(scope: Scope, status: int) -> tuple[CounterSeries, HistogramSeries]:
+        method = scope["method"] if scope["method"] in METHODS else "other"
+        route = _route_template(scope)
+        # A request that ended before any answer (the client went away) has code 0.
+        return (
+            HTTP_REQUESTS.labels(route, method, str(status)),
+            HTTP_REQUEST_SECONDS.labels(route, method),
+        )
 
 
 class MetricsRoute:
@@ -163,6 +175,10 @@ class MetricsServer(uvicorn.Server):
 
 def metrics_server(engine: Engine, token: str | None, log_level: str) -> MetricsServer:
     config = uvicorn.Config(
-        metrics_app(engine, token), ws="none", lifespan="off", log_level=log_level
+        metrics_app(engine, token),
+        ws="none",
+        lifespan="off",
+        log_level=log_level,
+        access_log=False,
     )
     return MetricsServer(config)
