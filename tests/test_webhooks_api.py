@@ -94,19 +94,18 @@ def assert_bad(answer: httpx.Response, field: str) -> None:
 # -- per-request webhookConfig ------------------------------------------------------------
 
 
-def test_webhook_config_reaches_the_operation_from_every_create(
-    server: ThreadServer, longops_client: Client, http: httpx.Client, tmp_path: Path
+async def test_webhook_config_reaches_the_operation_from_every_sdk_create(
+    server: ThreadServer, twin: Any, tmp_path: Path
 ) -> None:
+    sdk = twin(KEY, base_url=server.url)
     config = types.WebhookConfig(uris=[RECEIVER], user_metadata={"job": 7, "tags": ["a"]})
     expected = {"uris": [RECEIVER], "userMetadata": {"job": 7, "tags": ["a"]}}
 
-    started = longops_client.operations.start(
-        "longops.sleep", {"seconds": 0}, webhook_config=config
-    )
+    started = await sdk.operations.start("longops.sleep", {"seconds": 0}, webhook_config=config)
     assert stored_webhook(server, started.name) == expected
 
     # google-genai's own WebhookConfig in google-genai's own GenerateVideosConfig.
-    video = longops_client.models.generate_videos(
+    video = await sdk.models.generate_videos(
         model="veo-2.0-generate-001",
         prompt="a lighthouse at dusk",
         config=gt.GenerateVideosConfig(
@@ -118,9 +117,9 @@ def test_webhook_config_reaches_the_operation_from_every_create(
     )
     assert stored_webhook(server, video.name) == expected
 
-    store = longops_client.file_search_stores.create(config={"display_name": "notes"})
+    store = await sdk.file_search_stores.create(config={"display_name": "notes"})
     assert store.name is not None
-    imported = longops_client.file_search_stores.import_file(
+    imported = await sdk.file_search_stores.import_file(
         store=store.name,
         source={"uri": "https://example.com/a.txt"},
         config={"webhook_config": {"user_metadata": {"only": "metadata"}}},
@@ -132,11 +131,16 @@ def test_webhook_config_reaches_the_operation_from_every_create(
 
     path = tmp_path / "a.txt"
     path.write_text("lighthouses and volcanoes")
-    uploaded = longops_client.file_search_stores.upload_to_file_search_store(
+    uploaded = await sdk.file_search_stores.upload_to_file_search_store(
         file_search_store_name=store.name, file=str(path), config={"webhook_config": config}
     )
     assert stored_webhook(server, uploaded.name) == expected
+    # Without one, nothing is stored.
+    plain = await sdk.operations.start("longops.sleep", {"seconds": 0})
+    assert stored_webhook(server, plain.name) is None
 
+
+def test_webhook_config_on_the_wire(server: ThreadServer, http: httpx.Client) -> None:
     # Google's wire, raw: top-level camelCase, `user_metadata` inside tolerated.
     raw = http.post(
         "/v1beta/models/veo-2.0-generate-001:predictLongRunning",
@@ -158,9 +162,6 @@ def test_webhook_config_reaches_the_operation_from_every_create(
     assert stored_webhook(server, snake.json()["name"]) == {"uris": [RECEIVER], "userMetadata": {}}
     both = {"seconds": 0, "webhookConfig": {}, "webhook_config": {}}
     assert_bad(http.post("/v1beta/kinds/longops.sleep:start", json=both), "webhook_config")
-    # Without one, nothing is stored.
-    plain = longops_client.operations.start("longops.sleep", {"seconds": 0})
-    assert stored_webhook(server, plain.name) is None
 
 
 BAD_CONFIGS: list[tuple[Any, str]] = [
