@@ -8,7 +8,8 @@ each server's own database.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from longops.engine.worker import WorkerConfig
 from longops.server import ServerConfig
+from tests.store.backends import BACKENDS
+from tests.support.postgres import database
 from tests.support.servers import Process, ThreadServer, free_port, worker_args
 from tests.support.waiting import until_sync
 
@@ -65,11 +68,22 @@ def gauge(url: str, kind: str, state: str) -> float:
     return value(scrape(url), "longops_operations", kind=kind, state=state)
 
 
+@pytest.fixture(params=BACKENDS)
+def on_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The first test runs on both backends (a cancel is counted from what the store's
+    answer says on each)."""
+    with database(request.param, tmp_path) as url:
+        yield url
+
+
 def test_metrics_follow_operations_created_run_failed_retried_and_cancelled(
-    make_server: Callable[..., ThreadServer],
+    make_server: Callable[..., ThreadServer], on_backend: str
 ) -> None:
     # One slot: while the long operation runs, the others wait in the queue.
-    server = make_server(worker_config=WorkerConfig(concurrency=1, retry_delay=0.01))
+    server = make_server(
+        database_url=on_backend,
+        worker_config=WorkerConfig(concurrency=1, retry_delay=0.01),
+    )
     url = server.url
     before = scrape(url)
 
@@ -197,6 +211,24 @@ def test_a_worker_process_serves_its_own_metrics(
     assert delta(after, before, "longops_operation_queue_wait_seconds_count", kind=SLEEP) == 1
     assert httpx.get(f"{metrics_url}/elsewhere", timeout=5).status_code == 404
     assert worker.terminate() == 0
+
+
+def test_an_attempt_whose_worker_was_killed_counts_as_abandoned_and_retried(
+    make_server: Callable[..., ThreadServer], spawn: Callable[..., Process]
+) -> None:
+    """The server here runs no sleeps, only maintenance, which sees the killed worker's
+    process gone and sends its operation back to PENDING for another attempt."""
+    server = make_server(worker_config=WorkerConfig(kinds=["test.cpu"]))
+    worker = spawn(*worker_args(server.database_url))
+    before = scrape(server.url)
+    name = start(server.url, SLEEP, {"seconds": 60, "steps": 600})
+    until_sync(lambda: gauge(server.url, SLEEP, "running") == 1, what="the worker running it")
+    worker.kill()
+    until_sync(lambda: gauge(server.url, SLEEP, "pending") == 1, what="it back in the queue")
+    after = scrape(server.url)
+    assert delta(after, before, "longops_attempts_abandoned_total", kind=SLEEP) == 1
+    assert delta(after, before, "longops_attempts_retried_total", kind=SLEEP) == 1
+    assert httpx.post(f"{server.url}/v1beta/{name}:cancel", timeout=10).status_code == 200
 
 
 @pytest.mark.parametrize("bad", ["0", "65536", "x"])
