@@ -8,45 +8,28 @@ reads the per-request config by one rule.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 
+from longops.engine.webhooks import InvalidWebhook, checks
 from longops.server.errors import invalid_argument
 from longops.server.requests import field
 
-__all__ = ["MAX_CONFIG_URIS", "MAX_URI", "MAX_USER_METADATA", "check_uri", "webhook_config"]
+__all__ = ["MAX_CONFIG_URIS", "MAX_USER_METADATA", "check_uri", "webhook_config"]
 
-MAX_URI = 2048
 MAX_CONFIG_URIS = 10
 MAX_USER_METADATA = 16 << 10
 
 
 def check_uri(value: Any, where: str) -> str:
-    """An http(s) URL a server may post to: at most 2048 characters, with a host, no
-    user name or password (they would travel in every delivery's logs), no NUL or
-    control characters. Where it points (loopback, private networks) is the egress
-    policy's business, decided when delivering."""
-    if not isinstance(value, str) or not value:
-        raise invalid_argument(f"{where} must be a non-empty string.", field=where)
-    if len(value) > MAX_URI:
-        raise invalid_argument(f"{where} must be at most {MAX_URI} characters.", field=where)
-    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):
-        raise invalid_argument(
-            f"{where} must not contain spaces or control characters.", field=where
-        )
+    """An http(s) URL a server may post to, by the engine's rule (`checks.check_uri`:
+    at most 2048 characters, a host, no credentials, no spaces or control characters),
+    refused with a 400 naming `where`. Where it points (loopback, private networks) is
+    the egress policy's business, decided when delivering."""
     try:
-        parts = urlsplit(value)
-        host, _ = parts.hostname, parts.port
-    except ValueError:
-        raise invalid_argument(f"{where} is not a valid URL.", field=where) from None
-    if parts.scheme.lower() not in {"http", "https"}:
-        raise invalid_argument(f"{where} must be an http:// or https:// URL.", field=where)
-    if not host:
-        raise invalid_argument(f"{where} must name a host.", field=where)
-    if "@" in parts.netloc:
-        raise invalid_argument(f"{where} must not hold a user name or password.", field=where)
-    return value
+        return checks.check_uri(value, where)
+    except InvalidWebhook as exc:
+        raise invalid_argument(f"{where} {exc.message}.", field=exc.field) from None
 
 
 def webhook_config(body: dict[str, Any]) -> dict[str, Any] | None:

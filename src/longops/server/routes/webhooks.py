@@ -43,6 +43,7 @@ from longops.engine.webhooks import (
     WebhookRecord,
     Webhooks,
 )
+from longops.engine.webhooks.checks import MAX_EVENTS, MAX_NAME
 from longops.engine.webhooks.events import SUBSCRIBABLE
 from longops.engine.webhooks.keys import jwks
 from longops.server.auth import Authenticator
@@ -65,8 +66,6 @@ REVOCATIONS = {
     "revoke_previous_secrets_after_h24": False,
     "revoke_previous_secrets_immediately": True,
 }
-MAX_NAME = 512
-MAX_EVENTS = 32
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 _INT32 = (1 << 31) - 1
