@@ -31,6 +31,12 @@ def string(description: str = "", **extra: Any) -> Schema:
 
 INT64 = string("An int64, as proto-JSON writes it: a decimal string.", pattern="^[0-9]+$")
 TIME = string("RFC 3339, UTC.", format="date-time")
+URL = string(
+    "An http(s) URL with a host, no user name or password, no spaces or control characters.",
+    pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#@]+(?:[/?#]\S*)?$",
+    maxLength=2048,
+)
+"""Where a webhook posts (`server/webhook_config.py::check_uri`)."""
 
 
 def obj(properties: dict[str, Schema], required: tuple[str, ...] = (), **extra: Any) -> Schema:

@@ -4,7 +4,7 @@ File, file search stores and documents, kinds and models."""
 from __future__ import annotations
 
 from longops.rpc import Code
-from longops.server.openapi.parts import INT64, TIME, Schema, listing, obj, ref, string
+from longops.server.openapi.parts import INT64, TIME, URL, Schema, listing, obj, ref, string
 
 _OPERATORS = ["EQUAL", "NOT_EQUAL", "LESS", "LESS_EQUAL", "GREATER", "GREATER_EQUAL"]
 
@@ -238,7 +238,7 @@ def google_schemas() -> dict[str, Schema]:
                 "uris": {
                     "type": "array",
                     "maxItems": 10,
-                    "items": string("An http(s) URL.", minLength=1, maxLength=2048),
+                    "items": URL,
                     "description": "These get the operation's events instead of the"
                     " tenant's webhooks.",
                 },

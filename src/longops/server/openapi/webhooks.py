@@ -6,6 +6,7 @@ from __future__ import annotations
 from longops.server.openapi.parts import (
     OPEN,
     TIME,
+    URL,
     VERSION,
     WITH_BODY,
     Schema,
@@ -23,7 +24,7 @@ from longops.server.routes.webhooks import EVENTS, REVOCATIONS
 def webhook_schemas() -> dict[str, Schema]:
     events = {"type": "string", "enum": sorted(EVENTS)}
     event_list = {"type": "array", "items": events, "minItems": 1, "maxItems": 32}
-    uri = string("An http(s) URL.", minLength=1, maxLength=2048)
+    uri = URL
     secret = obj({"truncated_secret": {"type": "string"}, "expire_time": TIME})
     webhook = obj(
         {
