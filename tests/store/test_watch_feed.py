@@ -73,3 +73,17 @@ async def test_changed_since_finds_what_was_written_after(store: Store, other: S
     assert [r.id for r in await other.changed_since(10.0, 100, tenant="t")] == [fresh.id]
     assert await other.changed_since(13.5, 100) == []
     assert quiet.id not in {r.id for r in await other.changed_since(2.5, 100)}
+
+
+@only("postgres")
+async def test_progress_notifies_only_while_some_process_watches(
+    store: Store, other: Store
+) -> None:
+    """A process with watch streams holds a shared lock; the others' progress writes
+    notify while one is held, and not otherwise (read at most every second)."""
+    database = other.database
+    await until(lambda: not database.progress_wanted(), what="nobody watches")
+    await store.database.set_watching(True)
+    await until(database.progress_wanted, what="a watcher is seen")
+    await store.database.set_watching(False)
+    await until(lambda: not database.progress_wanted(), what="the watcher is gone")

@@ -102,6 +102,8 @@ class Engine:
         self._refresh_all = False
         self._watch_cursor = time.time()
         self._refreshing: asyncio.Task[None] | None = None
+        self._telling_watching: asyncio.Task[None] | None = None
+        self.hub.on_watching = self._watching_changed
 
     async def start(self) -> None:
         await self.store.open()
@@ -220,6 +222,22 @@ class Engine:
         if self.hub.watching_any_changes():
             self._refresh_all = True
             self._refresh()
+
+    def _watching_changed(self, watching: bool) -> None:
+        """Tell the database whether this process has watch streams (other processes'
+        progress writes notify only while some process has), one call at a time."""
+        if self._telling_watching is None or self._telling_watching.done():
+            self._telling_watching = asyncio.create_task(self._tell_watching())
+
+    async def _tell_watching(self) -> None:
+        told: bool | None = None
+        while told != (watching := self.hub.watching_any_changes()):
+            try:
+                await self.store.database.set_watching(watching)
+            except Exception as exc:  # other processes notify anyway until they read it
+                log.warning("could not tell the database about watch streams (%s)", exc)
+                return
+            told = watching
 
     def _refresh(self) -> None:
         if self._refreshing is None or self._refreshing.done():

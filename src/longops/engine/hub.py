@@ -25,6 +25,8 @@ class Hub:
         self._change_listeners: dict[str, set[ChangeListener]] = {}
         self._any_change_listeners: set[ChangeListener] = set()
         self._stop_listeners: set[Callable[[], None]] = set()
+        self.on_watching: Callable[[bool], None] | None = None
+        """Called when the first change listener comes and when the last one goes."""
 
     # -- waiting for an operation to finish --------------------------------
 
@@ -75,7 +77,9 @@ class Hub:
     def on_change(self, id: str, listener: ChangeListener) -> Callable[[], None]:
         """`listener` hears each new state of operation `id` (watch streams); one set of
         listeners per id, so a change costs one lookup however many streams watch."""
+        first = not self.watching_any_changes()
         self._change_listeners.setdefault(id, set()).add(listener)
+        self._watching(first)
 
         def off() -> None:
             listeners = self._change_listeners.get(id)
@@ -83,14 +87,31 @@ class Hub:
                 listeners.discard(listener)
                 if not listeners:
                     del self._change_listeners[id]
+                    self._unwatched()
 
         return off
 
     def on_any_change(self, listener: ChangeListener) -> Callable[[], None]:
         """`listener` hears each new state of every operation (collection streams, which
         filter by tenant and kind themselves)."""
+        first = not self.watching_any_changes()
         self._any_change_listeners.add(listener)
-        return lambda: self._any_change_listeners.discard(listener)
+        self._watching(first)
+
+        def off() -> None:
+            if listener in self._any_change_listeners:
+                self._any_change_listeners.discard(listener)
+                self._unwatched()
+
+        return off
+
+    def _watching(self, first: bool) -> None:
+        if first and self.on_watching is not None:
+            self.on_watching(True)
+
+    def _unwatched(self) -> None:
+        if not self.watching_any_changes() and self.on_watching is not None:
+            self.on_watching(False)
 
     def on_stop(self, listener: Callable[[], None]) -> Callable[[], None]:
         """`listener` is called when the server starts shutting down (see `stop_waits`)."""

@@ -165,5 +165,12 @@ class Database(Protocol):
     def cached(self, id: str) -> OperationRecord | None:
         """A recent copy of the operation, or None: the store must read it."""
 
+    def progress_wanted(self) -> bool:
+        """Whether a progress write should tell other processes (`Notice.PROGRESS`): some
+        process may have watch streams. Answered from memory (it may lag a second)."""
+
+    async def set_watching(self, watching: bool) -> None:
+        """Say whether this process has watch streams, for `progress_wanted` elsewhere."""
+
     def changes(self, *, work: bool, done: bool) -> AsyncIterator[Change]:
         """Commits made by other processes (see `Store.changes`)."""

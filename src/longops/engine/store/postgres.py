@@ -62,6 +62,9 @@ PROGRESS_CHANNEL = "longops_progress"
 """Progress of running operations, for watch streams (API servers listen with `done`)."""
 # Any constant will do: it only has to be the same in every process migrating a database.
 _MIGRATION_LOCK = 0x6C6F6E676F7073  # "longops"
+_WATCHING_LOCKS = 0x6C6F7770  # "lowp": a shared advisory lock held while a process has watchers
+_WATCHING_CHECK = 1.0
+"""Seconds a process trusts what it last read of whether anyone watches."""
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 POSTGRES = Dialect(
@@ -409,6 +412,15 @@ class PostgresDatabase:
         self.progress_channel = _channel(PROGRESS_CHANNEL, schema)
         self._listeners: set[Any] = set()
         self._announcing: dict[tuple[Notice | None, str, str], str] = {}
+        # Watch streams: the connection holding this process's shared lock while it has
+        # some, and what was last read of anyone holding one (True until read: safe).
+        self._watching_key = _WATCHING_LOCKS + int(
+            hashlib.sha256((schema or "").encode()).hexdigest()[:6], 16
+        )
+        self._watching_conn: Any = None
+        self._watched = True
+        self._watched_read = -_WATCHING_CHECK
+        self._reading_watched: asyncio.Task[None] | None = None
 
     @classmethod
     def from_url(cls, url: str) -> PostgresDatabase:
@@ -517,6 +529,9 @@ class PostgresDatabase:
         for listener in list(self._listeners):
             await listener.close()
         self._listeners.clear()
+        await self.set_watching(False)
+        if self._reading_watched is not None:
+            self._reading_watched.cancel()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
@@ -602,6 +617,42 @@ class PostgresDatabase:
 
     def cached(self, id: str) -> OperationRecord | None:
         return None
+
+    def progress_wanted(self) -> bool:
+        """Whether any process on this database (schema) holds the watching lock, read at
+        most every `_WATCHING_CHECK` seconds: a progress write notifies only then, so
+        workers pay nothing for watch streams nobody opened."""
+        if time.monotonic() - self._watched_read >= _WATCHING_CHECK and (
+            self._reading_watched is None or self._reading_watched.done()
+        ):
+            self._watched_read = time.monotonic()
+            self._reading_watched = asyncio.create_task(self._read_watched())
+        return self._watched
+
+    async def _read_watched(self) -> None:
+        try:
+            self._watched = bool(
+                await self.pool.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
+                    " AND classid = 0 AND objid = $1 AND objsubid = 1)",
+                    self._watching_key,
+                )
+            )
+        except Exception as exc:  # keep notifying: a watcher missing progress is worse
+            self._watched = True
+            log.warning("could not read whether anyone watches (%s)", exc)
+
+    async def set_watching(self, watching: bool) -> None:
+        """Hold a shared advisory lock, on a connection of its own, while this process
+        has watch streams (closing it lets go)."""
+        if watching and self._watching_conn is None:
+            conn = await asyncpg.connect(self.dsn, server_settings=self._server_settings())
+            await conn.execute("SELECT pg_advisory_lock_shared($1)", self._watching_key)
+            self._watching_conn = conn
+            self._watched = True  # this process, at least
+        elif not watching and self._watching_conn is not None:
+            conn, self._watching_conn = self._watching_conn, None
+            await conn.close()
 
     async def changes(self, *, work: bool = True, done: bool = True) -> AsyncIterator[Change]:
         """Notifications of new `work`, of operations `done`, or both, from a connection

@@ -258,7 +258,7 @@ class SqlStore:
         self, id: str, attempt: int, metadata: dict[str, Any], now: float
     ) -> bool | None:
         changed = await self._fenced(
-            Notice.PROGRESS,
+            Notice.PROGRESS if self.database.progress_wanted() else None,  # for watchers
             f"UPDATE operations SET metadata = ?::jsonb, update_time = ? WHERE {_FENCE}",
             self._dialect.json(metadata),
             now,

@@ -461,6 +461,12 @@ class SQLiteDatabase:
                 return None  # the read that follows retries
         return self._cache.get(id)
 
+    def progress_wanted(self) -> bool:
+        return False  # nothing to tell: other processes see `PRAGMA data_version` move
+
+    async def set_watching(self, watching: bool) -> None:
+        pass
+
     def _apply_staged(self) -> None:
         for id, record in self._staged:
             if record is None:
