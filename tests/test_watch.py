@@ -15,7 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from longops.errors import ClientError, RequestTimeoutError, ServerUnreachableError
+from longops.errors import (
+    ClientError,
+    RequestTimeoutError,
+    ServerUnreachableError,
+    TransportError,
+)
 from longops.server import ServerConfig
 from tests.support.cutting import CuttingProxy
 from tests.support.postgres import fresh_schema
@@ -336,3 +341,21 @@ def test_ops_wait_shows_progress_and_exits_0(keyed: ThreadServer) -> None:
     gone = run_longops("ops", "wait", "operations/nosuchid", env=env)
     assert gone.returncode == 1
     assert gone.stderr.startswith("Error: 404 NOT_FOUND") and len(gone.stderr.splitlines()) == 1
+
+
+async def test_the_sdk_gives_up_on_a_stream_that_keeps_dropping(
+    keyed: ThreadServer, twin: Callable[..., Twin]
+) -> None:
+    proxy = CuttingProxy(keyed.port, cuts=100)
+    try:
+        api = twin(
+            base_url=proxy.url, api_key="k-alice", http_options={"retry": {"initial_delay": 0.01}}
+        )
+        name = start(keyed.url, "longops.sleep", {"seconds": 30}, ALICE)
+        with pytest.raises(TransportError) as raised:
+            await api.collect(await api.operations.watch(name))
+    finally:
+        proxy.close()
+    assert "6 times in a row" in str(raised.value) and raised.value.url.endswith(f"{name}:watch")
+    assert not isinstance(raised.value, ServerUnreachableError)
+    await twin(base_url=keyed.url, api_key="k-alice").operations.cancel(name)

@@ -15,6 +15,7 @@ import orjson
 from pydantic import BaseModel
 
 from longops._pagers import AsyncPager, Page, Pager
+from longops._transport import TransportConfig
 from longops.errors import RequestTimeoutError, TransportError
 from longops.resources._base import (
     ApiContext,
@@ -131,7 +132,7 @@ class Operations(SyncResource):
         server sends keep-alives), not the whole watch.
         """
         name, cls = _name(operation), _class(operation)
-        stream = _Stream(f"{name}:watch")
+        stream = _Stream(f"{name}:watch", self._transport.config)
         while True:
             response = self._transport.send(
                 "GET", stream.path, headers=stream.headers(), stream=True, idempotent=True
@@ -262,7 +263,7 @@ class AsyncOperations(AsyncResource):
         """Each new state of the operation, from the one it has now, until it is done
         (see `Operations.watch`)."""
         name, cls = _name(operation), _class(operation)
-        stream = _Stream(f"{name}:watch")
+        stream = _Stream(f"{name}:watch", self._transport.config)
         while True:
             response = await self._transport.send(
                 "GET", stream.path, headers=stream.headers(), stream=True, idempotent=True
@@ -311,8 +312,9 @@ class _Stream:
     dropped in a row. Only what the SDK needs of SSE: `data` lines joined, `id`, and
     comments (keep-alives) skipped."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, config: TransportConfig) -> None:
         self.path = path
+        self.url = f"{config.base_url}/{config.api_version}/{path}"  # for errors
         self.last_event_id: str | None = None
         self._drops = 0
         self._buffer = b""
@@ -349,7 +351,7 @@ class _Stream:
             elif field == b"id":
                 self._id = value.decode(errors="replace")
         if len(self._buffer) > _MAX_EVENT_BYTES:
-            raise TransportError(f"The watch stream {self.path} sent an endless line.", self.path)
+            raise TransportError(f"The watch stream {self.url} sent an endless line.", self.url)
         return events
 
     def dropped(self, retry: RetryOptions, cause: Exception | None, timed_out: bool) -> float:
@@ -361,9 +363,9 @@ class _Stream:
             why = f" ({cause!r})" if cause is not None else ""
             error = RequestTimeoutError if timed_out else TransportError
             raise error(
-                f"The watch stream {self.path} ended {self._drops} times in a row before the"
+                f"The watch stream {self.url} ended {self._drops} times in a row before the"
                 f" operation was done{why}.",
-                self.path,
+                self.url,
             ) from cause
         return random.uniform(0, min(retry.max_delay, retry.initial_delay * 2 ** (self._drops - 1)))
 
