@@ -47,6 +47,7 @@ from _common import (
     Server,
     exit_on_sigterm,
     header,
+    own_cpu_seconds,
     parse_args,
     percentile,
     print_table,
@@ -175,10 +176,13 @@ async def measure(server: Server, watchers_n: int, waiters_n: int) -> list[list[
             for _ in range(waiters_n - 1)
         ]
         await asyncio.sleep(1.0)  # the waits are parked
+        cpu = _Cpu(server)
         await post(f"{name}:cancel", {})
         await asyncio.gather(*waiting)
         await asyncio.wait_for(asyncio.gather(*(w.finished.wait() for w in watchers)), 120)
-        rows += _rows("one operation", watchers_n, before, opened, _latencies(watchers), waits)
+        rows += _rows(
+            "one operation", watchers_n, before, opened, _latencies(watchers), waits, cpu.spent()
+        )
         await asyncio.sleep(1.0)  # the streams are closed
         after_one = await _settle(server)
 
@@ -197,11 +201,13 @@ async def measure(server: Server, watchers_n: int, waiters_n: int) -> list[list[
             for i in range(waiters_n)
         ]
         await asyncio.sleep(1.0)
+        cpu = _Cpu(server)
         await asyncio.gather(*(post(f"{n}:cancel", {}) for n in cancelled))
         await asyncio.gather(*waiting)
         await asyncio.wait_for(asyncio.gather(*(w.finished.wait() for w in watchers[:100])), 120)
+        heard = _latencies(watchers[:100])
         rows += _rows(
-            "many operations", watchers_n, after_one, opened_many, _latencies(watchers[:100]), waits
+            "many operations", watchers_n, after_one, opened_many, heard, waits, cpu.spent()
         )
         for watcher in watchers:  # the streams of operations still pending
             if watcher.task is not None:
@@ -210,8 +216,29 @@ async def measure(server: Server, watchers_n: int, waiters_n: int) -> list[list[
     return rows
 
 
+class _Cpu:
+    """CPU seconds the server and this client spend from now on, beside the wall time."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.start = (server.cpu_seconds(), own_cpu_seconds(), time.monotonic())
+
+    def spent(self) -> str:
+        server, client, wall = self.start
+        return (
+            f"{self.server.cpu_seconds() - server:.2f} / {own_cpu_seconds() - client:.2f}"
+            f" / {time.monotonic() - wall:.2f}"
+        )
+
+
 def _rows(
-    case: str, n: int, before: float, opened: float, watch: list[float], waits: list[float]
+    case: str,
+    n: int,
+    before: float,
+    opened: float,
+    watch: list[float],
+    waits: list[float],
+    cpu: str,
 ) -> list[list[object]]:
     per = (opened - before) * 1024 / n
     return [
@@ -224,6 +251,7 @@ def _rows(
             f"{percentile(watch, 50) * 1000:.1f}",
             f"{percentile(watch, 99) * 1000:.1f}",
             f"{max(watch) * 1000:.1f}",
+            cpu,
         ],
         [
             "",
@@ -234,6 +262,7 @@ def _rows(
             f"{percentile(waits, 50) * 1000:.1f}",
             f"{percentile(waits, 99) * 1000:.1f}",
             f"{max(waits) * 1000:.1f}",
+            "",
         ],
     ]
 
@@ -315,7 +344,17 @@ def main() -> None:
         rows = run_async(measure(server, watchers, args.waiters))
     print_table(
         "server RSS with the streams open, and a finish -> its event (ms, endTime -> arrival)",
-        ["case", "connections", "RSS MiB", "KiB each", "heard", "p50", "p99", "max"],
+        [
+            "case",
+            "connections",
+            "RSS MiB",
+            "KiB each",
+            "heard",
+            "p50",
+            "p99",
+            "max",
+            "CPU s: server / client / wall",
+        ],
         rows,
     )
     if args.postgres:
