@@ -120,6 +120,8 @@ def test_a_watch_streams_increasing_progress_then_done_and_closes(keyed: ThreadS
     got = httpx.get(f"{keyed.url}/v1beta/{name}", headers=ALICE)
     assert events[-1].data == got.json()
     assert reader.comments, "keep-alive comments while the operation sleeps"
+    hub = keyed.engine.hub
+    until_sync(lambda: not hub.watching_any_changes(), what="the stream to stop listening")
 
 
 def test_a_finished_operations_watch_sends_its_state_and_ends(keyed: ThreadServer) -> None:
@@ -186,6 +188,7 @@ def test_another_tenants_operation_is_not_found(keyed: ThreadServer) -> None:
     assert answer.status_code == 404
     assert answer.json()["error"]["status"] == "NOT_FOUND"
     assert httpx.get(f"{keyed.url}/v1beta/{name}:watch", timeout=10).status_code in (401, 403)
+    assert not keyed.engine.hub.watching_any_changes()  # a refused watch leaves no listener
 
 
 @pytest.mark.parametrize(

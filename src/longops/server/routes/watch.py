@@ -103,10 +103,17 @@ class WatchRoutes(Routes):
 
             return _Stream(self, None, wanted, since, tenant)
         id = names.operation_id(name)
-        record = await self.engine.get(id, tenant)
-        if record is None or not names.matches(name, record.name, id):
-            raise not_found(f"Operation {name} not found.")
-        return _Stream(self, record, lambda r: r.id == id, since, tenant)
+        # Listening before the read: a change committed while it runs is not missed.
+        stream = _Stream(self, id, lambda r: r.id == id, since, tenant)
+        try:
+            record = await self.engine.get(id, tenant)
+            if record is None or not names.matches(name, record.name, id):
+                raise not_found(f"Operation {name} not found.")
+        except BaseException:
+            stream.close()
+            raise
+        stream.first = record
+        return stream
 
 
 class _Stream(Response):
@@ -116,14 +123,16 @@ class _Stream(Response):
     def __init__(
         self,
         routes: WatchRoutes,
-        record: OperationRecord | None,
+        id: str | None,
         wanted: Callable[[OperationRecord], bool],
         since: int | None,
         tenant: str,
     ) -> None:
         self._routes = routes
         self._engine = routes.engine
-        self._record = record  # None: a collection
+        self._id = id  # None: a collection
+        self.first: OperationRecord | None = None
+        """The operation as read when the stream was asked for (one operation's stream)."""
         self._wanted = wanted
         self._since = since
         self._tenant = tenant
@@ -133,13 +142,22 @@ class _Stream(Response):
         self._wake = asyncio.Event()
         self._ended = False
         self._position = since or 0
+        hub = self._engine.hub
+        listening = hub.on_any_change(self._heard) if id is None else hub.on_change(id, self._heard)
+        self._off = [listening, hub.on_stop(self._stop)]
+
+    def close(self) -> None:
+        """Stop listening (the stream ended, or was never sent)."""
+        for off in self._off:
+            off()
+        self._off = []
 
     # -- hearing changes (called by the hub, on the loop) -------------------------
 
     def _heard(self, id: str, record: OperationRecord | None) -> None:
         if record is not None and not self._wanted(record):
             return
-        if record is None and self._record is None:
+        if record is None and self._id is None:
             return  # a collection shows no deletions
         if id not in self._pending and len(self._pending) >= _BACKLOG:
             self._pending.clear()
@@ -155,12 +173,6 @@ class _Stream(Response):
     # -- the stream --------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        hub = self._engine.hub
-        if self._record is not None:
-            off = hub.on_change(self._record.id, self._heard)
-        else:
-            off = hub.on_any_change(self._heard)
-        off_stop = hub.on_stop(self._stop)
         listening = asyncio.create_task(self._listen(receive))
         try:
             await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
@@ -168,8 +180,7 @@ class _Stream(Response):
             await self._run(send)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            off()
-            off_stop()
+            self.close()
             listening.cancel()
 
     async def _listen(self, receive: Receive) -> None:
@@ -180,9 +191,12 @@ class _Stream(Response):
 
     async def _begin(self, send: Send) -> None:
         """What a (re)connecting client is owed before the live changes."""
-        if self._record is not None:
-            # Heard since the route read it? Then the listener has newer.
-            record = self._pending.pop(self._record.id, self._record)
+        if self._id is not None:
+            # Heard while the route read it? The newer of the two.
+            record = self._pending.pop(self._id, self.first)
+            first = self.first
+            if record is not None and first is not None and first.update_time > record.update_time:
+                record = first
             if record is None:
                 self._ended = True
             elif self._since is None or position(record) != self._since:
@@ -242,10 +256,10 @@ class _Stream(Response):
         body = self._routes._rendered.body(record)
         last = self._sent.get(record.id)
         if last is not None and (record.update_time < last[0] or body == last[1]):
-            if record.done and self._record is not None:
+            if record.done and self._id is not None:
                 self._ended = True
             return
-        if self._record is not None:
+        if self._id is not None:
             self._sent[record.id] = (record.update_time, body)
         else:
             self._sent.pop(record.id, None)  # kept small: only the latest few
@@ -254,9 +268,9 @@ class _Stream(Response):
             self._sent[record.id] = (record.update_time, body)
         self._position = max(self._position, position(record))
         event = b"event: operation\nid: %d\ndata: %s\n\n" % (
-            self._position if self._record is None else position(record),
+            self._position if self._id is None else position(record),
             body,
         )
         await send({"type": "http.response.body", "body": event, "more_body": True})
-        if record.done and self._record is not None:
+        if record.done and self._id is not None:
             self._ended = True
