@@ -242,9 +242,8 @@ class _Stream(Response):
             found = await self._engine.store.changed_since(
                 since, WATCH_REFRESH_LIMIT, tenant=self._tenant
             )
-            for record in found:
+            for record in found:  # what was heard meanwhile stays pending: it may be newer
                 if self._wanted(record) and not self._ended:
-                    self._pending.pop(record.id, None)
                     await self._send(send, record)
             if len(found) < WATCH_REFRESH_LIMIT or found[-1].update_time <= since:
                 return
