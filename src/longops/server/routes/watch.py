@@ -203,10 +203,10 @@ class _Stream(Response):
                 await self._send(send, record)
             elif record.done:
                 self._ended = True
-            if self._engine.hub.waits_stopped:
-                self._ended = True
         elif self._since is not None:
             self._resync = True
+        if self._engine.hub.waits_stopped:  # shutting down: the stream ends here
+            self._ended = True
 
     async def _run(self, send: Send) -> None:
         keepalive = self._routes.config.watch_keepalive_seconds
