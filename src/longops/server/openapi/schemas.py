@@ -158,7 +158,10 @@ def google_schemas() -> dict[str, Schema]:
     )
     duration = {
         "oneOf": [
-            string("A google.protobuf.Duration, e.g. `3.5s`.", pattern=r"^\s*[0-9.]+\s*s?\s*$"),
+            string(
+                "A google.protobuf.Duration, e.g. `3.5s`.",
+                pattern=r"^\s*(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*s?\s*$",
+            ),
             {"type": "number", "minimum": 0},
         ]
     }
