@@ -180,3 +180,19 @@ def test_watch_events_conform_to_the_document(make_server: Callable[..., ThreadS
     schema = answer["content"]["text/event-stream"]["schema"]
     conforms(doc, schema, event)
     conforms(doc, schema["properties"]["data"]["contentSchema"], json.loads(event["data"]))
+
+
+def test_a_kind_loaded_later_appears_and_one_pydantic_cannot_describe_is_any_object(
+    make_server: Callable[..., ThreadServer],
+) -> None:
+    """The document follows the registry (it is cached per set of kinds), and a request
+    model with a field of an arbitrary Python type is any object, not a 500."""
+    server = make_server(workers=0, load=())
+    start = "/{version}/kinds/test.opaque:start"
+    assert start not in document(server)["paths"]
+    server.engine.registry.load("tests.support.odd_kinds")
+    doc = document(server)
+    validate(doc)
+    body = doc["paths"][start]["post"]["requestBody"]["content"]["application/json"]
+    schema = doc["components"]["schemas"][body["schema"]["$ref"].rsplit("/", 1)[1]]
+    assert schema["type"] == "object" and set(schema["properties"]) == {"webhookConfig"}
