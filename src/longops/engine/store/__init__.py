@@ -6,7 +6,16 @@ from longops.engine.store.base import (
     Store,
     StoreBusy,
     StoreUnavailable,
+    TenantUsage,
     open_store,
 )
 
-__all__ = ["Change", "LeaseState", "Store", "StoreBusy", "StoreUnavailable", "open_store"]
+__all__ = [
+    "Change",
+    "LeaseState",
+    "Store",
+    "StoreBusy",
+    "StoreUnavailable",
+    "TenantUsage",
+    "open_store",
+]

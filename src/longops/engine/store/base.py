@@ -63,6 +63,18 @@ class LeaseState:
     cancel_requested: bool
 
 
+@dataclass(frozen=True, slots=True)
+class TenantUsage:
+    """What a tenant's quotas are checked against (`Store.tenant_usage`)."""
+
+    unfinished: int
+    """PENDING and RUNNING operations, counted up to the limit asked for."""
+    newest_create_times: list[float]
+    """The create times of the tenant's newest operations, as many as asked for."""
+    request_id_stored: bool
+    """An operation of the request id asked about is stored (its create creates nothing)."""
+
+
 class Store(Protocol):
     """Operations and files. Kinds that keep tables of their own (the file search index)
     reach the same database through `database`."""
@@ -155,6 +167,13 @@ class Store(Protocol):
     async def count_unfinished(self) -> dict[tuple[str, State], int]:
         """How many operations are PENDING and RUNNING, by kind (the gauges of
         `/metrics`): kinds with none are absent."""
+
+    async def tenant_usage(
+        self, tenant: str, *, unfinished_limit: int, creates_limit: int, request_id: str | None
+    ) -> TenantUsage:
+        """The tenant's unfinished operations (counted to `unfinished_limit`, none when
+        0) and the create times of its newest `creates_limit` operations, for quotas:
+        each read stops at its limit, through an index on the tenant."""
 
     async def purge_done(self, ended_before: float, batch: int = 1000) -> int: ...
 

@@ -26,7 +26,7 @@ from typing import Any
 from longops.engine import metrics
 from longops.engine.records import FileRecord, NewOperation, OperationRecord, State
 from longops.engine.store import rows
-from longops.engine.store.base import Change, FileExists, LeaseState
+from longops.engine.store.base import Change, FileExists, LeaseState, TenantUsage
 from longops.engine.store.database import Body, Database, Notice, Row, Session
 from longops.engine.store.rows import (
     DONE_STATES,
@@ -374,6 +374,46 @@ class SqlStore:
             )
         )
         return {(r[0], State(r[1])): int(r[2]) for r in found}
+
+    async def tenant_usage(
+        self, tenant: str, *, unfinished_limit: int, creates_limit: int, request_id: str | None
+    ) -> TenantUsage:
+        """Each count reads at most its limit of index entries: the unfinished ones from
+        the partial index of the tenant's PENDING and RUNNING rows, the newest creates
+        from (tenant, seq) newest first; the request id through its unique index."""
+
+        async def body(s: Session) -> TenantUsage:
+            unfinished = 0
+            if unfinished_limit > 0:
+                row = await s.fetchrow(
+                    "SELECT count(*) FROM (SELECT 1 FROM operations"
+                    f" WHERE tenant = ? AND state IN {UNFINISHED_STATES} LIMIT ?) AS unfinished",
+                    tenant,
+                    unfinished_limit,
+                )
+                unfinished = int(row[0]) if row is not None else 0
+            times: list[float] = []
+            if creates_limit > 0:
+                found = await s.fetch(
+                    "SELECT create_time FROM operations WHERE tenant = ?"
+                    " ORDER BY seq DESC LIMIT ?",
+                    tenant,
+                    creates_limit,
+                )
+                times = [float(r[0]) for r in found]
+            stored = False
+            if request_id is not None:
+                stored = (
+                    await s.fetchrow(
+                        "SELECT 1 FROM operations WHERE tenant = ? AND request_id = ?",
+                        tenant,
+                        request_id,
+                    )
+                    is not None
+                )
+            return TenantUsage(unfinished, times, stored)
+
+        return await self.database.read(body)
 
     async def purge_done(self, ended_before: float, batch: int = 1000) -> int:
         dialect = self._dialect
