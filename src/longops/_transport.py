@@ -56,8 +56,6 @@ _KEEPALIVE_SECONDS = 4.0
 
 _ALWAYS_RETRIED_STATUS = frozenset({429, 503})
 _IDEMPOTENT_RETRIED_STATUS = frozenset({500, 502, 504})
-# A longer Retry-After is not worth blocking the caller for; the error is raised instead.
-_MAX_RETRY_AFTER = 60.0
 
 
 class Failure(enum.Enum):
@@ -204,7 +202,8 @@ def retry_delay(
             return None
         delay = _retry_after_seconds(retry_after)
         if delay is not None:
-            return delay if delay <= _MAX_RETRY_AFTER else None
+            # A longer wait is not worth blocking the caller for: the error is raised.
+            return delay if delay <= options.max_retry_after else None
     return random.uniform(0, min(options.max_delay, options.initial_delay * 2**attempt))
 
 

@@ -99,12 +99,15 @@ class _Config(_Model):
 class RetryOptions(_Model):
     """How the transport retries failed requests (full-jitter exponential backoff).
 
-    `attempts` counts the first request too, so `attempts=1` turns retries off.
+    `attempts` counts the first request too, so `attempts=1` turns retries off. A 429 or
+    503 with a `Retry-After` (a quota's, say) is retried after that many seconds when they
+    are at most `max_retry_after`; a longer one raises the error at once.
     """
 
     attempts: int = Field(default=4, ge=1)
     initial_delay: float = Field(default=0.2, ge=0)
     max_delay: float = Field(default=5.0, ge=0)
+    max_retry_after: float = Field(default=60.0, ge=0)
 
 
 class HttpOptions(_Model):

@@ -19,6 +19,7 @@ from longops.cli.exits import FAILED
 from longops.engine import Engine, Registry, Worker, tracing
 from longops.engine.blobs import open_blobs
 from longops.engine.engine import EngineConfig
+from longops.engine.quotas import Quotas
 from longops.engine.store import Store, StoreBusy, open_store
 from longops.engine.webhooks import Webhooks
 from longops.engine.webhooks.config import WebhookSettings
@@ -130,6 +131,7 @@ def _engine(
     try:
         registry: Registry = default_registry()
         WebhookSettings.from_env()  # checked here, not when the first webhook is sent
+        quotas = Quotas.from_env()
     except ValueError as exc:  # a malformed LONGOPS_* setting, named in the message
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(FAILED) from None
@@ -141,6 +143,7 @@ def _engine(
         public_url=public_url,
         follow_work=follow_work,
         follow_done=follow_done,
+        quotas=quotas,
     )
     try:
         blob_store = open_blobs(blobs)

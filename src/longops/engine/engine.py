@@ -7,13 +7,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from longops.engine import metrics, tracing
 from longops.engine.blobs import Blobs, LocalBlobs
 from longops.engine.failures import InvalidRequest, RequestRejected
 from longops.engine.hub import Hub
+from longops.engine.quotas import Quotas, check_quota
 from longops.engine.records import FileRecord, NewOperation, OperationRecord, State
 from longops.engine.registry import Registry
 from longops.engine.store import Store, StoreBusy
@@ -68,6 +69,8 @@ class EngineConfig:
     recheck_waits: float = 5.0
     """How often parked waits look in the database themselves: a notification is
     lost when its process dies between a commit and the notification."""
+    quotas: Quotas = field(default_factory=Quotas)
+    """Per-tenant limits on creates (`longops.engine.quotas`); none by default."""
 
 
 class Engine:
@@ -281,6 +284,7 @@ class Engine:
         parent: str | None = None,
         metadata: dict[str, Any] | None = None,
         webhook: dict[str, Any] | None = None,
+        quota: bool = True,
     ) -> OperationRecord:
         """Validate and store a new operation; a repeated `request_id` returns the first one.
 
@@ -288,7 +292,9 @@ class Engine:
         (`{"uris": [...], "userMetadata": {...}}`): its URIs, or else the tenant's
         webhooks, are told when the operation ends (`longops.engine.webhooks`).
 
-        Raises `UnknownKind` or `InvalidRequest` before anything is stored, and
+        Raises `UnknownKind`, `InvalidRequest` or `QuotaExceeded` (the tenant is at a
+        quota of `EngineConfig.quotas`; `quota=False` where `check_quota` admitted the
+        create earlier, an upload at its start) before anything is stored, and
         `RequestIdReused` when the first operation of `request_id` was a different
         request (another kind, parent or body): a retry sends the same one.
         """
@@ -296,6 +302,8 @@ class Engine:
         if kind is None:
             raise UnknownKind(kind_name)
         validated = kind.validate(request)
+        if quota:
+            await self.check_quota(tenant, request_id)
         id = kind.new_id()
         name = f"{parent}/operations/{id}" if parent else f"operations/{id}"
         new = NewOperation(
@@ -328,6 +336,13 @@ class Engine:
             self.hub.notify_work()
             self.notify_changed(record.id, record)
         return record
+
+    async def check_quota(self, tenant: str, request_id: str | None = None) -> None:
+        """Raise `QuotaExceeded` when `tenant` may not create an operation now (a
+        repeated `request_id` may: it creates nothing). Reads nothing without quotas."""
+        if self.config.quotas.any:
+            quota = self.config.quotas.of(tenant)
+            await check_quota(self.store, quota, tenant, request_id, time.time())
 
     async def get(self, id: str, tenant: str) -> OperationRecord | None:
         record = await self.store.get(id)

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from longops.engine.failures import RequestRejected
+from longops.engine.quotas import QuotaExceeded
 from longops.engine.store import StoreBusy, StoreUnavailable
 from longops.rpc import Code
 
@@ -21,6 +22,8 @@ log = logging.getLogger("longops.server")
 
 BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
 ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
+RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 
 
 class ErrorReply(Exception):
@@ -100,6 +103,19 @@ async def handle_request_rejected(request: Request, exc: Exception) -> Response:
     return error_response(ErrorReply(code.http_status, exc.message, status=code, details=details))
 
 
+async def handle_quota_exceeded(request: Request, exc: Exception) -> Response:
+    """A tenant over a quota: 429 RESOURCE_EXHAUSTED as Google answers it, saying which
+    quota (QuotaFailure) and when to retry (RetryInfo, and Retry-After for HTTP clients)."""
+    assert isinstance(exc, QuotaExceeded)
+    violation = {"subject": exc.subject, "description": exc.description}
+    details: list[dict[str, Any]] = [
+        {"@type": QUOTA_FAILURE, "violations": [violation]},
+        {"@type": RETRY_INFO, "retryDelay": f"{exc.retry_after}s"},
+    ]
+    headers = {"retry-after": str(exc.retry_after)}
+    return error_response(ErrorReply(429, exc.description, details=details, headers=headers))
+
+
 async def handle_store_busy(request: Request, exc: Exception) -> Response:
     log.warning("store busy: %s", exc)
     state = "unavailable" if isinstance(exc, StoreUnavailable) else "busy"
@@ -159,6 +175,7 @@ class AnswerFailures:
 EXCEPTION_HANDLERS = {
     ErrorReply: handle_error_reply,
     RequestRejected: handle_request_rejected,
+    QuotaExceeded: handle_quota_exceeded,
     HTTPException: handle_http_exception,
     StoreBusy: handle_store_busy,
     ClientDisconnect: handle_client_disconnect,

@@ -395,8 +395,7 @@ class SqlStore:
             times: list[float] = []
             if creates_limit > 0:
                 found = await s.fetch(
-                    "SELECT create_time FROM operations WHERE tenant = ?"
-                    " ORDER BY seq DESC LIMIT ?",
+                    "SELECT create_time FROM operations WHERE tenant = ? ORDER BY seq DESC LIMIT ?",
                     tenant,
                     creates_limit,
                 )

@@ -55,6 +55,8 @@ def _error_responses() -> dict[str, Schema]:
         " or ABORTED (an upload being finalized).",
         413: "The body is over the server's limit.",
         416: "OUT_OF_RANGE: a Range outside the file.",
+        429: "RESOURCE_EXHAUSTED: the tenant is at a quota (details: QuotaFailure, RetryInfo);"
+        " retry after Retry-After seconds.",
         503: "UNAVAILABLE: the database is busy or gone; retry (Retry-After).",
     }
     return {

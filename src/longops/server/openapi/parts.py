@@ -152,8 +152,8 @@ def op(
     security: list[dict[str, list[str]]] | None = None,
     more: dict[str, Schema] | None = None,
 ) -> Schema:
-    if REQUEST_ID in (parameters or []):  # reused for another request: ALREADY_EXISTS
-        errors = (*errors, 409)
+    if REQUEST_ID in (parameters or []):  # a create: ALREADY_EXISTS, and tenant quotas
+        errors = (*errors, 409, 429)
     operation: Schema = {
         "operationId": operation_id,
         "summary": summary,

@@ -248,7 +248,13 @@ _UPLOAD_STATUS = {
 
 
 def _upload(
-    operation_id: str, summary: str, params: list[Schema], start: str, final: str
+    operation_id: str,
+    summary: str,
+    params: list[Schema],
+    start: str,
+    final: str,
+    *,
+    quota: bool = False,
 ) -> Schema:
     """Google's resumable protocol on one URL: a start (`x-goog-upload-command: start`,
     with the API key and a JSON body) answers `x-goog-upload-url`, the same path with an
@@ -272,7 +278,7 @@ def _upload(
         str(code): {
             "$ref": f"#/components/responses/Error{code}",
         }
-        for code in (*WITH_BODY, 409)
+        for code in (*WITH_BODY, 409, *((429,) if quota else ()))
     }
     return {
         "operationId": operation_id,
@@ -331,6 +337,7 @@ def upload_paths() -> dict[str, Schema]:
                 [store],
                 UPLOAD_START,
                 "Operation",
+                quota=True,  # its start is refused when the tenant is at a quota
             )
         },
     }

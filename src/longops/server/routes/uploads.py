@@ -123,6 +123,7 @@ class UploadRoutes(Routes):
         search_store = await index.get_search_store(request.path_params["store"])
         if search_store is None:
             raise ErrorReply(404, f"fileSearchStores/{request.path_params['store']} not found.")
+        await self.engine.check_quota(tenant)  # at the start, before any bytes are sent
         return await self._open_session(
             request,
             {
@@ -357,4 +358,5 @@ class UploadRoutes(Routes):
             tenant=state["tenant"],
             parent=f"fileSearchStores/{state['store']}/upload",
             webhook=state.get("webhook"),
+            quota=False,  # admitted at the start: the bytes are here now
         )
