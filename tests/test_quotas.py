@@ -104,6 +104,40 @@ def test_unfinished_quota_refuses_team_a_and_not_team_b(
     assert start(server, A).status_code == 429
 
 
+def test_every_create_route_is_refused_at_the_quota(
+    make_server: Callable[..., ThreadServer], tmp_path: Path
+) -> None:
+    """predictLongRunning, and the start of an upload into a file search store (refused
+    before any bytes are sent; its finalize is not refused again)."""
+    server = quota_server(make_server, tmp_path, unfinished=1)
+    store = httpx.post(f"{server.url}/v1beta/fileSearchStores", headers=A, json={}).json()
+
+    def upload_start() -> httpx.Response:
+        return httpx.post(
+            f"{server.url}/upload/v1beta/{store['name']}:uploadToFileSearchStore",
+            headers={**A, "x-goog-upload-protocol": "resumable", "x-goog-upload-command": "start"},
+            json={"displayName": "notes.txt", "mimeType": "text/plain"},
+        )
+
+    started = upload_start()
+    assert started.status_code == 200
+    assert start(server, A).status_code == 200  # now at the quota
+    assert_quota_refusal(upload_start(), "unfinished")
+    predict = httpx.post(
+        f"{server.url}/v1beta/models/veo-test:predictLongRunning",
+        headers=A,
+        json={"instances": [{"prompt": "a cat"}]},
+    )
+    assert_quota_refusal(predict, "unfinished")
+    finalized = httpx.post(
+        started.headers["x-goog-upload-url"],
+        headers={"x-goog-upload-command": "upload, finalize", "x-goog-upload-offset": "0"},
+        content=b"field notes",
+    )
+    assert finalized.status_code == 200, finalized.text
+    assert finalized.json()["name"].startswith(store["name"])
+
+
 def test_creates_per_minute_quota(make_server: Callable[..., ThreadServer], tmp_path: Path) -> None:
     server = quota_server(make_server, tmp_path, creates_per_minute=2)
     assert start(server, A).status_code == 200

@@ -125,6 +125,13 @@ _MIGRATIONS: list[str] = [
     """
     ALTER TABLE operations ADD COLUMN webhook BLOB;
     """,
+    # Tenant quotas count a tenant's unfinished operations (longops.engine.quotas):
+    # through (tenant, seq) that walked all of its rows; PostgreSQL has had this since
+    # version 5 (operations_tenant_unfinished).
+    """
+    CREATE INDEX IF NOT EXISTS operations_tenant_unfinished ON operations (tenant, seq)
+        WHERE state IN ('PENDING', 'RUNNING');
+    """,
 ]
 
 
