@@ -6,12 +6,14 @@ stops `longops serve` with one line."""
 
 from __future__ import annotations
 
+import http.server
+import json
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -202,6 +204,57 @@ def test_sdk_does_not_wait_longer_than_max_retry_after(
         client.operations.start("longops.sleep", SLEEP)
     assert info.value.code == 429
     client.close()
+
+
+class RetryInfoOnly(http.server.BaseHTTPRequestHandler):
+    """Answers a 429 whose only delay is a RetryInfo in the body (as Google's APIs often
+    do, with no Retry-After), then the operation."""
+
+    answered: ClassVar[list[int]] = []
+
+    def do_GET(self) -> None:
+        refuse = not self.answered
+        status = 429 if refuse else 200
+        self.answered.append(status)
+        details = [{"@type": RETRY_INFO, "retryDelay": "0.2s"}]
+        body = (
+            {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "details": details}}
+            if refuse
+            else {"name": "operations/x", "done": False}
+        )
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_sdk_waits_as_a_retry_info_without_retry_after_says(mode: str) -> None:
+    RetryInfoOnly.answered = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RetryInfoOnly)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    # A backoff this long would outlast the test: only the RetryInfo makes the retry come.
+    retry = RetryOptions(initial_delay=3600, max_delay=3600)
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    client = Client(http_options=HttpOptions(base_url=url, retry=retry))
+    try:
+        if mode == "sync":
+            operation = client.operations.get("operations/x")
+        else:
+            operation = await client.aio.operations.get("operations/x")
+            await client.aio.aclose()
+        assert operation.name == "operations/x"
+        assert RetryInfoOnly.answered == [429, 200]
+    finally:
+        client.close()
+        server.shutdown()
+        thread.join()
 
 
 def test_official_sdk_sees_client_error_429_with_the_details(

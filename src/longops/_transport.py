@@ -56,6 +56,7 @@ _KEEPALIVE_SECONDS = 4.0
 
 _ALWAYS_RETRIED_STATUS = frozenset({429, 503})
 _IDEMPOTENT_RETRIED_STATUS = frozenset({500, 502, 504})
+_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 
 
 class Failure(enum.Enum):
@@ -207,6 +208,23 @@ def retry_delay(
     return random.uniform(0, min(options.max_delay, options.initial_delay * 2**attempt))
 
 
+def _retry_after(header: str | None, status: int, content: bytes) -> str | None:
+    """The seconds the server asks a retry to wait: its `Retry-After`, else the
+    `retryDelay` of a google.rpc.RetryInfo in the error's details (Google's APIs often
+    send only that). Bodies are read only for the statuses that are always retried."""
+    if header is not None or status not in _ALWAYS_RETRIED_STATUS:
+        return header
+    try:
+        error = orjson.loads(content).get("error")
+        for detail in error.get("details"):
+            delay = detail.get("retryDelay")
+            if detail.get("@type") == _RETRY_INFO and isinstance(delay, str):
+                return delay.removesuffix("s") if delay.endswith("s") else None
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        pass  # no envelope, or not Google's: the backoff decides
+    return None
+
+
 def _retry_after_seconds(retry_after: str | None) -> float | None:
     # Only the delay-seconds form; an HTTP-date falls back to the backoff.
     try:
@@ -353,7 +371,11 @@ class SyncTransport:
                 if response.status_code == 200:
                     return response
                 outcome = response.status_code
-            retry_after = None if cause is not None else response.headers.get("retry-after")
+            retry_after = None
+            if cause is None:
+                retry_after = _retry_after(
+                    response.headers.get("retry-after"), response.status_code, response.content
+                )
             delay = retry_delay(
                 self.config.retry, attempt, method, outcome, retry_after, idempotent=idempotent
             )
@@ -542,7 +564,11 @@ class AsyncTransport:
                 if response.status == 200:
                     return response, content
                 outcome = response.status
-            retry_after = None if cause is not None else response.headers.get("retry-after")
+            retry_after = None
+            if cause is None:
+                retry_after = _retry_after(
+                    response.headers.get("retry-after"), response.status, content
+                )
             delay = retry_delay(
                 self.config.retry, attempt, plan.method, outcome, retry_after, idempotent=idempotent
             )
