@@ -109,8 +109,9 @@ def test_unfinished_quota_refuses_team_a_and_not_team_b(
 def test_every_create_route_is_refused_at_the_quota(
     make_server: Callable[..., ThreadServer], tmp_path: Path
 ) -> None:
-    """predictLongRunning, and the start of an upload into a file search store (refused
-    before any bytes are sent; its finalize is not refused again)."""
+    """predictLongRunning, importFile, and the start of an upload into a file search
+    store (refused before any bytes are sent; its finalize is not refused again); a
+    plain file upload, which starts no operation, is not refused."""
     server = quota_server(make_server, tmp_path, unfinished=1)
     store = httpx.post(f"{server.url}/v1beta/fileSearchStores", headers=A, json={}).json()
 
@@ -131,6 +132,22 @@ def test_every_create_route_is_refused_at_the_quota(
         json={"instances": [{"prompt": "a cat"}]},
     )
     assert_quota_refusal(predict, "unfinished")
+    file = httpx.post(
+        httpx.post(
+            f"{server.url}/upload/v1beta/files",
+            headers={**A, "x-goog-upload-protocol": "resumable", "x-goog-upload-command": "start"},
+            json={"file": {"mimeType": "text/plain"}},
+        ).headers["x-goog-upload-url"],
+        headers={"x-goog-upload-command": "upload, finalize", "x-goog-upload-offset": "0"},
+        content=b"more notes",
+    )
+    assert file.status_code == 200, file.text  # files are no operations: not refused
+    imported = httpx.post(
+        f"{server.url}/v1beta/{store['name']}:importFile",
+        headers=A,
+        json={"fileName": file.json()["file"]["name"]},
+    )
+    assert_quota_refusal(imported, "unfinished")
     finalized = httpx.post(
         started.headers["x-goog-upload-url"],
         headers={"x-goog-upload-command": "upload, finalize", "x-goog-upload-offset": "0"},
