@@ -36,15 +36,17 @@ class Quota:
 class Quotas:
     default: Quota = Quota()
     tenants: Mapping[str, Quota] = field(default_factory=dict)
+    any: bool = field(init=False)
+    """Some tenant has a limit: without one, creates read nothing for quotas."""
+
+    def __post_init__(self) -> None:
+        limited = (
+            q.unfinished or q.creates_per_minute for q in (self.default, *self.tenants.values())
+        )
+        object.__setattr__(self, "any", any(limited))  # once, not per create
 
     def of(self, tenant: str) -> Quota:
         return self.tenants.get(tenant, self.default)
-
-    @property
-    def any(self) -> bool:
-        return any(
-            q.unfinished or q.creates_per_minute for q in (self.default, *self.tenants.values())
-        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Quotas:
