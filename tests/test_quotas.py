@@ -26,6 +26,7 @@ from longops.engine.quotas import Quota, Quotas
 from longops.errors import ClientError
 from longops.server import ServerConfig
 from longops.types import HttpOptions, RetryOptions
+from tests.support.postgres import database
 from tests.support.servers import ThreadServer, subprocess_env
 from tests.test_videos import settings as video_settings
 
@@ -155,6 +156,27 @@ def test_every_create_route_is_refused_at_the_quota(
     )
     assert finalized.status_code == 200, finalized.text
     assert finalized.json()["name"].startswith(store["name"])
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_api_servers_on_one_database_share_the_quotas(
+    make_server: Callable[..., ThreadServer], tmp_path: Path, backend: str
+) -> None:
+    """The counts come from the database: what one server created fills the quota that
+    another server enforces."""
+    with database(backend, tmp_path) as url:
+        servers = [
+            make_server(config=ServerConfig(api_keys=KEYS), workers=0, database_url=url)
+            for _ in range(2)
+        ]
+        for server in servers:
+            server.engine.config.quotas = Quotas(tenants={"team-a": Quota(unfinished=2)})
+        assert start(servers[0], A).status_code == 200
+        assert start(servers[1], A).status_code == 200
+        assert_quota_refusal(start(servers[0], A), "unfinished")
+        assert_quota_refusal(start(servers[1], A), "unfinished")
+        for server in servers:
+            server.stop()
 
 
 def test_creates_per_minute_quota(make_server: Callable[..., ThreadServer], tmp_path: Path) -> None:
