@@ -86,7 +86,19 @@ def bodies(keys: list[str]) -> st.SearchStrategy[Any]:
 
 
 FIELDS = {
-    "start": ["seconds", "steps", "failWith", "code", "message", "result", "webhookConfig", "uris"],
+    "start": [
+        "seconds",
+        "steps",
+        "failWith",
+        "code",
+        "message",
+        "result",
+        "webhookConfig",
+        "uris",
+        "priority",
+        "scheduleTime",
+        "scheduleDelay",
+    ],
     "video": [
         "instances",
         "prompt",

@@ -118,7 +118,15 @@ def test_each_kind_loaded_is_described_by_its_request_model(
     schemas = with_tests["components"]["schemas"]
     start_body = schemas[body["schema"]["$ref"].rsplit("/", 1)[1]]
     assert start_body["required"] == ["journal"]
-    assert set(start_body["properties"]) == {"journal", "seconds", "steps", "webhookConfig"}
+    assert set(start_body["properties"]) == {
+        "journal",
+        "seconds",
+        "steps",
+        "webhookConfig",
+        "priority",
+        "scheduleTime",
+        "scheduleDelay",
+    }
     # The model itself, as `GET kinds/test.record` shows it.
     assert set(schemas["kind.test.record.Request"]["properties"]) == {"journal", "seconds", "steps"}
     # A built-in kind's nested models are components of its own, referenced from it.
@@ -195,4 +203,10 @@ def test_a_kind_loaded_later_appears_and_one_pydantic_cannot_describe_is_any_obj
     validate(doc)
     body = doc["paths"][start]["post"]["requestBody"]["content"]["application/json"]
     schema = doc["components"]["schemas"][body["schema"]["$ref"].rsplit("/", 1)[1]]
-    assert schema["type"] == "object" and set(schema["properties"]) == {"webhookConfig"}
+    assert schema["type"] == "object"
+    assert set(schema["properties"]) == {
+        "webhookConfig",
+        "priority",
+        "scheduleTime",
+        "scheduleDelay",
+    }

@@ -14,8 +14,18 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
+
+from longops._flow import schedule_delay_text, schedule_time_text
 
 __all__ = [
     "Chunk",
@@ -94,6 +104,25 @@ class _Config(_Model):
     so that a misspelt option is an error instead of silently doing nothing."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class _FlowConfig(_Config):
+    """The flow-control options of a config that starts an operation (README: "Flow
+    control"): `priority` (0 to 1000, higher first, 500 by default), and a delayed
+    start by `schedule_time` (a timezone-aware datetime or RFC 3339 text) or
+    `schedule_delay` (seconds or a timedelta)."""
+
+    priority: int | None = None
+    schedule_time: datetime | str | None = None
+    schedule_delay: float | timedelta | str | None = None
+
+    @field_serializer("schedule_time")
+    def _time_text(self, value: datetime | str | None) -> str | None:
+        return None if value is None else schedule_time_text(value)
+
+    @field_serializer("schedule_delay")
+    def _delay_text(self, value: float | timedelta | str | None) -> str | None:
+        return None if value is None else schedule_delay_text(value)
 
 
 class RetryOptions(_Model):
@@ -398,7 +427,7 @@ class WebhookConfig(_Model):
     user_metadata: dict[str, Any] | None = None
 
 
-class GenerateVideosConfig(_Config):
+class GenerateVideosConfig(_FlowConfig):
     """Options of a video generation; names as in google-genai's GenerateVideosConfig.
 
     The fields after `enhance_prompt` are sent as Vertex names them and kept by the server.
@@ -583,13 +612,13 @@ class ImportFileSource(_Model):
     uri: str | None = None
 
 
-class ImportFileConfig(_Config):
+class ImportFileConfig(_FlowConfig):
     custom_metadata: list[CustomMetadata] | None = None
     chunking_config: ChunkingConfig | None = None
     webhook_config: WebhookConfig | None = None
 
 
-class UploadToFileSearchStoreConfig(_Config):
+class UploadToFileSearchStoreConfig(_FlowConfig):
     display_name: str | None = None
     mime_type: str | None = None
     custom_metadata: list[CustomMetadata] | None = None

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from longops.cli.exits import FAILED
+from longops.cli.exits import FAILED, USAGE
 from longops.engine import Engine, Registry, Worker, tracing
 from longops.engine.blobs import open_blobs
 from longops.engine.engine import EngineConfig
@@ -47,6 +47,15 @@ Load = Annotated[
         envvar="LONGOPS_LOAD",
         help="Dotted name of a Python module whose kinds to register (repeatable); its folder"
         " must be on PYTHONPATH.",
+    ),
+]
+Kinds = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--kinds",
+        envvar="LONGOPS_KINDS",
+        help="Serve only these kinds (comma-separated or repeated; e.g. generate_videos on a"
+        " GPU machine); every registered kind by default.",
     ),
 ]
 Lease = Annotated[
@@ -158,6 +167,25 @@ def _engine(
         raise typer.Exit(FAILED) from None
 
 
+def _served_kinds(registry: Registry, kinds: list[str] | None) -> list[str] | None:
+    """The kinds `--kinds` names, each registered (built in or `--load`ed); None for all.
+    A name no module registered is a usage mistake: a worker that silently served
+    nothing would look healthy while its queue grew."""
+    if not kinds:
+        return None
+    names = list(dict.fromkeys(n.strip() for entry in kinds for n in entry.split(",")))
+    names = [n for n in names if n]
+    unknown = [n for n in names if registry.get(n) is None]
+    if unknown or not names:
+        typer.echo(
+            f"Error: --kinds: {', '.join(map(repr, unknown)) or 'no kind'} is not registered;"
+            f" registered kinds: {', '.join(registry.names())}",
+            err=True,
+        )
+        raise typer.Exit(USAGE)
+    return names
+
+
 def _load(registry: Registry, name: str) -> None:
     """Register the kinds of module `name`; every way that fails is one line: a file path
     where a module name belongs, a module not on the path, one whose import raises."""
@@ -266,6 +294,7 @@ def serve(
     port: Annotated[int, typer.Option(envvar="LONGOPS_PORT", callback=_port)] = 8000,
     database: Database = DEFAULT_DATABASE,
     workers: Workers = 8,
+    kinds: Kinds = None,
     no_workers: Annotated[
         bool, typer.Option("--no-workers", help="API only; run `longops worker` elsewhere.")
     ] = False,
@@ -335,6 +364,7 @@ def serve(
         public_url or default_public_url(host, port),
         follow_work=concurrency > 0,
     )
+    served = _served_kinds(engine.registry, kinds)
     _upgrade(database)
     application = create_app(
         engine,
@@ -345,13 +375,17 @@ def serve(
         ),
         workers=1 if concurrency else 0,
         worker_config=WorkerConfig(
-            concurrency=max(concurrency, 1), lease_seconds=lease, shutdown_grace=shutdown_grace
+            concurrency=max(concurrency, 1),
+            lease_seconds=lease,
+            shutdown_grace=shutdown_grace,
+            kinds=served,
         ),
     )
     listening = _listen(host, port)
+    shown = ", ".join(served or engine.registry.names())
     typer.echo(
         f"longops serving on http://{host}:{port} ({database}, "
-        f"{concurrency or 'no'} worker slots, kinds: {', '.join(engine.registry.names())})",
+        f"{concurrency or 'no'} worker slots, kinds: {shown})",
         err=True,
     )
     limits = Limits(
@@ -374,6 +408,7 @@ def serve(
 def worker(
     database: Database = DEFAULT_DATABASE,
     workers: Workers = 8,
+    kinds: Kinds = None,
     load: Load = None,
     lease: Lease = 30.0,
     retention_days: Retention = 7.0,
@@ -411,7 +446,10 @@ def worker(
         follow_done=False,  # nobody waits here
     )
     config = WorkerConfig(
-        concurrency=max(workers, 1), lease_seconds=lease, shutdown_grace=shutdown_grace
+        concurrency=max(workers, 1),
+        lease_seconds=lease,
+        shutdown_grace=shutdown_grace,
+        kinds=_served_kinds(engine.registry, kinds),
     )
 
     listening = None if metrics_port is None else _listen(metrics_host, metrics_port)

@@ -15,7 +15,13 @@ from longops.engine.blobs import Blobs, LocalBlobs
 from longops.engine.failures import InvalidRequest, RequestRejected
 from longops.engine.hub import Hub
 from longops.engine.quotas import Quotas, check_quota
-from longops.engine.records import FileRecord, NewOperation, OperationRecord, State
+from longops.engine.records import (
+    DEFAULT_PRIORITY,
+    FileRecord,
+    NewOperation,
+    OperationRecord,
+    State,
+)
 from longops.engine.registry import Registry
 from longops.engine.store import Store, StoreBusy
 from longops.engine.uploads import UploadSessions
@@ -99,6 +105,9 @@ class Engine:
         self._finished: dict[str, Mapping[str, OperationRecord] | None] = {}
         self._unfinished: dict[str, OperationRecord] = {}
         self._done_listeners: set[Callable[[], None]] = set()
+        # The earliest delayed start created here that is still ahead, and the timer
+        # that wakes this process's workers then (later ones are found by their poll).
+        self._scheduled_wake: tuple[float, asyncio.TimerHandle] | None = None
         # Watch streams: operations to read and tell of (one read however many watch),
         # whether to look for every change since `_watch_cursor`, and who does it.
         self._changed: set[str] = set()
@@ -124,6 +133,9 @@ class Engine:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background = []
+        if self._scheduled_wake is not None:
+            self._scheduled_wake[1].cancel()
+            self._scheduled_wake = None
         await self.store.close()
 
     async def __aenter__(self) -> Engine:
@@ -284,9 +296,15 @@ class Engine:
         parent: str | None = None,
         metadata: dict[str, Any] | None = None,
         webhook: dict[str, Any] | None = None,
+        priority: int = DEFAULT_PRIORITY,
+        not_before: float = 0.0,
         quota: bool = True,
     ) -> OperationRecord:
         """Validate and store a new operation; a repeated `request_id` returns the first one.
+
+        `priority` orders claims (higher first, equal ones in order of creation);
+        `not_before` delays its start: it stays PENDING, unclaimed, until then. Both are
+        checked by the caller (`server/flow.py`).
 
         `webhook` is a per-request webhook config, already validated by the caller
         (`{"uris": [...], "userMetadata": {...}}`): its URIs, or else the tenant's
@@ -316,6 +334,8 @@ class Engine:
             max_attempts=kind.max_attempts,
             metadata=metadata or {},
             webhook=webhook,
+            priority=priority,
+            not_before=not_before,
         )
         if self.tracing is None:
             record, created = await self.store.create(new, time.time())
@@ -333,9 +353,24 @@ class Engine:
             if self.config.follow_done and record.id not in self._finished:
                 self._unfinished[record.id] = record
                 _trim(self._unfinished)
-            self.hub.notify_work()
+            if not_before > time.time():
+                self._wake_at(not_before)
+            else:
+                self.hub.notify_work()
             self.notify_changed(record.id, record)
         return record
+
+    def _wake_at(self, when: float) -> None:
+        """Wake this process's workers when a delayed start becomes claimable, if it is
+        the earliest one ahead: a worker otherwise finds it at its next poll (1 s)."""
+        if self._scheduled_wake is not None:
+            earliest, handle = self._scheduled_wake
+            if earliest > time.time() and earliest <= when:
+                return
+            handle.cancel()
+        loop = asyncio.get_running_loop()
+        handle = loop.call_later(max(0.0, when - time.time()), self.hub.notify_work)
+        self._scheduled_wake = (when, handle)
 
     async def check_quota(self, tenant: str, request_id: str | None = None) -> None:
         """Raise `QuotaExceeded` when `tenant` may not create an operation now (a

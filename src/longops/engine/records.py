@@ -21,6 +21,9 @@ class State(enum.StrEnum):
 
 _DONE = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED})
 
+MIN_PRIORITY, DEFAULT_PRIORITY, MAX_PRIORITY = 0, 500, 1000
+"""An operation's priority: higher is claimed first; the default is the middle."""
+
 
 @dataclass(slots=True)
 class NewOperation:
@@ -36,6 +39,10 @@ class NewOperation:
     metadata: dict[str, Any] = field(default_factory=dict)
     webhook: dict[str, Any] | None = None
     """A per-request webhook (`{"uris": [...], "userMetadata": {...}}`), told when it ends."""
+    priority: int = DEFAULT_PRIORITY
+    """Higher is claimed first; equal priorities in the order they were created."""
+    not_before: float = 0.0
+    """Not claimed before this time (a delayed start); 0 is at once."""
 
     def stored(self, seq: int, now: float) -> OperationRecord:
         """The row a create writes: stores return this rather than read back (and
@@ -59,6 +66,8 @@ class NewOperation:
             update_time=now,
             start_time=None,
             end_time=None,
+            priority=self.priority,
+            not_before=self.not_before,
         )
 
 
@@ -89,6 +98,9 @@ class OperationRecord:
     update_time: float
     start_time: float | None
     end_time: float | None
+    priority: int = DEFAULT_PRIORITY
+    not_before: float = 0.0
+    """The earliest time it may be claimed: a delayed start's, or a retry's backoff."""
 
     @property
     def done(self) -> bool:

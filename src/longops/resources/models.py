@@ -26,7 +26,7 @@ _PARAMETER_NAMES = {
 }
 # GenerateVideosConfig fields that are not parameters: where they go instead.
 _INSTANCE_FIELDS = {"last_frame", "reference_images", "mask"}
-_BODY_FIELDS = {"labels", "webhook_config"}
+_BODY_FIELDS = {"labels", "webhook_config", "priority", "schedule_time", "schedule_delay"}
 
 # What `generate_videos` accepts for an image or a video: longops's, google-genai's or a dict.
 ImageLike = Image | dict[str, Any] | object
@@ -129,6 +129,13 @@ def _video_request(
         body["labels"] = config.labels
     if config.webhook_config is not None:
         body["webhookConfig"] = config.webhook_config.model_dump(by_alias=True, exclude_none=True)
+    body.update(
+        config.model_dump(
+            by_alias=True,
+            exclude_none=True,
+            include={"priority", "schedule_time", "schedule_delay"},
+        )
+    )
     return path, body
 
 

@@ -7,6 +7,7 @@ import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
+from datetime import datetime, timedelta
 from typing import Any, overload
 
 import aiohttp
@@ -14,6 +15,7 @@ import httpx
 import orjson
 from pydantic import BaseModel
 
+from longops._flow import flow_fields
 from longops._pagers import AsyncPager, Page, Pager
 from longops._transport import TransportConfig
 from longops.errors import RequestTimeoutError, TransportError
@@ -159,18 +161,27 @@ class Operations(SyncResource):
         *,
         request_id: str | None = None,
         webhook_config: WebhookConfig | dict[str, Any] | object | None = None,
+        priority: int | None = None,
+        schedule_time: datetime | str | None = None,
+        schedule_delay: float | timedelta | str | None = None,
     ) -> Operation:
         """Start an operation of `kind`.
 
         The request id (a fresh UUID unless given) makes the create idempotent, so the
         transport may retry it without starting the operation twice. `webhook_config`
         (`uris`, `user_metadata`) says where its end is announced (README: "Webhooks").
+        `priority` (0 to 1000, 500 by default) orders the claims of waiting operations;
+        `schedule_time` (a timezone-aware datetime or RFC 3339 text) or `schedule_delay`
+        (seconds or a timedelta) delays its start (README: "Flow control").
         """
         data = self._transport.request(
             "POST",
             f"kinds/{resource_name(kind)}:start",
             params={"requestId": request_id or str(uuid.uuid4())},
-            body=_start_body(request, webhook_config),
+            body={
+                **_start_body(request, webhook_config),
+                **flow_fields(priority, schedule_time, schedule_delay),
+            },
             idempotent=True,
         )
         return self._context.parse_operation(data)
@@ -290,18 +301,27 @@ class AsyncOperations(AsyncResource):
         *,
         request_id: str | None = None,
         webhook_config: WebhookConfig | dict[str, Any] | object | None = None,
+        priority: int | None = None,
+        schedule_time: datetime | str | None = None,
+        schedule_delay: float | timedelta | str | None = None,
     ) -> Operation:
         """Start an operation of `kind`.
 
         The request id (a fresh UUID unless given) makes the create idempotent, so the
         transport may retry it without starting the operation twice. `webhook_config`
         (`uris`, `user_metadata`) says where its end is announced (README: "Webhooks").
+        `priority` (0 to 1000, 500 by default) orders the claims of waiting operations;
+        `schedule_time` (a timezone-aware datetime or RFC 3339 text) or `schedule_delay`
+        (seconds or a timedelta) delays its start (README: "Flow control").
         """
         data = await self._transport.request(
             "POST",
             f"kinds/{resource_name(kind)}:start",
             params={"requestId": request_id or str(uuid.uuid4())},
-            body=_start_body(request, webhook_config),
+            body={
+                **_start_body(request, webhook_config),
+                **flow_fields(priority, schedule_time, schedule_delay),
+            },
             idempotent=True,
         )
         return self._context.parse_operation(data)

@@ -40,7 +40,11 @@ def render_operation(record: OperationRecord, kind: Kind[Any] | None) -> dict[st
         "createTime": timestamp(record.create_time),
         "updateTime": timestamp(record.update_time),
         "attempt": record.attempt,
+        "priority": record.priority,
     }
+    if record.state is State.PENDING and record.not_before > 0:
+        # Not claimed before then: a delayed start's time, or a retry's backoff.
+        metadata["scheduleTime"] = timestamp(record.not_before)
     if record.start_time is not None:
         metadata["startTime"] = timestamp(record.start_time)
     if record.end_time is not None:
@@ -71,6 +75,8 @@ def _shown(record: OperationRecord) -> tuple[Any, ...]:
         record.name,
         record.kind,
         record.create_time,
+        record.priority,
+        record.not_before,
     )
 
 

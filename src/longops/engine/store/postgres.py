@@ -167,6 +167,14 @@ _MIGRATIONS: list[str] = [
     """
     ALTER TABLE operations ADD COLUMN webhook JSONB;
     """,
+    # Priorities (higher is claimed first, equal ones in order): claims walk the
+    # pending rows in that order, whatever kinds are served.
+    """
+    ALTER TABLE operations ADD COLUMN priority INTEGER NOT NULL DEFAULT 500;
+    DROP INDEX operations_claimable;
+    CREATE INDEX operations_claimable ON operations (priority DESC, seq)
+        WHERE state = 'PENDING';
+    """,
 ]
 
 # Errors after which the same statement may well succeed on a new connection.

@@ -9,7 +9,8 @@ from longops.engine.records import FileRecord, OperationRecord, State
 
 OPERATION_COLUMNS = (
     "seq, id, name, kind, tenant, request_id, request, state, metadata, response, error,"
-    " attempt, max_attempts, cancel_requested, create_time, update_time, start_time, end_time"
+    " attempt, max_attempts, cancel_requested, create_time, update_time, start_time, end_time,"
+    " priority, not_before"
 )
 OPERATION_COLUMN_NAMES = tuple(name.strip() for name in OPERATION_COLUMNS.split(","))
 FILE_COLUMNS = (
@@ -47,6 +48,8 @@ def operation(row: Sequence[Any], load: Callable[[Any], Any]) -> OperationRecord
         update_time=float(row[15]),
         start_time=None if row[16] is None else float(row[16]),
         end_time=None if row[17] is None else float(row[17]),
+        priority=row[18],
+        not_before=float(row[19]),
     )
 
 

@@ -81,12 +81,14 @@ class SqlStore:
             row = await s.announced(
                 Notice.WORK,
                 "INSERT INTO operations (id, name, kind, tenant, request_id, request, state,"
-                " metadata, max_attempts, create_time, update_time, webhook)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'PENDING', ?, ?, ?, ?, ?::jsonb)"
+                " metadata, max_attempts, create_time, update_time, webhook, priority,"
+                " not_before)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'PENDING', ?, ?, ?, ?, ?::jsonb, ?, ?)"
                 " ON CONFLICT DO NOTHING",
                 "seq",
                 new.id, new.name, new.kind, new.tenant, new.request_id, json(new.request),
                 json(new.metadata), new.max_attempts, now, now, json(new.webhook),
+                new.priority, new.not_before,
             )  # fmt: skip
             if row is not None:
                 return s.remember(new.stored(row[0], now)), True
@@ -210,7 +212,7 @@ class SqlStore:
         sql = (
             f"WITH picked AS {dialect.materialized} (SELECT seq FROM operations"
             f" WHERE state = 'PENDING' AND {served} AND not_before <= ?"
-            f" ORDER BY seq LIMIT ?{dialect.skip_locked})"
+            f" ORDER BY priority DESC, seq LIMIT ?{dialect.skip_locked})"
             " UPDATE operations SET state = 'RUNNING', attempt = attempt + 1,"
             " lease_owner = ?, lease_expires = ?, start_time = coalesce(start_time, ?),"
             " update_time = ?"
@@ -222,7 +224,8 @@ class SqlStore:
         async def body(s: Session) -> list[OperationRecord]:
             return [s.remember(self._record(row)) for row in await s.fetch(sql, *args)]
 
-        return sorted(await self.database.write(body, durable=False), key=lambda r: r.seq)
+        claimed = await self.database.write(body, durable=False)
+        return sorted(claimed, key=lambda r: (-r.priority, r.seq))
 
     async def heartbeat(self, owner: str, lease_seconds: float, now: float) -> list[LeaseState]:
         """Only the lease moves, which no record shows: nothing cached changes."""

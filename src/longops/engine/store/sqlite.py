@@ -132,6 +132,14 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX IF NOT EXISTS operations_tenant_unfinished ON operations (tenant, seq)
         WHERE state IN ('PENDING', 'RUNNING');
     """,
+    # Priorities (higher is claimed first, equal ones in order): the pending rows'
+    # index gives each kind's rows in the claim's order.
+    """
+    ALTER TABLE operations ADD COLUMN priority INTEGER NOT NULL DEFAULT 500;
+    DROP INDEX operations_pending;
+    CREATE INDEX operations_pending ON operations (kind, priority DESC, seq)
+        WHERE state = 'PENDING';
+    """,
 ]
 
 

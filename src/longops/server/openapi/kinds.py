@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import PydanticUserError
 
+from longops.engine.records import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY
 from longops.engine.registry import KIND_NAME, Kind, Registry
 from longops.server.openapi.parts import (
     REQUEST_ID,
@@ -21,6 +22,7 @@ from longops.server.openapi.parts import (
     ref,
     reply,
     request_body,
+    string,
 )
 
 
@@ -43,11 +45,35 @@ def kind_request_schemas(kind: Kind[Any]) -> tuple[Schema, dict[str, Schema]]:
     return schema, {f"{prefix}{name}": body for name, body in defs.items()}
 
 
+FLOW_FIELDS: dict[str, Schema] = {
+    "priority": {
+        "type": "integer",
+        "minimum": MIN_PRIORITY,
+        "maximum": MAX_PRIORITY,
+        "default": DEFAULT_PRIORITY,
+        "description": "Higher is claimed first; equal priorities in order of creation.",
+    },
+    "scheduleTime": string(
+        "Not started before this RFC 3339 time (at most 30 days ahead; a past one is now).",
+        format="date-time",
+    ),
+    "scheduleDelay": string(
+        'Not started before this delay from now, e.g. "30s" (at most 30 days); not with'
+        " scheduleTime.",
+        pattern=r"^(\d{1,10}(\.\d{0,9})?|\.\d{1,9})s?$",
+    ),
+}
+"""The flow-control fields every creating body takes (server/flow.py)."""
+
+
 def with_webhook(schema: Schema) -> Schema:
-    """A creating request's body: the kind's request and `webhookConfig`, which the route
-    takes out before the kind's model sees the rest (server/webhook_config.py)."""
+    """A creating request's body: the kind's request, `webhookConfig` and the flow-control
+    fields, which the route takes out before the kind's model sees the rest
+    (server/webhook_config.py, server/flow.py)."""
     body = copy.deepcopy(schema)
-    body.setdefault("properties", {})["webhookConfig"] = ref("WebhookConfig")
+    properties = body.setdefault("properties", {})
+    properties["webhookConfig"] = ref("WebhookConfig")
+    properties.update(copy.deepcopy(FLOW_FIELDS))
     return body
 
 

@@ -51,6 +51,8 @@ def google_schemas() -> dict[str, Schema]:
             },
             "progressPercent": {"type": "number"},
             "attempt": {"type": "integer"},
+            "priority": {"type": "integer"},
+            "scheduleTime": TIME,
             "createTime": TIME,
             "updateTime": TIME,
             "startTime": TIME,

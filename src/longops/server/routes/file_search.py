@@ -20,6 +20,7 @@ from longops.rpc import Code
 from longops.server.auth import Authenticator
 from longops.server.config import ServerConfig
 from longops.server.errors import ErrorReply, invalid_argument, not_found
+from longops.server.flow import flow
 from longops.server.render import timestamp
 from longops.server.requests import field, parse_bool, read_json, request_id
 from longops.server.routes.base import Routes
@@ -246,6 +247,7 @@ class FileSearchRoutes(Routes):
         if "fileName" in body and not body["fileName"]:
             raise invalid_argument("fileName must not be empty.", field="fileName")
         webhook = webhook_config(body)
+        flow_control = flow(body, time.time())
         body["store"] = search_store.id
         record = await self.engine.create(
             "import_file",
@@ -254,6 +256,8 @@ class FileSearchRoutes(Routes):
             request_id=request_id(request),
             parent=f"fileSearchStores/{search_store.id}",
             webhook=webhook,
+            priority=flow_control.priority,
+            not_before=flow_control.not_before,
         )
         return self.operations.render(record)
 

@@ -12,6 +12,7 @@ polled with `:fetchPredictOperation` (served by the operation routes).
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from starlette.requests import Request
@@ -25,6 +26,7 @@ from longops.kinds.videos.generate import VideoKind
 from longops.server.auth import Authenticator
 from longops.server.config import ServerConfig
 from longops.server.errors import invalid_argument, not_found
+from longops.server.flow import flow
 from longops.server.requests import read_json, request_id
 from longops.server.routes.base import Routes
 from longops.server.routes.operations import OperationRoutes, json_response
@@ -128,6 +130,7 @@ class ModelRoutes(Routes):
         tenant = self.auth.tenant(request)
         body = await read_json(request, self.config.max_media_body_bytes)
         webhook = webhook_config(body)
+        flow_control = flow(body, time.time())
         body["api"], body["model"] = api, model
         try:
             record = await self.engine.create(
@@ -137,6 +140,8 @@ class ModelRoutes(Routes):
                 request_id=request_id(request),
                 parent=parent,
                 webhook=webhook,
+                priority=flow_control.priority,
+                not_before=flow_control.not_before,
             )
         except UnknownKind:
             raise not_found(f"models/{model} is not served: video generation is off.") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import orjson
@@ -16,6 +17,7 @@ from longops.server import names
 from longops.server.auth import Authenticator
 from longops.server.config import ServerConfig
 from longops.server.errors import invalid_argument, not_found
+from longops.server.flow import flow
 from longops.server.render import RenderCache, render_operation
 from longops.server.requests import (
     field,
@@ -181,9 +183,16 @@ class OperationRoutes(Routes):
         body = await read_json(request, self.config.max_body_bytes)
         kind = request.path_params["kind"]
         webhook = webhook_config(body)
+        flow_control = flow(body, time.time())
         try:
             record = await self.engine.create(
-                kind, body, tenant=tenant, request_id=request_id(request), webhook=webhook
+                kind,
+                body,
+                tenant=tenant,
+                request_id=request_id(request),
+                webhook=webhook,
+                priority=flow_control.priority,
+                not_before=flow_control.not_before,
             )
         except UnknownKind:
             raise not_found(f"Kind {kind} is not registered on this server.") from None

@@ -25,12 +25,13 @@ from starlette.routing import BaseRoute, Route
 from longops.engine.blobs import CHUNK_BYTES, OffsetMismatch, digest
 from longops.engine.failures import RequestRejected
 from longops.engine.ids import new_token_id
-from longops.engine.records import OperationRecord
+from longops.engine.records import DEFAULT_PRIORITY, OperationRecord
 from longops.engine.store.base import FileExists
 from longops.engine.uploads import SESSION_ID, STORE_UPLOADS
 from longops.kinds.file_search.index import SearchIndex
 from longops.rpc import Code
 from longops.server.errors import ErrorReply, error_response, invalid_argument
+from longops.server.flow import flow
 from longops.server.render import render_operation
 from longops.server.requests import field, read_json
 from longops.server.routes.base import Routes
@@ -118,6 +119,7 @@ class UploadRoutes(Routes):
             return await self._transfer_or_final_error(request)
         body, total = await self._check_start(request)
         webhook = webhook_config(body)
+        flow_control = flow(body, time.time())
         tenant = self.auth.tenant(request)
         index = SearchIndex.of(self.engine.store.database).tenant(tenant)
         search_store = await index.get_search_store(request.path_params["store"])
@@ -136,6 +138,8 @@ class UploadRoutes(Routes):
                 "customMetadata": field(body, "customMetadata") or [],
                 "chunkingConfig": field(body, "chunkingConfig") or {},
                 "webhook": webhook,
+                "priority": flow_control.priority,
+                "notBefore": flow_control.not_before,
             },
         )
 
@@ -359,4 +363,6 @@ class UploadRoutes(Routes):
             parent=f"fileSearchStores/{state['store']}/upload",
             webhook=state.get("webhook"),
             quota=False,  # admitted at the start: the bytes are here now
+            priority=state.get("priority", DEFAULT_PRIORITY),
+            not_before=state.get("notBefore", 0.0),
         )

@@ -1,0 +1,121 @@
+"""A request's flow-control fields: `priority`, and `scheduleTime` or `scheduleDelay`.
+
+Like `webhookConfig` (`server/webhook_config.py`), they are taken out of the body before
+the kind's request model sees it, by one rule for every route that starts an operation
+(`predictLongRunning`, `kinds/{kind}:start`, `importFile`, `uploadToFileSearchStore`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from longops.engine.records import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY
+from longops.server.errors import invalid_argument
+
+__all__ = ["MAX_SCHEDULE_SECONDS", "Flow", "flow"]
+
+MAX_SCHEDULE_SECONDS = 30 * 86400
+"""A delayed start is at most 30 days ahead: further is more likely a mistake (a time in
+milliseconds read as seconds) than a plan."""
+
+# RFC 3339: a date, `T` (or a space), a time with optional fractions, and Z or an offset.
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+_DURATION = re.compile(r"^(\d{1,10}(?:\.\d{0,9})?|\.\d{1,9})s?$")
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """What `Engine.create` takes: `priority=`, and `not_before=` (0 for at once)."""
+
+    priority: int = DEFAULT_PRIORITY
+    not_before: float = 0.0
+
+
+def _take(body: dict[str, Any], camel: str, snake: str) -> Any:
+    """The field under either spelling (proto-JSON accepts both), removed from `body`."""
+    if camel in body and snake in body:
+        raise invalid_argument(f"Send {camel} once, not also as {snake}.", field=snake)
+    if camel in body:
+        return body.pop(camel)
+    return body.pop(snake, None)
+
+
+def _priority(value: Any) -> int:
+    if value is None:
+        return DEFAULT_PRIORITY
+    # JSON has one number type: 7.0 is 7, but 7.5, strings and booleans are refused.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not MIN_PRIORITY <= value <= MAX_PRIORITY
+    ):
+        raise invalid_argument(
+            f"priority must be a whole number from {MIN_PRIORITY} to {MAX_PRIORITY}"
+            f" (default {DEFAULT_PRIORITY}); higher is claimed first.",
+            field="priority",
+        )
+    return value
+
+
+def _schedule_time(value: Any) -> float:
+    if isinstance(value, str) and len(value) <= 40 and _RFC3339.match(value):
+        try:
+            return datetime.fromisoformat(value.upper().replace(" ", "T")).timestamp()
+        except ValueError:  # a month 13, a 25th hour
+            pass
+    raise invalid_argument(
+        'scheduleTime must be an RFC 3339 time, e.g. "2030-01-01T09:00:00Z".',
+        field="scheduleTime",
+    )
+
+
+def _schedule_delay(value: Any) -> float:
+    seconds: float | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = float(value) if 0 <= value <= MAX_SCHEDULE_SECONDS else None
+    elif isinstance(value, float):
+        seconds = value if 0 <= value <= MAX_SCHEDULE_SECONDS else None
+    elif isinstance(value, str) and len(value) <= 21 and (match := _DURATION.match(value)):
+        seconds = float(match.group(1))
+    if seconds is None:
+        raise invalid_argument(
+            'scheduleDelay must be a duration of 0 to 30 days, e.g. "30s".',
+            field="scheduleDelay",
+        )
+    return seconds
+
+
+def flow(body: dict[str, Any], now: float) -> Flow:
+    """Take a request's `priority`, `scheduleTime` and `scheduleDelay` out of `body`
+    (each also as its snake_case spelling), checked: a priority is a whole number from
+    0 to 1000, 500 when absent; a start is delayed by a time (one in the past is now)
+    or by a delay, not both, and at most 30 days ahead."""
+    priority = _priority(body.pop("priority", None))
+    when = _take(body, "scheduleTime", "schedule_time")
+    delay = _take(body, "scheduleDelay", "schedule_delay")
+    if when is not None and delay is not None:
+        raise invalid_argument(
+            "Send scheduleTime or scheduleDelay, not both.", field="scheduleDelay"
+        )
+    not_before = 0.0
+    if when is not None:
+        not_before = _schedule_time(when)
+        if not_before - now > MAX_SCHEDULE_SECONDS:
+            raise invalid_argument(
+                "scheduleTime must be at most 30 days ahead.", field="scheduleTime"
+            )
+        if not_before <= now:
+            not_before = 0.0
+    elif delay is not None:
+        seconds = _schedule_delay(delay)
+        if seconds > MAX_SCHEDULE_SECONDS:
+            raise invalid_argument("scheduleDelay must be at most 30 days.", field="scheduleDelay")
+        not_before = now + seconds if seconds > 0 else 0.0
+    return Flow(priority=priority, not_before=not_before)
