@@ -1,8 +1,9 @@
-"""A request's flow-control fields: `priority`, and `scheduleTime` or `scheduleDelay`.
+"""What a creating body says about the operation rather than its work: `webhookConfig`
+(`server/webhook_config.py`), `priority`, and `scheduleTime` or `scheduleDelay`.
 
-Like `webhookConfig` (`server/webhook_config.py`), they are taken out of the body before
-the kind's request model sees it, by one rule for every route that starts an operation
-(`predictLongRunning`, `kinds/{kind}:start`, `importFile`, `uploadToFileSearchStore`).
+They are taken out of the body before the kind's request model sees it, in one call and
+by one rule for every route that starts an operation (`predictLongRunning`,
+`kinds/{kind}:start`, `importFile`, `uploadToFileSearchStore`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 
 from longops.engine.records import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY
 from longops.server.errors import invalid_argument
+from longops.server.requests import take
+from longops.server.webhook_config import webhook_config
 
 __all__ = ["MAX_SCHEDULE_SECONDS", "Flow", "flow"]
 
@@ -30,19 +33,12 @@ _DURATION = re.compile(r"^(\d{1,10}(?:\.\d{0,9})?|\.\d{1,9})s?$")
 
 @dataclass(frozen=True, slots=True)
 class Flow:
-    """What `Engine.create` takes: `priority=`, and `not_before=` (0 for at once)."""
+    """What `Engine.create` takes: `webhook=`, `priority=`, and `not_before=` (0 for at
+    once)."""
 
+    webhook: dict[str, Any] | None = None
     priority: int = DEFAULT_PRIORITY
     not_before: float = 0.0
-
-
-def _take(body: dict[str, Any], camel: str, snake: str) -> Any:
-    """The field under either spelling (proto-JSON accepts both), removed from `body`."""
-    if camel in body and snake in body:
-        raise invalid_argument(f"Send {camel} once, not also as {snake}.", field=snake)
-    if camel in body:
-        return body.pop(camel)
-    return body.pop(snake, None)
 
 
 def _priority(value: Any) -> int:
@@ -93,13 +89,15 @@ def _schedule_delay(value: Any) -> float:
 
 
 def flow(body: dict[str, Any], now: float) -> Flow:
-    """Take a request's `priority`, `scheduleTime` and `scheduleDelay` out of `body`
-    (each also as its snake_case spelling), checked: a priority is a whole number from
-    0 to 1000, 500 when absent; a start is delayed by a time (one in the past is now)
-    or by a delay, not both, and at most 30 days ahead."""
+    """Take a request's `webhookConfig`, `priority`, `scheduleTime` and `scheduleDelay`
+    out of `body` (each also as its snake_case spelling), checked: the webhook config as
+    `webhook_config` says; a priority is a whole number from 0 to 1000, 500 when absent;
+    a start is delayed by a time (one in the past is now) or by a delay, not both, and
+    at most 30 days ahead."""
+    webhook = webhook_config(body)
     priority = _priority(body.pop("priority", None))
-    when = _take(body, "scheduleTime", "schedule_time")
-    delay = _take(body, "scheduleDelay", "schedule_delay")
+    when = take(body, "scheduleTime")
+    delay = take(body, "scheduleDelay")
     if when is not None and delay is not None:
         raise invalid_argument(
             "Send scheduleTime or scheduleDelay, not both.", field="scheduleDelay"
@@ -118,4 +116,4 @@ def flow(body: dict[str, Any], now: float) -> Flow:
         if seconds > MAX_SCHEDULE_SECONDS:
             raise invalid_argument("scheduleDelay must be at most 30 days.", field="scheduleDelay")
         not_before = now + seconds if seconds > 0 else 0.0
-    return Flow(priority=priority, not_before=not_before)
+    return Flow(webhook=webhook, priority=priority, not_before=not_before)

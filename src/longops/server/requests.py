@@ -117,6 +117,18 @@ def field(body: Mapping[str, Any], camel: str) -> Any:
     return body.get(snake)
 
 
+def take(body: dict[str, Any], camel: str) -> Any:
+    """A top-level field in either spelling, removed from `body`, for fields a route
+    reads before the kind's request model sees the rest; both spellings at once is a
+    400 naming the snake_case one."""
+    snake = re.sub(r"(?<!^)([A-Z])", r"_\1", camel).lower()
+    if camel in body and snake in body:
+        raise invalid_argument(f"Send {camel} once, not also as {snake}.", field=snake)
+    if camel in body:
+        return body.pop(camel)
+    return body.pop(snake, None)
+
+
 def parse_duration(value: Any, field_name: str) -> float:
     """google.protobuf.Duration as JSON ("3.5s") or a plain number of seconds."""
     if isinstance(value, bool):

@@ -13,7 +13,7 @@ import orjson
 
 from longops.engine.webhooks import InvalidWebhook, checks
 from longops.server.errors import invalid_argument
-from longops.server.requests import field
+from longops.server.requests import field, take
 
 __all__ = ["MAX_CONFIG_URIS", "MAX_USER_METADATA", "check_uri", "webhook_config"]
 
@@ -41,12 +41,7 @@ def webhook_config(body: dict[str, Any]) -> dict[str, Any] | None:
     `webhook_config` is read too (proto-JSON accepts either spelling): the video request
     model ignores fields it does not know, and a config dropped silently would be worse
     than one refused."""
-    spellings = [key for key in ("webhookConfig", "webhook_config") if key in body]
-    if len(spellings) > 1:
-        raise invalid_argument(
-            "Send webhookConfig once, not also as webhook_config.", field="webhook_config"
-        )
-    config = body.pop(spellings[0]) if spellings else None
+    config = take(body, "webhookConfig")
     if config is None:
         return None
     if not isinstance(config, dict):

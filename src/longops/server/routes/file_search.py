@@ -25,7 +25,6 @@ from longops.server.render import timestamp
 from longops.server.requests import field, parse_bool, read_json, request_id
 from longops.server.routes.base import Routes
 from longops.server.routes.operations import OperationRoutes, json_response
-from longops.server.webhook_config import webhook_config
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _WORDS = re.compile(r"\w+", re.UNICODE)
@@ -246,7 +245,6 @@ class FileSearchRoutes(Routes):
         body = await read_json(request, self.config.max_body_bytes)
         if "fileName" in body and not body["fileName"]:
             raise invalid_argument("fileName must not be empty.", field="fileName")
-        webhook = webhook_config(body)
         flow_control = flow(body, time.time())
         body["store"] = search_store.id
         record = await self.engine.create(
@@ -255,7 +253,7 @@ class FileSearchRoutes(Routes):
             tenant=search_store.tenant,
             request_id=request_id(request),
             parent=f"fileSearchStores/{search_store.id}",
-            webhook=webhook,
+            webhook=flow_control.webhook,
             priority=flow_control.priority,
             not_before=flow_control.not_before,
         )

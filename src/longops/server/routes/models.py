@@ -30,7 +30,6 @@ from longops.server.flow import flow
 from longops.server.requests import read_json, request_id
 from longops.server.routes.base import Routes
 from longops.server.routes.operations import OperationRoutes, json_response
-from longops.server.webhook_config import webhook_config
 
 _MODEL = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$")
 _SEGMENT = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$")
@@ -129,7 +128,6 @@ class ModelRoutes(Routes):
     async def _create(self, request: Request, api: str, model: str, parent: str) -> Response:
         tenant = self.auth.tenant(request)
         body = await read_json(request, self.config.max_media_body_bytes)
-        webhook = webhook_config(body)
         flow_control = flow(body, time.time())
         body["api"], body["model"] = api, model
         try:
@@ -139,7 +137,7 @@ class ModelRoutes(Routes):
                 tenant=tenant,
                 request_id=request_id(request),
                 parent=parent,
-                webhook=webhook,
+                webhook=flow_control.webhook,
                 priority=flow_control.priority,
                 not_before=flow_control.not_before,
             )

@@ -27,7 +27,6 @@ from longops.server.requests import (
     request_id,
 )
 from longops.server.routes.base import Routes
-from longops.server.webhook_config import webhook_config
 
 _FILTER_TERM = re.compile(r"^\s*(done|kind)\s*[=:]\s*(\"[^\"]*\"|'[^']*'|\S+)\s*$")
 _AND = re.compile(r"\s+AND\s+", re.IGNORECASE)
@@ -182,7 +181,6 @@ class OperationRoutes(Routes):
         tenant = self.auth.tenant(request)
         body = await read_json(request, self.config.max_body_bytes)
         kind = request.path_params["kind"]
-        webhook = webhook_config(body)
         flow_control = flow(body, time.time())
         try:
             record = await self.engine.create(
@@ -190,7 +188,7 @@ class OperationRoutes(Routes):
                 body,
                 tenant=tenant,
                 request_id=request_id(request),
-                webhook=webhook,
+                webhook=flow_control.webhook,
                 priority=flow_control.priority,
                 not_before=flow_control.not_before,
             )

@@ -36,7 +36,6 @@ from longops.server.render import render_operation
 from longops.server.requests import field, read_json
 from longops.server.routes.base import Routes
 from longops.server.routes.files import render_file
-from longops.server.webhook_config import webhook_config
 
 _FILE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 _SESSION = re.compile(rf"^{SESSION_ID}$")
@@ -118,7 +117,6 @@ class UploadRoutes(Routes):
         if "upload_id" in request.query_params:
             return await self._transfer_or_final_error(request)
         body, total = await self._check_start(request)
-        webhook = webhook_config(body)
         flow_control = flow(body, time.time())
         tenant = self.auth.tenant(request)
         index = SearchIndex.of(self.engine.store.database).tenant(tenant)
@@ -137,7 +135,7 @@ class UploadRoutes(Routes):
                 "mimeType": self._mime(request, field(body, "mimeType")),
                 "customMetadata": field(body, "customMetadata") or [],
                 "chunkingConfig": field(body, "chunkingConfig") or {},
-                "webhook": webhook,
+                "webhook": flow_control.webhook,
                 "priority": flow_control.priority,
                 "notBefore": flow_control.not_before,
             },
