@@ -102,7 +102,7 @@ def records() -> list[OperationRecord]:
     now = time.time()
     pending = NewOperation(
         id="op1", name="operations/op1", kind=SLEEP, request={"seconds": 60}
-    ).stored(1, now)
+    ).stored(1, 0, now)
     running = dataclasses.replace(
         pending, state=State.RUNNING, attempt=1, start_time=now, metadata={"progressPercent": 40}
     )

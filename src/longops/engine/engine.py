@@ -14,6 +14,7 @@ from longops.engine import metrics, tracing
 from longops.engine.blobs import Blobs, LocalBlobs
 from longops.engine.failures import InvalidRequest, RequestRejected
 from longops.engine.hub import Hub
+from longops.engine.limits import Limits
 from longops.engine.quotas import Quotas, check_quota
 from longops.engine.records import (
     DEFAULT_PRIORITY,
@@ -77,6 +78,9 @@ class EngineConfig:
     lost when its process dies between a commit and the notification."""
     quotas: Quotas = field(default_factory=Quotas)
     """Per-tenant limits on creates (`longops.engine.quotas`); none by default."""
+    limits: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    """The operator's concurrency and rate limits over the kinds' own: limit field →
+    kind → value (`longops.engine.limits`)."""
 
 
 class Engine:
@@ -286,6 +290,11 @@ class Engine:
 
     # -- the operations API --------------------------------------------------
 
+    def limits(self) -> Limits:
+        """The registered kinds' limits with the operator's over them."""
+        declared = {k.name: k.limit for k in self.registry}
+        return Limits.of_kinds(declared, self.config.limits)
+
     async def create(
         self,
         kind_name: str,
@@ -298,13 +307,15 @@ class Engine:
         webhook: dict[str, Any] | None = None,
         priority: int = DEFAULT_PRIORITY,
         not_before: float = 0.0,
+        concurrency_key: str = "",
         quota: bool = True,
     ) -> OperationRecord:
         """Validate and store a new operation; a repeated `request_id` returns the first one.
 
         `priority` orders claims (higher first, equal ones in order of creation);
-        `not_before` delays its start: it stays PENDING, unclaimed, until then. Both are
-        checked by the caller (`server/flow.py`).
+        `not_before` delays its start: it stays PENDING, unclaimed, until then;
+        `concurrency_key` is the tenant's key for the kind's per-key limits. All three
+        are checked by the caller (`server/flow.py`).
 
         `webhook` is a per-request webhook config, already validated by the caller
         (`{"uris": [...], "userMetadata": {...}}`): its URIs, or else the tenant's
@@ -336,6 +347,7 @@ class Engine:
             webhook=webhook,
             priority=priority,
             not_before=not_before,
+            concurrency_key=concurrency_key,
         )
         if self.tracing is None:
             record, created = await self.store.create(new, time.time())

@@ -43,8 +43,10 @@ class NewOperation:
     """Higher is claimed first; equal priorities in the order they were created."""
     not_before: float = 0.0
     """Not claimed before this time (a delayed start); 0 is at once."""
+    concurrency_key: str = ""
+    """The tenant's key for per-key limits (`longops.engine.limits`); "" for none."""
 
-    def stored(self, seq: int, now: float) -> OperationRecord:
+    def stored(self, seq: int, turn: int, now: float) -> OperationRecord:
         """The row a create writes: stores return this rather than read back (and
         decode) what they were just given."""
         return OperationRecord(
@@ -68,6 +70,8 @@ class NewOperation:
             end_time=None,
             priority=self.priority,
             not_before=self.not_before,
+            concurrency_key=self.concurrency_key,
+            turn=turn,
         )
 
 
@@ -101,6 +105,11 @@ class OperationRecord:
     priority: int = DEFAULT_PRIORITY
     not_before: float = 0.0
     """The earliest time it may be claimed: a delayed start's, or a retry's backoff."""
+    concurrency_key: str = ""
+    turn: int = 0
+    """Fair sharing: claims take equal priorities by turn, then in order. A create's turn
+    is one past its tenant's (and key's) last pending one, and no earlier than the
+    earliest pending turn of its priority, so tenants with work waiting take turns."""
 
     @property
     def done(self) -> bool:

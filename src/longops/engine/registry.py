@@ -8,13 +8,14 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from longops.engine.failures import InvalidRequest
 from longops.engine.ids import new_token_id, new_uuid_id
+from longops.engine.limits import Limit
 
 if TYPE_CHECKING:
     from longops.engine.context import Context
@@ -43,6 +44,8 @@ class Kind(Generic[Req]):
     description: str = ""
     check: Callable[[Req], object] | None = None
     """Further checks on a valid request (raising `RequestRejected`), run before storing."""
+    limit: Limit = field(default_factory=Limit)
+    """Its concurrency and rate limits (`longops.engine.limits`), before the operator's."""
 
     def __post_init__(self) -> None:
         if not KIND_NAME.match(self.name):
@@ -81,8 +84,17 @@ def kind(
     response_type: str = "type.googleapis.com/longops.v1.OperationResponse",
     metadata_type: str = "type.googleapis.com/longops.v1.OperationMetadata",
     max_attempts: int = 3,
+    concurrency: int = 0,
+    key_concurrency: int = 0,
+    rate: float = 0.0,
+    key_rate: float = 0.0,
 ) -> Callable[[Handler[Req]], Kind[Req]]:
-    """Declare a kind from an async handler; `longops serve --load module` finds it."""
+    """Declare a kind from an async handler; `longops serve --load module` finds it.
+
+    `concurrency` (at most this many running at once), `key_concurrency` (at most this
+    many of one `concurrencyKey`), `rate` and `key_rate` (starts per second) hold across
+    every worker of the database; 0 is unlimited (see `longops.engine.limits`)."""
+    limit = Limit(concurrency, key_concurrency, rate, key_rate)
 
     def wrap(handler: Handler[Req]) -> Kind[Req]:
         return Kind(
@@ -93,6 +105,7 @@ def kind(
             metadata_type=metadata_type,
             max_attempts=max_attempts,
             description=(handler.__doc__ or "").strip().split("\n")[0],
+            limit=limit,
         )
 
     return wrap

@@ -53,6 +53,10 @@ class WorkerConfig:
     to claim takes it; the others let a few gather and take them in one claim."""
     kinds: Collection[str] | None = None
     """Kinds this worker serves; None means every registered kind."""
+    limited_poll_interval: float = 0.1
+    """The claim interval while work of limited kinds may be waiting for room: a limit
+    frees when an operation ends in any process, which nobody announces, and a rate's
+    tokens come back with time."""
 
 
 @dataclass(slots=True)
@@ -133,6 +137,8 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         kinds = self.kinds
+        limits = self.engine.limits().among(kinds)
+        poll_interval = self.config.limited_poll_interval if limits else self.config.poll_interval
         losing = False
         while not self._stopping.is_set():
             free = self.config.concurrency - len(self._running)
@@ -141,7 +147,7 @@ class Worker:
                 self._wake.clear()
                 try:
                     claimed = await self.engine.store.claim(
-                        kinds, self.owner, self.config.lease_seconds, free, time.time()
+                        kinds, self.owner, self.config.lease_seconds, free, time.time(), limits
                     )
                 except StoreBusy:
                     log.warning("store busy while claiming; retrying")
@@ -157,7 +163,7 @@ class Worker:
                     continue
                 losing = not claimed
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.config.poll_interval)
+                await asyncio.wait_for(self._wake.wait(), poll_interval)
             if losing and self._wake.is_set() and not self._local_wake:
                 await asyncio.sleep(self.config.claim_defer)
             self._wake.clear()

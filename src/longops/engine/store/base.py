@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from longops.engine.records import FileRecord, NewOperation, OperationRecord, State
 
 if TYPE_CHECKING:
+    from longops.engine.limits import Limit
     from longops.engine.store.database import Database
 
 
@@ -114,8 +115,17 @@ class Store(Protocol):
     async def delete(self, id: str) -> bool: ...
 
     async def claim(
-        self, kinds: Collection[str], owner: str, lease_seconds: float, limit: int, now: float
-    ) -> list[OperationRecord]: ...
+        self,
+        kinds: Collection[str],
+        owner: str,
+        lease_seconds: float,
+        limit: int,
+        now: float,
+        limits: Mapping[str, Limit] | None = None,
+    ) -> list[OperationRecord]:
+        """Lease up to `limit` pending operations of `kinds` whose time has come: the
+        highest priority first, then by turn (tenants and keys in turn), then oldest
+        first; within `limits` (`longops.engine.limits`), counted across every process."""
 
     async def heartbeat(self, owner: str, lease_seconds: float, now: float) -> list[LeaseState]:
         """Extend every lease `owner` holds; leases not returned are lost."""

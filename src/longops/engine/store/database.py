@@ -70,6 +70,12 @@ class Dialect:
     """Appended to a SELECT of a row that must not be deleted before the transaction ends."""
     for_update: str = ""
     """Appended to a SELECT of a row this transaction is about to change or delete."""
+    greatest: str = "max"
+    """The function giving the largest of its arguments (SQLite's two-argument `max`)."""
+    lock: str = ""
+    """A statement taking a lock (its one parameter a number) held to the end of the
+    transaction, so that transactions counting the same rows take turns; empty where
+    write transactions take turns anyway (SQLite)."""
     _compiled: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def sql(self, text: str) -> str:
@@ -84,10 +90,13 @@ class Dialect:
             self._compiled[text] = compiled
         return compiled
 
-    def any_of(self, column: str, values: Collection[Any]) -> tuple[str, list[Any]]:
-        """A condition true when `column` is one of `values`, and its parameters."""
+    def any_of(
+        self, column: str, values: Collection[Any], type: str = "text"
+    ) -> tuple[str, list[Any]]:
+        """A condition true when `column` is one of `values` (of SQL `type`), and its
+        parameters."""
         if self.numbered:
-            return f"{column} = ANY(?::text[])", [list(values)]
+            return f"{column} = ANY(?::{type}[])", [list(values)]
         return f"{column} IN ({','.join('?' * len(values))})", list(values)
 
 

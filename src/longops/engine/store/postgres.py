@@ -77,6 +77,8 @@ POSTGRES = Dialect(
     skip_locked=" FOR UPDATE SKIP LOCKED",
     for_share=" FOR SHARE",
     for_update=" FOR UPDATE",
+    greatest="greatest",
+    lock="SELECT pg_advisory_xact_lock(?::bigint)",
 )
 
 _MIGRATIONS: list[str] = [
@@ -174,6 +176,31 @@ _MIGRATIONS: list[str] = [
     DROP INDEX operations_claimable;
     CREATE INDEX operations_claimable ON operations (priority DESC, seq)
         WHERE state = 'PENDING';
+    """,
+    # Fair sharing and limits (longops.engine.limits): claims take equal priorities by
+    # turn; a create finds its tenant's (and key's) last pending turn through
+    # operations_turns, and its priority's earliest one through operations_claimable;
+    # limited claims count the running rows of a kind (and key) through
+    # operations_running_kinds. Token buckets of rate limits live in rate_buckets.
+    """
+    ALTER TABLE operations ADD COLUMN concurrency_key TEXT NOT NULL DEFAULT '';
+    ALTER TABLE operations ADD COLUMN turn BIGINT NOT NULL DEFAULT 0;
+    DROP INDEX operations_claimable;
+    CREATE INDEX operations_claimable ON operations (priority DESC, turn, seq)
+        WHERE state = 'PENDING';
+    CREATE INDEX operations_turns ON operations (tenant, concurrency_key, priority, turn)
+        WHERE state = 'PENDING';
+    CREATE INDEX operations_running_kinds ON operations (kind, tenant, concurrency_key)
+        WHERE state = 'RUNNING';
+    CREATE TABLE rate_buckets (
+        kind TEXT NOT NULL,
+        per_key BOOLEAN NOT NULL,
+        tenant TEXT NOT NULL,
+        concurrency_key TEXT NOT NULL,
+        tokens DOUBLE PRECISION NOT NULL,
+        updated DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (kind, per_key, tenant, concurrency_key)
+    );
     """,
 ]
 

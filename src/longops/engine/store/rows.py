@@ -10,7 +10,7 @@ from longops.engine.records import FileRecord, OperationRecord, State
 OPERATION_COLUMNS = (
     "seq, id, name, kind, tenant, request_id, request, state, metadata, response, error,"
     " attempt, max_attempts, cancel_requested, create_time, update_time, start_time, end_time,"
-    " priority, not_before"
+    " priority, not_before, concurrency_key, turn"
 )
 OPERATION_COLUMN_NAMES = tuple(name.strip() for name in OPERATION_COLUMNS.split(","))
 FILE_COLUMNS = (
@@ -50,6 +50,8 @@ def operation(row: Sequence[Any], load: Callable[[Any], Any]) -> OperationRecord
         end_time=None if row[17] is None else float(row[17]),
         priority=row[18],
         not_before=float(row[19]),
+        concurrency_key=row[20],
+        turn=row[21],
     )
 
 

@@ -20,10 +20,11 @@ Each of these is one statement, so it is atomic whatever runs beside it.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import Any
 
 from longops.engine import metrics
+from longops.engine.limits import Limit, Room
 from longops.engine.records import FileRecord, NewOperation, OperationRecord, State
 from longops.engine.store import rows
 from longops.engine.store.base import Change, FileExists, LeaseState, TenantUsage
@@ -40,6 +41,16 @@ from longops.engine.store.rows import (
 _FENCE = "id = ? AND attempt = ? AND state = 'RUNNING'"
 """A worker's write matches only while its attempt holds the lease."""
 _RELEASE_LEASE = "lease_owner = NULL, lease_expires = NULL"
+_LIMITS_LOCK = 0x6C6F6C6D  # "lolm": taken by every claim of limited kinds
+_CANDIDATES = 4
+"""A limited claim reads this many pending rows per free slot, as some may be over a
+limit of their key."""
+_MAX_EXCLUDED = 100
+"""The most keys without room a limited claim leaves out of its pick by name."""
+
+
+def _in_claim_order(claimed: list[OperationRecord]) -> list[OperationRecord]:
+    return sorted(claimed, key=lambda r: (-r.priority, r.turn, r.seq))
 
 
 def _fetching(sql: str, args: Sequence[Any]) -> Body[list[Row]]:
@@ -58,6 +69,15 @@ class SqlStore:
         # what the worker needs, which spares decoding the row's JSON.
         self._caching = database.caches
         self._fenced_columns = OPERATION_COLUMNS if self._caching else "state, cancel_requested"
+        # A create's turn (see `OperationRecord.turn`): one past the last pending turn of
+        # its tenant, key and priority, and no earlier than its priority's earliest
+        # pending turn, so a tenant arriving behind another's backlog is next, not last.
+        self._turn = (
+            f"{self._dialect.greatest}(coalesce((SELECT turn + 1 FROM operations"
+            " WHERE state = 'PENDING' AND tenant = ? AND concurrency_key = ? AND priority = ?"
+            " ORDER BY turn DESC LIMIT 1), 0), coalesce((SELECT turn FROM operations"
+            " WHERE state = 'PENDING' AND priority = ? ORDER BY turn LIMIT 1), 0))"
+        )
 
     @property
     def max_staleness(self) -> float:
@@ -82,16 +102,16 @@ class SqlStore:
                 Notice.WORK,
                 "INSERT INTO operations (id, name, kind, tenant, request_id, request, state,"
                 " metadata, max_attempts, create_time, update_time, webhook, priority,"
-                " not_before)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'PENDING', ?, ?, ?, ?, ?::jsonb, ?, ?)"
-                " ON CONFLICT DO NOTHING",
-                "seq",
+                f" not_before, concurrency_key, turn) VALUES (?, ?, ?, ?, ?, ?, 'PENDING',"
+                f" ?, ?, ?, ?, ?::jsonb, ?, ?, ?, {self._turn}) ON CONFLICT DO NOTHING",
+                "seq, turn",
                 new.id, new.name, new.kind, new.tenant, new.request_id, json(new.request),
                 json(new.metadata), new.max_attempts, now, now, json(new.webhook),
-                new.priority, new.not_before,
+                new.priority, new.not_before, new.concurrency_key,
+                new.tenant, new.concurrency_key, new.priority, new.priority,
             )  # fmt: skip
             if row is not None:
-                return s.remember(new.stored(row[0], now)), True
+                return s.remember(new.stored(row[0], row[1], now)), True
             # The tenant used this request id before, or this is a retry whose first try
             # committed (the same operation id): either way, answer with what is stored.
             row = await s.fetchrow(
@@ -200,32 +220,129 @@ class SqlStore:
         return await self.database.write(body)
 
     async def claim(
-        self, kinds: Collection[str], owner: str, lease_seconds: float, limit: int, now: float
+        self,
+        kinds: Collection[str],
+        owner: str,
+        lease_seconds: float,
+        limit: int,
+        now: float,
+        limits: Mapping[str, Limit] | None = None,
     ) -> list[OperationRecord]:
         if not kinds or limit <= 0:
             return []
-        dialect = self._dialect
-        served, kind_args = dialect.any_of("kind", kinds)
-        # The picked rows are computed once (a subquery left inline may be rescanned
-        # and take more than `limit`), skipping rows other claimers hold; the state is
-        # checked again in case one changed since it was picked.
-        sql = (
-            f"WITH picked AS {dialect.materialized} (SELECT seq FROM operations"
-            f" WHERE state = 'PENDING' AND {served} AND not_before <= ?"
-            f" ORDER BY priority DESC, seq LIMIT ?{dialect.skip_locked})"
-            " UPDATE operations SET state = 'RUNNING', attempt = attempt + 1,"
-            " lease_owner = ?, lease_expires = ?, start_time = coalesce(start_time, ?),"
-            " update_time = ?"
-            " WHERE seq IN (SELECT seq FROM picked) AND state = 'PENDING'"
-            f" RETURNING {OPERATION_COLUMNS}"
+        limited = {k: v for k, v in (limits or {}).items() if v and k in kinds}
+        if limited:
+            return await self._claim_limited(kinds, limited, owner, lease_seconds, limit, now)
+        served, kind_args = self._dialect.any_of("kind", kinds)
+        sql = self._claim_sql(
+            f"{served} AND not_before <= ?", f"LIMIT ?{self._dialect.skip_locked}"
         )
         args = (*kind_args, now, limit, owner, now + lease_seconds, now, now)
 
         async def body(s: Session) -> list[OperationRecord]:
             return [s.remember(self._record(row)) for row in await s.fetch(sql, *args)]
 
-        claimed = await self.database.write(body, durable=False)
-        return sorted(claimed, key=lambda r: (-r.priority, r.seq))
+        return _in_claim_order(await self.database.write(body, durable=False))
+
+    def _claim_sql(self, where: str, pick: str) -> str:
+        """Lease the pending rows `where` says, in claim order, as many as `pick` says.
+
+        The picked rows are computed once (a subquery left inline may be rescanned and
+        take more than its limit), skipping rows other claimers hold; the state is
+        checked again in case one changed since it was picked."""
+        return (
+            f"WITH picked AS {self._dialect.materialized} (SELECT seq FROM operations"
+            f" WHERE state = 'PENDING' AND {where} ORDER BY priority DESC, turn, seq {pick})"
+            " UPDATE operations SET state = 'RUNNING', attempt = attempt + 1,"
+            " lease_owner = ?, lease_expires = ?, start_time = coalesce(start_time, ?),"
+            " update_time = ?"
+            " WHERE seq IN (SELECT seq FROM picked) AND state = 'PENDING'"
+            f" RETURNING {OPERATION_COLUMNS}"
+        )
+
+    async def _claim_limited(
+        self,
+        kinds: Collection[str],
+        limited: Mapping[str, Limit],
+        owner: str,
+        lease_seconds: float,
+        limit: int,
+        now: float,
+    ) -> list[OperationRecord]:
+        """A claim within concurrency and rate limits, in one transaction that claims of
+        limited kinds take in turn (`Dialect.lock`): each counts what is running and
+        what the buckets hold after the last one committed, so no two take the same
+        room. Kinds with no room are left out of the pick; keys with none are left out
+        as far as one statement's parameters allow, and skipped as they come beyond."""
+        dialect = self._dialect
+        counted = [k for k, v in limited.items() if v.counts_running]
+        rated = [k for k, v in limited.items() if v.rated]
+
+        async def body(s: Session) -> list[OperationRecord]:
+            if dialect.lock:
+                await s.execute(dialect.lock, _LIMITS_LOCK)
+            room = Room(limited, now)
+            if counted:
+                of_kinds, args = dialect.any_of("kind", counted)
+                for kind, tenant, key, running in await s.fetch(
+                    "SELECT kind, tenant, concurrency_key, count(*) FROM operations"
+                    f" WHERE state = 'RUNNING' AND {of_kinds}"
+                    " GROUP BY kind, tenant, concurrency_key",
+                    *args,
+                ):
+                    room.running(kind, tenant, key, running)
+            if rated:
+                of_kinds, args = dialect.any_of("kind", rated)
+                # Buckets untouched for long enough are full: they are not kept.
+                await s.execute(
+                    f"DELETE FROM rate_buckets WHERE {of_kinds} AND updated < ?",
+                    *args,
+                    now - room.horizon(),
+                )
+                for kind, per_key, tenant, key, tokens, updated in await s.fetch(
+                    "SELECT kind, per_key, tenant, concurrency_key, tokens, updated"
+                    f" FROM rate_buckets WHERE {of_kinds}",
+                    *args,
+                ):
+                    room.bucket(kind, bool(per_key), tenant, key, tokens, updated)
+            open_kinds = [k for k in kinds if room.open(k)]
+            if not open_kinds:
+                return []
+            served, args = dialect.any_of("kind", open_kinds)
+            where, excluded = [served, "not_before <= ?"], []
+            for kind, tenant, key in room.full_keys()[:_MAX_EXCLUDED]:
+                where.append("NOT (kind = ? AND tenant = ? AND concurrency_key = ?)")
+                excluded += [kind, tenant, key]
+            candidates = await s.fetch(
+                f"SELECT seq, kind, tenant, concurrency_key FROM operations"
+                f" WHERE state = 'PENDING' AND {' AND '.join(where)}"
+                f" ORDER BY priority DESC, turn, seq LIMIT ?{dialect.skip_locked}",
+                *args, now, *excluded, limit * _CANDIDATES,
+            )  # fmt: skip
+            chosen = []
+            for seq, kind, tenant, key in candidates:
+                if room.take(kind, tenant, key):
+                    chosen.append(seq)
+                    if len(chosen) == limit:
+                        break
+            if not chosen:
+                return []
+            of_seqs, seq_args = dialect.any_of("seq", chosen, "bigint")
+            claimed = await s.fetch(
+                self._claim_sql(of_seqs, ""), *seq_args, owner, now + lease_seconds, now, now
+            )
+            spent = room.spent([(r[3], r[4], r[20]) for r in claimed])
+            if spent:
+                await s.executemany(
+                    "INSERT INTO rate_buckets (kind, per_key, tenant, concurrency_key, tokens,"
+                    " updated) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (kind, per_key, tenant,"
+                    " concurrency_key) DO UPDATE SET tokens = excluded.tokens,"
+                    " updated = excluded.updated",
+                    spent,
+                )
+            return [s.remember(self._record(row)) for row in claimed]
+
+        return _in_claim_order(await self.database.transaction(body))
 
     async def heartbeat(self, owner: str, lease_seconds: float, now: float) -> list[LeaseState]:
         """Only the lease moves, which no record shows: nothing cached changes."""

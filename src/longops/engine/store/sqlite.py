@@ -140,6 +140,32 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX operations_pending ON operations (kind, priority DESC, seq)
         WHERE state = 'PENDING';
     """,
+    # Fair sharing and limits (longops.engine.limits): claims take equal priorities by
+    # turn; a create finds its tenant's (and key's) last pending turn through
+    # operations_turns, and its priority's earliest one through operations_band;
+    # limited claims count the running rows of a kind (and key) through
+    # operations_running_kinds. Token buckets of rate limits live in rate_buckets.
+    """
+    ALTER TABLE operations ADD COLUMN concurrency_key TEXT NOT NULL DEFAULT '';
+    ALTER TABLE operations ADD COLUMN turn INTEGER NOT NULL DEFAULT 0;
+    DROP INDEX operations_pending;
+    CREATE INDEX operations_pending ON operations (kind, priority DESC, turn, seq)
+        WHERE state = 'PENDING';
+    CREATE INDEX operations_band ON operations (priority, turn) WHERE state = 'PENDING';
+    CREATE INDEX operations_turns ON operations (tenant, concurrency_key, priority, turn)
+        WHERE state = 'PENDING';
+    CREATE INDEX operations_running_kinds ON operations (kind, tenant, concurrency_key)
+        WHERE state = 'RUNNING';
+    CREATE TABLE rate_buckets (
+        kind TEXT NOT NULL,
+        per_key INTEGER NOT NULL,
+        tenant TEXT NOT NULL,
+        concurrency_key TEXT NOT NULL,
+        tokens REAL NOT NULL,
+        updated REAL NOT NULL,
+        PRIMARY KEY (kind, per_key, tenant, concurrency_key)
+    );
+    """,
 ]
 
 
