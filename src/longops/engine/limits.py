@@ -190,18 +190,28 @@ class Room:
         )
         return sorted(full)
 
+    def why_not(self, kind: str, tenant: str, key: str) -> str | None:
+        """What keeps one more of `key` from starting: `concurrency_limited`,
+        `rate_limited`, or None when the limits allow it."""
+        limit = self._limits.get(kind)
+        if not limit:
+            return None
+        k = (kind, tenant, key)
+        taken, taken_key = self._taken[kind], self._taken_keys[k]
+        if (limit.concurrency and self._running[kind] + taken >= limit.concurrency) or (
+            limit.key_concurrency and self._running_keys[k] + taken_key >= limit.key_concurrency
+        ):
+            return "concurrency_limited"
+        if (limit.rate and self._left(kind, False, "", "") - taken < 1) or (
+            limit.key_rate and self._left(kind, True, tenant, key) - taken_key < 1
+        ):
+            return "rate_limited"
+        return None
+
     def take(self, kind: str, tenant: str, key: str) -> bool:
         """Start one of `key` if the limits allow, counting it against them."""
-        if not self.open(kind):
+        if self.why_not(kind, tenant, key) is not None:
             return False
-        limit = self._limits.get(kind)
-        if limit:
-            k = (kind, tenant, key)
-            taken = self._taken_keys[k]
-            if limit.key_concurrency and self._running_keys[k] + taken >= limit.key_concurrency:
-                return False
-            if limit.key_rate and self._left(kind, True, tenant, key) - taken < 1:
-                return False
         self._taken[kind] += 1
         self._taken_keys[kind, tenant, key] += 1
         return True

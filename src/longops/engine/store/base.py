@@ -127,6 +127,13 @@ class Store(Protocol):
         highest priority first, then by turn (tenants and keys in turn), then oldest
         first; within `limits` (`longops.engine.limits`), counted across every process."""
 
+    async def waiting(
+        self, record: OperationRecord, limit: Limit, now: float, cap: int
+    ) -> tuple[str, int]:
+        """Why a pending operation waits (`scheduled`, `concurrency_limited`,
+        `rate_limited` or `queued`) and how many of its kind are claimed before it,
+        counted to `cap` (so the count stays cheap behind any backlog)."""
+
     async def heartbeat(self, owner: str, lease_seconds: float, now: float) -> list[LeaseState]:
         """Extend every lease `owner` holds; leases not returned are lost."""
 

@@ -344,6 +344,46 @@ class SqlStore:
 
         return _in_claim_order(await self.database.transaction(body))
 
+    async def waiting(
+        self, record: OperationRecord, limit: Limit, now: float, cap: int
+    ) -> tuple[str, int]:
+        """Why a pending operation waits, and how many of its kind are claimed before it
+        (counted to `cap`): `scheduled` (its time has not come), `concurrency_limited`
+        or `rate_limited` (its kind or key is at `limit`, as of now), else `queued`."""
+        ahead_sql = (
+            "SELECT count(*) FROM (SELECT 1 FROM operations WHERE state = 'PENDING'"
+            " AND kind = ? AND not_before <= ? AND (priority > ? OR (priority = ? AND"
+            " (turn < ? OR (turn = ? AND seq < ?)))) LIMIT ?) AS ahead"
+        )
+
+        async def body(s: Session) -> tuple[str, int]:
+            counted = await s.fetchrow(
+                ahead_sql, record.kind, now, record.priority, record.priority,
+                record.turn, record.turn, record.seq, cap,
+            )  # fmt: skip
+            ahead = int(counted[0]) if counted else 0
+            if record.not_before > now:
+                return "scheduled", ahead
+            room = Room({record.kind: limit}, now)
+            if limit.counts_running:
+                for tenant, key, running in await s.fetch(
+                    "SELECT tenant, concurrency_key, count(*) FROM operations"
+                    " WHERE state = 'RUNNING' AND kind = ? GROUP BY tenant, concurrency_key",
+                    record.kind,
+                ):
+                    room.running(record.kind, tenant, key, running)
+            if limit.rated:
+                for per_key, tenant, key, tokens, updated in await s.fetch(
+                    "SELECT per_key, tenant, concurrency_key, tokens, updated FROM rate_buckets"
+                    " WHERE kind = ? AND (per_key = ? OR (tenant = ? AND concurrency_key = ?))",
+                    record.kind, False, record.tenant, record.concurrency_key,
+                ):  # fmt: skip
+                    room.bucket(record.kind, bool(per_key), tenant, key, tokens, updated)
+            why = room.why_not(record.kind, record.tenant, record.concurrency_key)
+            return why or "queued", ahead
+
+        return await self.database.read(body)
+
     async def heartbeat(self, owner: str, lease_seconds: float, now: float) -> list[LeaseState]:
         """Only the lease moves, which no record shows: nothing cached changes."""
         held = await self.database.write(
