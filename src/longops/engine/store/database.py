@@ -165,8 +165,9 @@ class Database(Protocol):
         Bodies that need all or nothing use `transaction`. `durable=False` (claims and
         lease renewals) may commit without waiting for the disk."""
 
-    async def transaction(self, body: Body[T]) -> T:
-        """Run `body` in one transaction: all of it commits, or none."""
+    async def transaction(self, body: Body[T], *, durable: bool = True) -> T:
+        """Run `body` in one transaction: all of it commits, or none (`durable` as for
+        `write`)."""
 
     async def migrate(self, component: str, steps: Sequence[Migration]) -> None:
         """Apply the steps of `component`'s schema not applied yet, once across processes."""

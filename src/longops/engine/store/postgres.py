@@ -607,8 +607,8 @@ class PostgresDatabase:
             self._send(session.notices)
 
     @_reconnecting
-    async def transaction(self, body: Body[T]) -> T:
-        async with self.pool.acquire() as conn:
+    async def transaction(self, body: Body[T], *, durable: bool = True) -> T:
+        async with (self.pool if durable else self.lease_pool).acquire() as conn:
             session = _Session(self, conn)
             async with conn.transaction():
                 result = await body(session)

@@ -342,7 +342,7 @@ class SqlStore:
                 )
             return [s.remember(self._record(row)) for row in claimed]
 
-        return _in_claim_order(await self.database.transaction(body))
+        return _in_claim_order(await self.database.transaction(body, durable=False))
 
     async def waiting(
         self, record: OperationRecord, limit: Limit, now: float, cap: int
