@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import Any
 
 from longops.engine import metrics
-from longops.engine.limits import Limit, Room
+from longops.engine.limits import Key, Limit, Room
 from longops.engine.records import FileRecord, NewOperation, OperationRecord, State
 from longops.engine.store import rows
 from longops.engine.store.base import Change, FileExists, LeaseState, TenantUsage
@@ -273,7 +273,7 @@ class SqlStore:
         limited kinds take in turn (`Dialect.lock`): each counts what is running and
         what the buckets hold after the last one committed, so no two take the same
         room. Kinds with no room are left out of the pick; keys with none are left out
-        as far as one statement's parameters allow, and skipped as they come beyond."""
+        as far as one statement's parameters allow, and read past as they come beyond."""
         dialect = self._dialect
         counted = [k for k, v in limited.items() if v.counts_running]
         rated = [k for k, v in limited.items() if v.rated]
@@ -305,33 +305,49 @@ class SqlStore:
                     *args,
                 ):
                     room.bucket(kind, bool(per_key), tenant, key, tokens, updated)
-            open_kinds = [k for k in kinds if room.open(k)]
-            if not open_kinds:
-                return []
-            served, args = dialect.any_of("kind", open_kinds)
-            where, excluded = [served, "not_before <= ?"], []
-            for kind, tenant, key in room.full_keys()[:_MAX_EXCLUDED]:
-                where.append("NOT (kind = ? AND tenant = ? AND concurrency_key = ?)")
-                excluded += [kind, tenant, key]
-            candidates = await s.fetch(
-                f"SELECT seq, kind, tenant, concurrency_key FROM operations"
-                f" WHERE state = 'PENDING' AND {' AND '.join(where)}"
-                f" ORDER BY priority DESC, turn, seq LIMIT ?{dialect.skip_locked}",
-                *args, now, *excluded, limit * _CANDIDATES,
-            )  # fmt: skip
-            chosen = []
-            for seq, kind, tenant, key in candidates:
-                if room.take(kind, tenant, key):
-                    chosen.append(seq)
-                    if len(chosen) == limit:
-                        break
+            chosen: list[int] = []
+            blocked: dict[Key, None] = {}  # keys met without room, their kind with some
+            after: Sequence[Any] = ()  # the last row read: (priority, turn, seq)
+            page = limit * _CANDIDATES
+            # Pages of candidates in claim order, until the claim is full or nothing is
+            # left: a page may hold only work over a limit (a kind that filled up in
+            # this claim, keys beyond those named), and what comes after it must still
+            # be reached. Each page leaves out the kinds and keys found full so far.
+            while open_kinds := [k for k in kinds if room.open(k)]:
+                served, args = dialect.any_of("kind", open_kinds)
+                where, args = [served, "not_before <= ?"], [*args, now]
+                excluded = list(dict.fromkeys([*blocked, *room.full_keys()]))[:_MAX_EXCLUDED]
+                for kind, tenant, key in excluded:
+                    where.append("NOT (kind = ? AND tenant = ? AND concurrency_key = ?)")
+                    args += [kind, tenant, key]
+                if after:
+                    where.append(
+                        "(priority < ? OR (priority = ? AND (turn > ? OR (turn = ? AND seq > ?))))"
+                    )
+                    args += [after[0], after[0], after[1], after[1], after[2]]
+                candidates = await s.fetch(
+                    "SELECT priority, turn, seq, kind, tenant, concurrency_key FROM operations"
+                    f" WHERE state = 'PENDING' AND {' AND '.join(where)}"
+                    f" ORDER BY priority DESC, turn, seq LIMIT ?{dialect.skip_locked}",
+                    *args, page,
+                )  # fmt: skip
+                for _, _, seq, kind, tenant, key in candidates:
+                    if room.take(kind, tenant, key):
+                        chosen.append(seq)
+                        if len(chosen) == limit:
+                            break
+                    elif room.open(kind):
+                        blocked[kind, tenant, key] = None
+                if len(chosen) == limit or len(candidates) < page:
+                    break
+                after = candidates[-1]
             if not chosen:
                 return []
             of_seqs, seq_args = dialect.any_of("seq", chosen, "bigint")
             claimed = await s.fetch(
                 self._claim_sql(of_seqs, ""), *seq_args, owner, now + lease_seconds, now, now
             )
-            spent = room.spent([(r[3], r[4], r[20]) for r in claimed])
+            spent = room.spent([(r[3], r[4], r[20]) for r in claimed if r[3] in limited])
             if spent:
                 await s.executemany(
                     "INSERT INTO rate_buckets (kind, per_key, tenant, concurrency_key, tokens,"
