@@ -255,3 +255,147 @@ async def test_concurrent_claimers_never_exceed_the_limit(
             await finish(claimers[rounds % 8], record, now)
     assert len(set(claimed)) == 48
     assert peak == 4  # the limit was reached, not merely kept to
+
+
+# -- rates ------------------------------------------------------------------
+
+
+async def test_a_rate_allows_a_seconds_burst_then_its_rate(store: Store) -> None:
+    await create(store, 30)
+    limits = {"k": Limit(rate=5)}
+    assert len(await claim(store, limits, now=T)) == 5
+    assert await claim(store, limits, now=T) == []
+    assert await claim(store, limits, now=T + 0.1) == []  # half a start's worth
+    assert len(await claim(store, limits, now=T + 0.2)) == 1
+    assert len(await claim(store, limits, now=T + 1.2)) == 5  # a second later: full again
+    assert len(await claim(store, limits, now=T + 100)) == 5  # and never more than full
+    assert await running(store) == 16  # what is running does not matter to a rate
+
+
+async def test_a_rate_below_one_per_second_allows_one_start_at_a_time(store: Store) -> None:
+    await create(store, 5)
+    limits = {"k": Limit(rate=0.5)}
+    assert len(await claim(store, limits, now=T)) == 1
+    assert await claim(store, limits, now=T + 1) == []
+    assert len(await claim(store, limits, now=T + 2)) == 1
+
+
+async def test_a_key_rate_holds_per_tenant_and_key(store: Store) -> None:
+    for tenant, key in [("A", "x"), ("A", "y"), ("B", "x")]:
+        await create(store, 5, tenant=tenant, key=key)
+    limits = {"k": Limit(key_rate=2)}
+    assert groups(await claim(store, limits, now=T)) == {
+        ("A", "x"): 2,
+        ("A", "y"): 2,
+        ("B", "x"): 2,
+    }
+    assert await claim(store, limits, now=T) == []
+    assert groups(await claim(store, limits, now=T + 0.5)) == {
+        ("A", "x"): 1, ("A", "y"): 1, ("B", "x"): 1,
+    }  # fmt: skip
+
+
+async def test_a_kind_rate_and_a_key_rate_together(store: Store) -> None:
+    for key in "xy":
+        await create(store, 5, key=key)
+    limits = {"k": Limit(rate=3, key_rate=2)}
+    first = await claim(store, limits, now=T)
+    assert len(first) == 3 and max(groups(first).values()) == 2
+    assert await claim(store, limits, now=T) == []
+
+
+async def test_every_store_on_the_database_draws_from_one_bucket(
+    store: Store, other: Store
+) -> None:
+    await create(store, 20)
+    limits = {"k": Limit(rate=5)}
+    assert len(await claim(store, limits, now=T)) == 5
+    assert await claim(other, limits, now=T) == []
+    assert len(await claim(other, limits, now=T + 0.2)) == 1
+    assert await claim(store, limits, now=T + 0.2) == []
+
+
+async def test_concurrent_claimers_share_one_bucket(stores: Callable[[], Awaitable[Store]]) -> None:
+    claimers = [await stores() for _ in range(8)]
+    await create(claimers[0], 40)
+    limits = {"k": Limit(rate=5)}
+    for now in (T, T + 0.2, T + 1.2):
+        batches = await asyncio.gather(*(claim(s, limits, limit=2, now=now) for s in claimers))
+        assert sum(map(len, batches)) == (1 if now == T + 0.2 else 5)
+
+
+async def test_the_buckets_of_idle_kinds_and_keys_are_pruned(store: Store) -> None:
+    """A bucket untouched for a second (here the longest any of these takes to fill) is
+    full, so claims delete it rather than keep a row per key ever limited."""
+    await create(store, 1, key="x")
+    await create(store, 2, key="y")
+    await create(store, 1, kind="j")
+    limits = {"k": Limit(rate=5, key_rate=1), "j": Limit(rate=2)}
+    assert len(await claim(store, limits, kinds=["k", "j"], now=T)) == 3
+    kind_k, kind_j = ("k", False, "", ""), ("j", False, "", "")
+    key_x, key_y = ("k", True, "", "x"), ("k", True, "", "y")
+    assert await buckets(store) == sorted([kind_k, kind_j, key_x, key_y])
+    assert await claim(store, limits, kinds=["k", "j"], now=T + 0.5) == []  # y's is at 0.5
+    assert await buckets(store) == sorted([kind_k, kind_j, key_x, key_y])
+    [second_y] = await claim(store, limits, kinds=["k", "j"], now=T + 3)
+    assert second_y.concurrency_key == "y"
+    assert await buckets(store) == sorted([kind_k, key_y])  # j and x were idle
+    assert await claim(store, limits, kinds=["k", "j"], now=T + 10) == []
+    assert await buckets(store) == []
+
+
+# -- where a pending operation waits ----------------------------------------
+
+
+async def test_waiting_says_scheduled_until_its_time(store: Store) -> None:
+    await create(store, 2)
+    later, _ = await store.create(replace(new(), not_before=T + 50), 1.0)
+    assert await store.waiting(later, Limit(), T, 10) == ("scheduled", 2)
+    assert await store.waiting(later, Limit(), T + 50, 10) == ("queued", 2)
+
+
+async def test_waiting_counts_what_is_claimed_before_it_up_to_the_cap(store: Store) -> None:
+    await create(store, 5)
+    [me] = await create(store, 1)
+    assert await store.waiting(me, Limit(), T, 100) == ("queued", 5)
+    assert await store.waiting(me, Limit(), T, 3) == ("queued", 3)
+    await create(store, 3, kind="u")  # another kind's are not ahead
+    await store.create(replace(new(), not_before=T + 50, priority=900), 1.0)  # nor delayed ones
+    await create(store, 1, priority=900)  # a higher priority is, though created later
+    assert await store.waiting(me, Limit(), T, 100) == ("queued", 6)
+    [newcomer] = await create(store, 1, tenant="B")  # at the earliest turn: behind one
+    assert await store.waiting(newcomer, Limit(), T, 100) == ("queued", 2)
+    await claim(store, {}, limit=2)  # what runs is not ahead
+    assert await store.waiting(me, Limit(), T, 100) == ("queued", 5)
+
+
+async def test_waiting_says_concurrency_limited_at_a_kinds_or_keys_limit(store: Store) -> None:
+    x1, x2 = await create(store, 2, key="x")
+    y1, y2 = await create(store, 2, key="y")
+    limit = Limit(concurrency=2, key_concurrency=1)
+    [running_x] = await claim(store, {"k": limit}, limit=1)
+    assert running_x.id == x1.id
+    assert await store.waiting(x2, limit, T, 10) == ("concurrency_limited", 1)  # y1
+    assert await store.waiting(y1, limit, T, 10) == ("queued", 0)
+    assert [r.id for r in await claim(store, {"k": limit}, limit=1)] == [y1.id]
+    assert await store.waiting(y2, limit, T, 10) == ("concurrency_limited", 1)
+    [z] = await create(store, 1, key="z")
+    assert await store.waiting(z, limit, T, 10) == ("concurrency_limited", 2)
+    await finish(store, running_x)
+    assert await store.waiting(x2, limit, T, 10) == ("queued", 0)
+    assert await store.waiting(x2, Limit(), T, 10) == ("queued", 0)  # no limit: never limited
+
+
+async def test_waiting_says_rate_limited_while_a_bucket_is_empty(store: Store) -> None:
+    first, second = await create(store, 2)
+    [x1, x2] = await create(store, 2, key="x")
+    [y1] = await create(store, 1, key="y")
+    kind_rate, key_rate = Limit(rate=1), Limit(key_rate=1)
+    assert [r.id for r in await claim(store, {"k": kind_rate}, limit=10)] == [first.id]
+    assert (await store.waiting(second, kind_rate, T + 0.5, 10))[0] == "rate_limited"
+    assert (await store.waiting(second, kind_rate, T + 1, 10))[0] == "queued"
+    later = await claim(store, {"k": key_rate}, limit=10, now=T + 10)
+    assert {r.id for r in later} == {second.id, x1.id, y1.id}
+    assert await store.waiting(x2, key_rate, T + 10.5, 10) == ("rate_limited", 0)
+    [z] = await create(store, 1, key="z")
+    assert (await store.waiting(z, key_rate, T + 10.5, 10))[0] == "queued"
