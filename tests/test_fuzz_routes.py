@@ -98,6 +98,7 @@ FIELDS = {
         "priority",
         "scheduleTime",
         "scheduleDelay",
+        "concurrencyKey",
     ],
     "video": [
         "instances",
@@ -116,6 +117,7 @@ FIELDS = {
         "negativePrompt",
         "storageUri",
         "generateAudio",
+        "concurrencyKey",
     ],
     "import": [
         "fileName",
@@ -133,6 +135,7 @@ FIELDS = {
         "whiteSpaceConfig",
         "maxTokensPerChunk",
         "maxOverlapTokens",
+        "concurrencyKey",
     ],
     "query": [
         "query",

@@ -126,6 +126,7 @@ def test_each_kind_loaded_is_described_by_its_request_model(
         "priority",
         "scheduleTime",
         "scheduleDelay",
+        "concurrencyKey",
     }
     # The model itself, as `GET kinds/test.record` shows it.
     assert set(schemas["kind.test.record.Request"]["properties"]) == {"journal", "seconds", "steps"}
@@ -209,4 +210,5 @@ def test_a_kind_loaded_later_appears_and_one_pydantic_cannot_describe_is_any_obj
         "priority",
         "scheduleTime",
         "scheduleDelay",
+        "concurrencyKey",
     }

@@ -40,6 +40,10 @@ again (see `Engine.refresh_watches`): a write is stamped before it commits, so o
 stamped a little earlier may commit a little later."""
 WATCH_REFRESH_LIMIT = 1000
 """The most operations one watch refresh reads; it goes on while more are there."""
+WAITING_CAP = 1000
+"""Where `Engine.waiting` stops counting the operations ahead: a position past it says
+"a long way back", and counting a backlog of millions on each poll would cost more than
+the answer is worth."""
 
 
 class UnknownKind(LookupError):
@@ -294,6 +298,14 @@ class Engine:
         """The registered kinds' limits with the operator's over them."""
         declared = {k.name: k.limit for k in self.registry}
         return Limits.of_kinds(declared, self.config.limits)
+
+    async def waiting(self, record: OperationRecord) -> tuple[str, int]:
+        """Why a PENDING operation waits (`queued`, `scheduled`, `concurrency_limited`,
+        `rate_limited`) and how many of its kind are claimed before it, counted to
+        `WAITING_CAP`: what a client polling it is shown, so it reads the store
+        (one count, and the limit's running rows or buckets), not a guess."""
+        limit = self.limits().of(record.kind)
+        return await self.store.waiting(record, limit, time.time(), WAITING_CAP)
 
     async def create(
         self,

@@ -1,5 +1,6 @@
 """What a creating body says about the operation rather than its work: `webhookConfig`
-(`server/webhook_config.py`), `priority`, and `scheduleTime` or `scheduleDelay`.
+(`server/webhook_config.py`), `priority`, `scheduleTime` or `scheduleDelay`, and
+`concurrencyKey`.
 
 They are taken out of the body before the kind's request model sees it, in one call and
 by one rule for every route that starts an operation (`predictLongRunning`,
@@ -18,7 +19,11 @@ from longops.server.errors import invalid_argument
 from longops.server.requests import take
 from longops.server.webhook_config import webhook_config
 
-__all__ = ["MAX_SCHEDULE_SECONDS", "Flow", "flow"]
+__all__ = ["MAX_CONCURRENCY_KEY", "MAX_SCHEDULE_SECONDS", "Flow", "flow"]
+
+MAX_CONCURRENCY_KEY = 128
+"""Characters in a `concurrencyKey`: enough for a customer or model id, and every
+create of a key stores it beside the operation."""
 
 MAX_SCHEDULE_SECONDS = 30 * 86400
 """A delayed start is at most 30 days ahead: further is more likely a mistake (a time in
@@ -33,12 +38,13 @@ _DURATION = re.compile(r"^(\d{1,10}(?:\.\d{0,9})?|\.\d{1,9})s?$")
 
 @dataclass(frozen=True, slots=True)
 class Flow:
-    """What `Engine.create` takes: `webhook=`, `priority=`, and `not_before=` (0 for at
-    once)."""
+    """What `Engine.create` takes: `webhook=`, `priority=`, `not_before=` (0 for at
+    once) and `concurrency_key=` ("" for none)."""
 
     webhook: dict[str, Any] | None = None
     priority: int = DEFAULT_PRIORITY
     not_before: float = 0.0
+    concurrency_key: str = ""
 
 
 def _priority(value: Any) -> int:
@@ -56,6 +62,24 @@ def _priority(value: Any) -> int:
             f"priority must be a whole number from {MIN_PRIORITY} to {MAX_PRIORITY}"
             f" (default {DEFAULT_PRIORITY}); higher is claimed first.",
             field="priority",
+        )
+    return value
+
+
+def _concurrency_key(value: Any) -> str:
+    if value is None:
+        return ""
+    # Printable only: the key is shown in metadata, logs and the CLI, where a control
+    # character (a newline, an escape) would forge or garble what an operator reads.
+    if (
+        not isinstance(value, str)
+        or not 1 <= len(value) <= MAX_CONCURRENCY_KEY
+        or not (value.isprintable())
+    ):
+        raise invalid_argument(
+            f"concurrencyKey must be a string of 1 to {MAX_CONCURRENCY_KEY} printable"
+            " characters (no control characters), e.g. a customer's id.",
+            field="concurrencyKey",
         )
     return value
 
@@ -89,13 +113,15 @@ def _schedule_delay(value: Any) -> float:
 
 
 def flow(body: dict[str, Any], now: float) -> Flow:
-    """Take a request's `webhookConfig`, `priority`, `scheduleTime` and `scheduleDelay`
-    out of `body` (each also as its snake_case spelling), checked: the webhook config as
-    `webhook_config` says; a priority is a whole number from 0 to 1000, 500 when absent;
-    a start is delayed by a time (one in the past is now) or by a delay, not both, and
-    at most 30 days ahead."""
+    """Take a request's `webhookConfig`, `priority`, `scheduleTime`, `scheduleDelay` and
+    `concurrencyKey` out of `body` (each also as its snake_case spelling), checked: the
+    webhook config as `webhook_config` says; a priority is a whole number from 0 to 1000,
+    500 when absent; a start is delayed by a time (one in the past is now) or by a delay,
+    not both, and at most 30 days ahead; a concurrency key is 1 to 128 printable
+    characters, none when absent."""
     webhook = webhook_config(body)
     priority = _priority(body.pop("priority", None))
+    concurrency_key = _concurrency_key(take(body, "concurrencyKey"))
     when = take(body, "scheduleTime")
     delay = take(body, "scheduleDelay")
     if when is not None and delay is not None:
@@ -116,4 +142,6 @@ def flow(body: dict[str, Any], now: float) -> Flow:
         if seconds > MAX_SCHEDULE_SECONDS:
             raise invalid_argument("scheduleDelay must be at most 30 days.", field="scheduleDelay")
         not_before = now + seconds if seconds > 0 else 0.0
-    return Flow(webhook=webhook, priority=priority, not_before=not_before)
+    return Flow(
+        webhook=webhook, priority=priority, not_before=not_before, concurrency_key=concurrency_key
+    )

@@ -30,7 +30,11 @@ def _whole_second(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def render_operation(record: OperationRecord, kind: Kind[Any] | None) -> dict[str, Any]:
+def render_operation(
+    record: OperationRecord, kind: Kind[Any] | None, waiting: tuple[str, int] | None = None
+) -> dict[str, Any]:
+    """The operation's JSON; `waiting` (a PENDING one's `Engine.waiting`, which only a
+    read of one operation computes) adds `waitReason` and `queuePosition`."""
     metadata: dict[str, Any] = {
         "@type": kind.metadata_type if kind else _DEFAULT_METADATA_TYPE,
         "progressPercent": 0,  # until the handler reports, so every client can read it
@@ -45,6 +49,10 @@ def render_operation(record: OperationRecord, kind: Kind[Any] | None) -> dict[st
     if record.state is State.PENDING and record.not_before > 0:
         # Not claimed before then: a delayed start's time, or a retry's backoff.
         metadata["scheduleTime"] = timestamp(record.not_before)
+    if record.concurrency_key:
+        metadata["concurrencyKey"] = record.concurrency_key
+    if waiting is not None:
+        metadata["waitReason"], metadata["queuePosition"] = waiting
     if record.start_time is not None:
         metadata["startTime"] = timestamp(record.start_time)
     if record.end_time is not None:
@@ -77,6 +85,7 @@ def _shown(record: OperationRecord) -> tuple[Any, ...]:
         record.create_time,
         record.priority,
         record.not_before,
+        record.concurrency_key,
     )
 
 
@@ -105,3 +114,10 @@ class RenderCache:
             del self._bodies[next(iter(self._bodies))]  # the oldest entry
         self._bodies[record.id] = (shown, body)
         return body
+
+    def waiting_body(self, record: OperationRecord, waiting: tuple[str, int]) -> bytes:
+        """A PENDING operation's JSON with why it waits and its position: rendered on
+        each read and never cached, as those change without a write to the operation
+        (one ahead of it is claimed, a limit frees)."""
+        kind = self.registry.get(record.kind)
+        return orjson.dumps(render_operation(record, kind, waiting))

@@ -12,6 +12,7 @@ from pydantic import PydanticUserError
 
 from longops.engine.records import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY
 from longops.engine.registry import KIND_NAME, Kind, Registry
+from longops.server.flow import MAX_CONCURRENCY_KEY
 from longops.server.openapi.parts import (
     REQUEST_ID,
     VERSION,
@@ -61,6 +62,13 @@ FLOW_FIELDS: dict[str, Schema] = {
         'Not started before this delay from now, e.g. "30s" (at most 30 days); not with'
         " scheduleTime.",
         pattern=r"^(\d{1,10}(\.\d{0,9})?|\.\d{1,9})s?$",
+    ),
+    "concurrencyKey": string(
+        "The tenant's key for the kind's per-key concurrency and rate limits (e.g. a"
+        " customer's or a model's id): printable characters, no control characters.",
+        minLength=1,
+        maxLength=MAX_CONCURRENCY_KEY,
+        pattern=r"^[^\u0000-\u001f\u007f-\u009f]+$",
     ),
 }
 """The flow-control fields every creating body takes (server/flow.py)."""

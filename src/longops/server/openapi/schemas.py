@@ -3,6 +3,7 @@ File, file search stores and documents, kinds and models."""
 
 from __future__ import annotations
 
+from longops.engine.engine import WAITING_CAP
 from longops.rpc import Code
 from longops.server.openapi.parts import INT64, TIME, URL, Schema, listing, obj, ref, string
 
@@ -53,6 +54,22 @@ def google_schemas() -> dict[str, Schema]:
             "attempt": {"type": "integer"},
             "priority": {"type": "integer"},
             "scheduleTime": TIME,
+            "concurrencyKey": string("The create's concurrencyKey, when it sent one."),
+            "waitReason": {
+                "type": "string",
+                "enum": ["queued", "scheduled", "concurrency_limited", "rate_limited"],
+                "description": "Why a PENDING operation has not started (on a read of the"
+                " one operation): behind others, before its scheduleTime, or held by its"
+                " kind's or key's concurrency or rate limit.",
+            },
+            "queuePosition": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": WAITING_CAP,
+                "description": "How many pending operations of its kind are claimed before"
+                f" it (on a read of the one operation), counted to {WAITING_CAP}: at least"
+                " that many when it says so.",
+            },
             "createTime": TIME,
             "updateTime": TIME,
             "startTime": TIME,

@@ -256,6 +256,7 @@ class FileSearchRoutes(Routes):
             webhook=flow_control.webhook,
             priority=flow_control.priority,
             not_before=flow_control.not_before,
+            concurrency_key=flow_control.concurrency_key,
         )
         return self.operations.render(record)
 

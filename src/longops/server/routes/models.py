@@ -140,6 +140,7 @@ class ModelRoutes(Routes):
                 webhook=flow_control.webhook,
                 priority=flow_control.priority,
                 not_before=flow_control.not_before,
+                concurrency_key=flow_control.concurrency_key,
             )
         except UnknownKind:
             raise not_found(f"models/{model} is not served: video generation is off.") from None

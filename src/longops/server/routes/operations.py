@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from longops.engine import Engine, OperationRecord
+from longops.engine import Engine, OperationRecord, State
 from longops.engine.engine import UnknownKind
 from longops.server import names
 from longops.server.auth import Authenticator
@@ -62,6 +62,15 @@ class OperationRoutes(Routes):
     def render(self, record: OperationRecord) -> Response:
         return Response(self._rendered.body(record), media_type="application/json")
 
+    async def render_read(self, record: OperationRecord) -> Response:
+        """A read of one operation: a PENDING one also says why it waits and its place
+        (`Engine.waiting`, read from the store); any other is `render`'s cached body,
+        with no read beyond the operation's own."""
+        if record.state is not State.PENDING:
+            return self.render(record)
+        body = self._rendered.waiting_body(record, await self.engine.waiting(record))
+        return Response(body, media_type="application/json")
+
     async def _find(self, name: str, tenant: str) -> OperationRecord:
         id = names.operation_id(name)
         record = await self.engine.get(id, tenant)
@@ -80,7 +89,7 @@ class OperationRoutes(Routes):
         tenant = self.auth.tenant(request)
         if not names.is_operation_name(name):
             raise not_found(f"Method not found: GET {request.url.path}")
-        return self.render(await self._find(name, tenant))
+        return await self.render_read(await self._find(name, tenant))
 
     async def fetch_predict_operation(self, request: Request) -> Response:
         """Vertex polls its video operations with a POST on the model resource."""
@@ -94,7 +103,7 @@ class OperationRoutes(Routes):
             "operations/"
         ):
             raise not_found(f"Operation {name} not found under {resource}.")
-        return self.render(await self._find(name, tenant))
+        return await self.render_read(await self._find(name, tenant))
 
     async def list_operations(self, request: Request, parent: str | None) -> Response:
         tenant = self.auth.tenant(request)
@@ -191,6 +200,7 @@ class OperationRoutes(Routes):
                 webhook=flow_control.webhook,
                 priority=flow_control.priority,
                 not_before=flow_control.not_before,
+                concurrency_key=flow_control.concurrency_key,
             )
         except UnknownKind:
             raise not_found(f"Kind {kind} is not registered on this server.") from None

@@ -138,6 +138,7 @@ class UploadRoutes(Routes):
                 "webhook": flow_control.webhook,
                 "priority": flow_control.priority,
                 "notBefore": flow_control.not_before,
+                "concurrencyKey": flow_control.concurrency_key,
             },
         )
 
@@ -363,4 +364,5 @@ class UploadRoutes(Routes):
             quota=False,  # admitted at the start: the bytes are here now
             priority=state.get("priority", DEFAULT_PRIORITY),
             not_before=state.get("notBefore", 0.0),
+            concurrency_key=state.get("concurrencyKey", ""),
         )
