@@ -1,5 +1,6 @@
-"""The SDK's flow-control arguments (`priority=`, `schedule_time=`, `schedule_delay=`) as
-the wire spells them: `priority`, an RFC 3339 `scheduleTime`, a `scheduleDelay` like "30s".
+"""The SDK's flow-control arguments (`priority=`, `schedule_time=`, `schedule_delay=`,
+`concurrency_key=`) as the wire spells them: `priority`, an RFC 3339 `scheduleTime`, a
+`scheduleDelay` like "30s", `concurrencyKey`.
 The server checks the values (README: "Flow control"); this only writes them."""
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def flow_fields(
     priority: int | None,
     schedule_time: datetime | str | None,
     schedule_delay: float | timedelta | str | None,
+    concurrency_key: str | None = None,
 ) -> dict[str, Any]:
     """The body fields for the arguments given; none for those left out."""
     fields: dict[str, Any] = {}
@@ -40,4 +42,6 @@ def flow_fields(
         fields["scheduleTime"] = schedule_time_text(schedule_time)
     if schedule_delay is not None:
         fields["scheduleDelay"] = schedule_delay_text(schedule_delay)
+    if concurrency_key is not None:
+        fields["concurrencyKey"] = concurrency_key
     return fields

@@ -108,13 +108,15 @@ class _Config(_Model):
 
 class _FlowConfig(_Config):
     """The flow-control options of a config that starts an operation (README: "Flow
-    control"): `priority` (0 to 1000, higher first, 500 by default), and a delayed
-    start by `schedule_time` (a timezone-aware datetime or RFC 3339 text) or
-    `schedule_delay` (seconds or a timedelta)."""
+    control"): `priority` (0 to 1000, higher first, 500 by default), a delayed start by
+    `schedule_time` (a timezone-aware datetime or RFC 3339 text) or `schedule_delay`
+    (seconds or a timedelta), and `concurrency_key` (e.g. a customer's id), under which
+    the kind's per-key limits count it."""
 
     priority: int | None = None
     schedule_time: datetime | str | None = None
     schedule_delay: float | timedelta | str | None = None
+    concurrency_key: str | None = None
 
     @field_serializer("schedule_time")
     def _time_text(self, value: datetime | str | None) -> str | None:

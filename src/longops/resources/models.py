@@ -26,7 +26,8 @@ _PARAMETER_NAMES = {
 }
 # GenerateVideosConfig fields that are not parameters: where they go instead.
 _INSTANCE_FIELDS = {"last_frame", "reference_images", "mask"}
-_BODY_FIELDS = {"labels", "webhook_config", "priority", "schedule_time", "schedule_delay"}
+_FLOW_FIELDS = {"priority", "schedule_time", "schedule_delay", "concurrency_key"}
+_BODY_FIELDS = {"labels", "webhook_config", *_FLOW_FIELDS}
 
 # What `generate_videos` accepts for an image or a video: longops's, google-genai's or a dict.
 ImageLike = Image | dict[str, Any] | object
@@ -133,7 +134,7 @@ def _video_request(
         config.model_dump(
             by_alias=True,
             exclude_none=True,
-            include={"priority", "schedule_time", "schedule_delay"},
+            include=_FLOW_FIELDS,
         )
     )
     return path, body

@@ -164,6 +164,7 @@ class Operations(SyncResource):
         priority: int | None = None,
         schedule_time: datetime | str | None = None,
         schedule_delay: float | timedelta | str | None = None,
+        concurrency_key: str | None = None,
     ) -> Operation:
         """Start an operation of `kind`.
 
@@ -172,7 +173,8 @@ class Operations(SyncResource):
         (`uris`, `user_metadata`) says where its end is announced (README: "Webhooks").
         `priority` (0 to 1000, 500 by default) orders the claims of waiting operations;
         `schedule_time` (a timezone-aware datetime or RFC 3339 text) or `schedule_delay`
-        (seconds or a timedelta) delays its start (README: "Flow control").
+        (seconds or a timedelta) delays its start; `concurrency_key` (e.g. a customer's
+        id) puts it under its kind's per-key limits (README: "Flow control").
         """
         data = self._transport.request(
             "POST",
@@ -180,7 +182,7 @@ class Operations(SyncResource):
             params={"requestId": request_id or str(uuid.uuid4())},
             body={
                 **_start_body(request, webhook_config),
-                **flow_fields(priority, schedule_time, schedule_delay),
+                **flow_fields(priority, schedule_time, schedule_delay, concurrency_key),
             },
             idempotent=True,
         )
@@ -304,6 +306,7 @@ class AsyncOperations(AsyncResource):
         priority: int | None = None,
         schedule_time: datetime | str | None = None,
         schedule_delay: float | timedelta | str | None = None,
+        concurrency_key: str | None = None,
     ) -> Operation:
         """Start an operation of `kind`.
 
@@ -312,7 +315,8 @@ class AsyncOperations(AsyncResource):
         (`uris`, `user_metadata`) says where its end is announced (README: "Webhooks").
         `priority` (0 to 1000, 500 by default) orders the claims of waiting operations;
         `schedule_time` (a timezone-aware datetime or RFC 3339 text) or `schedule_delay`
-        (seconds or a timedelta) delays its start (README: "Flow control").
+        (seconds or a timedelta) delays its start; `concurrency_key` (e.g. a customer's
+        id) puts it under its kind's per-key limits (README: "Flow control").
         """
         data = await self._transport.request(
             "POST",
@@ -320,7 +324,7 @@ class AsyncOperations(AsyncResource):
             params={"requestId": request_id or str(uuid.uuid4())},
             body={
                 **_start_body(request, webhook_config),
-                **flow_fields(priority, schedule_time, schedule_delay),
+                **flow_fields(priority, schedule_time, schedule_delay, concurrency_key),
             },
             idempotent=True,
         )
