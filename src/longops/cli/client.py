@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from longops.cli.exits import EXIT_CODES, FAILED, TIMED_OUT, UNREACHABLE, USAGE
+from longops.engine.engine import WAITING_CAP
 
 ops_app = typer.Typer(
     help="Inspect and control operations on a longops server.",
@@ -143,17 +144,29 @@ def _columns(rows: Sequence[Sequence[str]]) -> None:
         )
 
 
+def _waiting(metadata: dict[str, Any]) -> str:
+    """Why a pending operation waits and how many are ahead, as a read of it says:
+    ` (concurrency_limited, 3 ahead)`; nothing for one that does not wait."""
+    reason = metadata.get("waitReason")
+    if not reason:
+        return ""
+    ahead = metadata.get("queuePosition")
+    if not isinstance(ahead, int):
+        return f" ({reason})"
+    return f" ({reason}, {ahead}{'+' if ahead >= WAITING_CAP else ''} ahead)"
+
+
 def _show(operation: Any, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(_wire(operation), indent=2))
         return
     metadata = operation.metadata or {}
-    fields: list[tuple[str, str]] = [("state", _state(operation))]
+    fields: list[tuple[str, str]] = [("state", _state(operation) + _waiting(metadata))]
     if "kind" in metadata:
         fields.append(("kind", str(metadata["kind"])))
     if "progressPercent" in metadata:
         fields.append(("progress", f"{metadata['progressPercent']}%"))
-    for key in ("createTime", "startTime", "endTime", "attempt"):
+    for key in ("createTime", "scheduleTime", "startTime", "endTime", "attempt", "concurrencyKey"):
         if key in metadata:
             fields.append((key, str(metadata[key])))
     if operation.error:

@@ -10,6 +10,7 @@ import signal
 import socket
 import traceback
 from collections.abc import Callable, Coroutine
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ from longops.cli.exits import FAILED, USAGE
 from longops.engine import Engine, Registry, Worker, tracing
 from longops.engine.blobs import open_blobs
 from longops.engine.engine import EngineConfig
+from longops.engine.limits import ENVIRONMENT, parse_limits
 from longops.engine.quotas import Quotas
 from longops.engine.store import Store, StoreBusy, open_store
 from longops.engine.webhooks import Webhooks
@@ -57,6 +59,46 @@ Kinds = Annotated[
         help="Serve only these kinds (comma-separated or repeated; e.g. generate_videos on a"
         " GPU machine); every registered kind by default.",
     ),
+]
+
+
+def _limit_option(field: str, example: str, what: str) -> Any:
+    flag = "--" + field.replace("_", "-")
+    return typer.Option(
+        flag,
+        envvar=ENVIRONMENT[field],
+        help=f"{what}, as KIND=N (comma-separated or repeated; e.g. {example}); over the"
+        " kind's own. Give every API server and worker the same.",
+    )
+
+
+Concurrency = Annotated[
+    list[str] | None,
+    _limit_option(
+        "concurrency",
+        "generate_videos=1",
+        "At most N operations of the kind running at once across every worker",
+    ),
+]
+KeyConcurrency = Annotated[
+    list[str] | None,
+    _limit_option(
+        "key_concurrency",
+        "import_file=2",
+        "At most N running at once per concurrencyKey of the kind",
+    ),
+]
+Rate = Annotated[
+    list[str] | None,
+    _limit_option(
+        "rate",
+        "generate_videos=5/m",
+        "At most N starts of the kind per second (or N/s, N/m, N/h) across every worker",
+    ),
+]
+KeyRate = Annotated[
+    list[str] | None,
+    _limit_option("key_rate", "import_file=10/s", "At most N starts per second per concurrencyKey"),
 ]
 Lease = Annotated[
     float,
@@ -186,6 +228,58 @@ def _served_kinds(registry: Registry, kinds: list[str] | None) -> list[str] | No
     return names
 
 
+def _limits(registry: Registry, *given: list[str] | None) -> dict[str, dict[str, float]]:
+    """The operator's limits, `given` as the entries of `--concurrency`,
+    `--key-concurrency`, `--rate` and `--key-rate` (`ENVIRONMENT`'s order), as
+    `EngineConfig.limits` takes them. A malformed entry, or a kind no module registered,
+    is a usage mistake in one line: a limit on a misspelt kind would silently limit
+    nothing."""
+    limits: dict[str, dict[str, float]] = {}
+    for field, entries in zip(ENVIRONMENT, given, strict=True):
+        if not entries:
+            continue
+        setting = f"--{field.replace('_', '-')} / {ENVIRONMENT[field]}"
+        try:
+            parsed = parse_limits(field, entries, setting=setting)
+        except ValueError as exc:
+            typer.echo(f"Error: {exc}", err=True)
+            raise typer.Exit(USAGE) from None
+        unknown = [k for k in parsed if registry.get(k) is None]
+        if unknown:
+            typer.echo(
+                f"Error: {setting}: {', '.join(map(repr, unknown))} is not registered;"
+                f" registered kinds: {', '.join(registry.names())}",
+                err=True,
+            )
+            raise typer.Exit(USAGE)
+        if parsed:
+            limits[field] = parsed
+    return limits
+
+
+def _rate(per_second: float) -> str:
+    """A rate as an operator writes it: per second, or per minute or hour below one a
+    second (`5/s`, `10/m`, `2/h`, where 0.166667/s would be read as a typo)."""
+    for unit, seconds in (("s", 1), ("m", 60)):
+        if per_second * seconds >= 1:
+            return f"{per_second * seconds:g}/{unit}"
+    return f"{per_second * 3600:g}/h"
+
+
+def _limits_shown(engine: Engine, kinds: list[str]) -> str:
+    """The limits in effect on `kinds` (declared and overridden), for the start-up line:
+    `, limits: generate_videos concurrency=1, import_file key_rate=5/s`; none, nothing."""
+    shown = []
+    for kind, limit in sorted(engine.limits().among(kinds).items()):
+        parts = [
+            f"{f.name}={_rate(value) if f.name.endswith('rate') else value}"
+            for f in fields(limit)
+            if (value := getattr(limit, f.name))
+        ]
+        shown.append(f"{kind} {' '.join(parts)}")
+    return f", limits: {', '.join(shown)}" if shown else ""
+
+
 def _load(registry: Registry, name: str) -> None:
     """Register the kinds of module `name`; every way that fails is one line: a file path
     where a module name belongs, a module not on the path, one whose import raises."""
@@ -295,6 +389,10 @@ def serve(
     database: Database = DEFAULT_DATABASE,
     workers: Workers = 8,
     kinds: Kinds = None,
+    concurrency: Concurrency = None,
+    key_concurrency: KeyConcurrency = None,
+    rate: Rate = None,
+    key_rate: KeyRate = None,
     no_workers: Annotated[
         bool, typer.Option("--no-workers", help="API only; run `longops worker` elsewhere.")
     ] = False,
@@ -355,16 +453,17 @@ def serve(
 
     _logging(log_level)
     keys = parse_api_keys(k for entry in api_key or [] for k in entry.split(","))
-    concurrency = 0 if no_workers else workers
+    slots = 0 if no_workers else workers
     engine = _engine(
         database,
         load,
         retention_days,
         blobs,
         public_url or default_public_url(host, port),
-        follow_work=concurrency > 0,
+        follow_work=slots > 0,
     )
     served = _served_kinds(engine.registry, kinds)
+    engine.config.limits = _limits(engine.registry, concurrency, key_concurrency, rate, key_rate)
     _upgrade(database)
     application = create_app(
         engine,
@@ -373,19 +472,20 @@ def serve(
             max_wait_seconds=max_wait,
             metrics_token=os.environ.get("LONGOPS_METRICS_TOKEN") or None,
         ),
-        workers=1 if concurrency else 0,
+        workers=1 if slots else 0,
         worker_config=WorkerConfig(
-            concurrency=max(concurrency, 1),
+            concurrency=max(slots, 1),
             lease_seconds=lease,
             shutdown_grace=shutdown_grace,
             kinds=served,
         ),
     )
     listening = _listen(host, port)
-    shown = ", ".join(served or engine.registry.names())
+    shown = served or engine.registry.names()
     typer.echo(
         f"longops serving on http://{host}:{port} ({database}, "
-        f"{concurrency or 'no'} worker slots, kinds: {shown})",
+        f"{slots or 'no'} worker slots, kinds: {', '.join(shown)}"
+        f"{_limits_shown(engine, shown)})",
         err=True,
     )
     limits = Limits(
@@ -409,6 +509,10 @@ def worker(
     database: Database = DEFAULT_DATABASE,
     workers: Workers = 8,
     kinds: Kinds = None,
+    concurrency: Concurrency = None,
+    key_concurrency: KeyConcurrency = None,
+    rate: Rate = None,
+    key_rate: KeyRate = None,
     load: Load = None,
     lease: Lease = 30.0,
     retention_days: Retention = 7.0,
@@ -451,6 +555,7 @@ def worker(
         shutdown_grace=shutdown_grace,
         kinds=_served_kinds(engine.registry, kinds),
     )
+    engine.config.limits = _limits(engine.registry, concurrency, key_concurrency, rate, key_rate)
 
     listening = None if metrics_port is None else _listen(metrics_host, metrics_port)
 
@@ -461,7 +566,11 @@ def worker(
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, runner.stop)
             logging.getLogger("longops.worker").info(
-                "worker %s on %s, kinds: %s", runner.owner, database, ", ".join(runner.kinds)
+                "worker %s on %s, kinds: %s%s",
+                runner.owner,
+                database,
+                ", ".join(runner.kinds),
+                _limits_shown(engine, runner.kinds),
             )
             if listening is None:
                 await runner.run()

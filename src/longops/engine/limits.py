@@ -19,7 +19,6 @@ applies the limits of the process claiming.
 
 from __future__ import annotations
 
-import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -112,15 +111,6 @@ def parse_limits(
             raise ValueError(f"{name}: {entry!r} is not KIND=NUMBER (e.g. {example})")
         parsed[match[1]] = float(match[2]) / _PER[match[3]] if rated else int(match[2])
     return parsed
-
-
-def from_environment(environ: Mapping[str, str] = os.environ) -> dict[str, dict[str, float]]:
-    """The overrides the environment sets (see `ENVIRONMENT`)."""
-    return {
-        field: parse_limits(field, [environ[setting]], setting=setting)
-        for field, setting in ENVIRONMENT.items()
-        if environ.get(setting)
-    }
 
 
 Key = tuple[str, str, str]
