@@ -60,7 +60,8 @@ ENVIRONMENT = {
 """The setting that overrides each field of `Limit` (the flags are named alike:
 `--concurrency`, `--key-concurrency`, `--rate`, `--key-rate`)."""
 
-_ENTRY = re.compile(r"^([a-zA-Z][a-zA-Z0-9_.-]{0,127})=(\d{1,9}(?:\.\d{1,6})?)(/s|/m|/h)?$")
+# ASCII digits: `\d` would read any script's digits as numbers ("a=\u0663" as a=3).
+_ENTRY = re.compile(r"^([a-zA-Z][a-zA-Z0-9_.-]{0,127})=([0-9]{1,9}(?:\.[0-9]{1,6})?)(/s|/m|/h)?$")
 _PER = {None: 1.0, "/s": 1.0, "/m": 60.0, "/h": 3600.0}
 
 
