@@ -4,9 +4,18 @@ refused, with one line naming the setting), declared limits merged with override
 
 from __future__ import annotations
 
+import math
+
 import pytest
+from pydantic import BaseModel
 
 from longops.engine.limits import ENVIRONMENT, Limit, Limits, Room, parse_limits
+from longops.engine.registry import kind
+
+
+class Empty(BaseModel):
+    """A kind's request of no fields."""
+
 
 # -- parse_limits -------------------------------------------------------------
 
@@ -127,6 +136,21 @@ def test_a_limit_of_zeros_is_no_limit() -> None:
     assert Limit(key_rate=0.1) and Limit(key_rate=0.1).rated
     assert not Limit(key_rate=0.1).counts_running
     assert Limit(key_concurrency=1).counts_running and not Limit(key_concurrency=1).rated
+
+
+@pytest.mark.parametrize("value", [-1, -0.5, math.nan, math.inf, -math.inf])
+def test_a_negative_or_non_finite_limit_is_refused_where_declared(value: float) -> None:
+    """Else `concurrency=-1` would keep the kind from ever starting, silently."""
+    for field in ("concurrency", "key_concurrency", "rate", "key_rate"):
+        with pytest.raises(
+            ValueError, match=f"^{field} must be finite and 0 \\(unlimited\\) or more"
+        ):
+            Limit(**{field: value})
+        if value == -1 or field.endswith("rate"):  # (a concurrency override is made whole)
+            with pytest.raises(ValueError, match=field):
+                Limits.of_kinds({}, {field: {"a": value}})
+    with pytest.raises(ValueError, match="rate must be"):
+        kind("a", request=Empty, rate=value)
 
 
 def test_overrides_replace_declared_fields_and_keep_the_others() -> None:

@@ -19,6 +19,7 @@ applies the limits of the process claiming.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -38,6 +39,16 @@ class Limit:
     """Starts per second."""
     key_rate: float = 0.0
     """Starts per second of one concurrency key."""
+
+    def __post_init__(self) -> None:
+        """Refused where declared: a negative or NaN limit would keep the kind from ever
+        starting (no count is below it), an infinite one is no limit but reads as one."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not 0 <= value < math.inf:
+                raise ValueError(
+                    f"{f.name} must be finite and 0 (unlimited) or more, not {value!r}"
+                )
 
     def __bool__(self) -> bool:
         return bool(self.concurrency or self.key_concurrency or self.rate or self.key_rate)
