@@ -31,12 +31,9 @@ def new(
 async def create(
     store: Store, count: int, kind: str = "k", tenant: str = "", key: str = "", **fields: int
 ) -> list[OperationRecord]:
-    """`count` operations of one tenant and key, made together (on SQLite the creates
-    commit in one transaction)."""
-    made = await asyncio.gather(
-        *(store.create(new(kind, tenant, key, **fields), 1.0) for _ in range(count))
-    )
-    return [record for record, _ in made]
+    """`count` operations of one tenant and key, one after another (concurrent creates
+    of one key on PostgreSQL may share a turn, which would make claim order vary)."""
+    return [(await store.create(new(kind, tenant, key, **fields), 1.0))[0] for _ in range(count)]
 
 
 async def claim(
