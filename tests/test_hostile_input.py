@@ -243,3 +243,23 @@ def test_a_request_id_is_per_tenant(tmp_path: Path) -> None:
         assert names[0] != names[1]
     finally:
         server.stop()
+
+
+def test_a_kind_name_ending_in_a_newline_is_refused_naming_the_field(
+    http: httpx.Client,
+) -> None:
+    # `$` matches before a trailing newline: "longops.sleep\n" passed the name check
+    # and was answered as an unknown kind (404) instead of a malformed one.
+    refused(http.get("/kinds/longops.sleep%0A"), "kind")
+
+
+def test_a_kind_declared_with_a_trailing_newline_is_refused() -> None:
+    from pydantic import BaseModel
+
+    from longops.kinds import kind
+
+    async def handler(ctx: object, request: BaseModel) -> None:
+        return None
+
+    with pytest.raises(ValueError, match="invalid kind name"):
+        kind("acme.resize\n", request=BaseModel)(handler)  # type: ignore[arg-type]

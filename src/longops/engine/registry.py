@@ -48,7 +48,7 @@ class Kind(Generic[Req]):
     """Its concurrency and rate limits (`longops.engine.limits`), before the operator's."""
 
     def __post_init__(self) -> None:
-        if not KIND_NAME.match(self.name):
+        if not KIND_NAME.fullmatch(self.name):
             raise ValueError(f"invalid kind name {self.name!r}")
 
     def new_id(self) -> str:

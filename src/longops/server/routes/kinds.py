@@ -51,7 +51,7 @@ class KindRoutes(Routes):
     async def get_kind(self, request: Request) -> Response:
         self.auth.tenant(request)
         name: str = request.path_params["kind"]
-        if not KIND_NAME.match(name):
+        if not KIND_NAME.fullmatch(name):
             raise invalid_argument(f"Invalid kind name: {name[:130]!r}.", field="kind")
         kind = self.engine.registry.get(name)
         if kind is None:
