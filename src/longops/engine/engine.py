@@ -393,8 +393,18 @@ class Engine:
                 return
             handle.cancel()
         loop = asyncio.get_running_loop()
-        handle = loop.call_later(max(0.0, when - time.time()), self.hub.notify_work)
+        handle = loop.call_later(max(0.0, when - time.time()), self._wake_due, when)
         self._scheduled_wake = (when, handle)
+
+    def _wake_due(self, when: float) -> None:
+        """`_wake_at`'s timer. uvloop's timers keep milliseconds, so one may fire up to a
+        millisecond before `when` by the wall clock the claim compares: a claim then
+        finds nothing, and its worker would sleep to its poll. Early, it is set again."""
+        if time.time() < when:
+            self._scheduled_wake = None
+            self._wake_at(when)
+        else:
+            self.hub.notify_work()
 
     async def check_quota(self, tenant: str, request_id: str | None = None) -> None:
         """Raise `QuotaExceeded` when `tenant` may not create an operation now (a
