@@ -386,7 +386,7 @@ class Engine:
 
     def _wake_at(self, when: float) -> None:
         """Wake this process's workers when a delayed start becomes claimable, if it is
-        the earliest one ahead: a worker otherwise finds it at its next poll (1 s)."""
+        the earliest one ahead: a worker otherwise finds it at its next poll (0.5 s)."""
         if self._scheduled_wake is not None:
             earliest, handle = self._scheduled_wake
             if earliest > time.time() and earliest <= when:

@@ -41,8 +41,11 @@ ABANDONED_STATUS = {
 class WorkerConfig:
     concurrency: int = 8
     lease_seconds: float = 30.0
-    poll_interval: float = 1.0
-    """Fallback claim interval; new work normally wakes the worker at once."""
+    poll_interval: float = 0.5
+    """Fallback claim interval; new work normally wakes the worker at once. What nothing
+    announces is found by this poll: a delayed start created in another process (or
+    behind this process's earliest), or a retry's backoff ending, so a delayed start
+    begins within a second of its time."""
     maintenance_interval: float = 1.0
     purge_interval: float = 60.0
     shutdown_grace: float = 30.0
