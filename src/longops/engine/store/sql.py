@@ -282,29 +282,41 @@ class SqlStore:
             if dialect.lock:
                 await s.execute(dialect.lock, _LIMITS_LOCK)
             room = Room(limited, now)
+            # What runs and what the buckets hold, read in one statement: every round
+            # trip while the lock is held is one that every other limited claim waits.
+            reads, read_args = [], []
             if counted:
                 of_kinds, args = dialect.any_of("kind", counted)
-                for kind, tenant, key, running in await s.fetch(
-                    "SELECT kind, tenant, concurrency_key, count(*) FROM operations"
-                    f" WHERE state = 'RUNNING' AND {of_kinds}"
-                    " GROUP BY kind, tenant, concurrency_key",
-                    *args,
-                ):
-                    room.running(kind, tenant, key, running)
-            if rated:
-                of_kinds, args = dialect.any_of("kind", rated)
-                # Buckets untouched for long enough are full: they are not kept.
-                await s.execute(
-                    f"DELETE FROM rate_buckets WHERE {of_kinds} AND updated < ?",
-                    *args,
-                    now - room.horizon(),
+                reads.append(
+                    "SELECT kind, tenant, concurrency_key, count(*), NULL, NULL, NULL"
+                    f" FROM operations WHERE state = 'RUNNING' AND {of_kinds}"
+                    " GROUP BY kind, tenant, concurrency_key"
                 )
-                for kind, per_key, tenant, key, tokens, updated in await s.fetch(
-                    "SELECT kind, per_key, tenant, concurrency_key, tokens, updated"
-                    f" FROM rate_buckets WHERE {of_kinds}",
-                    *args,
-                ):
+                read_args += args
+            if rated:
+                of_rated, rated_args = dialect.any_of("kind", rated)
+                reads.append(
+                    "SELECT kind, tenant, concurrency_key, NULL, per_key, tokens, updated"
+                    f" FROM rate_buckets WHERE {of_rated}"
+                )
+                read_args += rated_args
+            stale, any_stale = now - room.horizon(), False
+            for kind, tenant, key, running, per_key, tokens, updated in await s.fetch(
+                " UNION ALL ".join(reads), *read_args
+            ):
+                if running is not None:
+                    room.running(kind, tenant, key, running)
+                else:
                     room.bucket(kind, bool(per_key), tenant, key, tokens, updated)
+                    any_stale = any_stale or updated < stale
+            if any_stale:
+                # Buckets untouched for long enough are full (as `Room.bucket` read
+                # them): they are not kept.
+                await s.execute(
+                    f"DELETE FROM rate_buckets WHERE {of_rated} AND updated < ?",
+                    *rated_args,
+                    stale,
+                )
             chosen: list[int] = []
             blocked: dict[Key, None] = {}  # keys met without room, their kind with some
             after: Sequence[Any] = ()  # the last row read: (priority, turn, seq)
