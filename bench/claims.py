@@ -489,9 +489,10 @@ async def bench_backend(
                 sys.stdout.flush()
         if settings.binding:
             count = max(settings.claimers)
+            backlog = max(MIN_BACKLOG, int(best * settings.duration * BACKLOG_MARGIN))
             for config in BINDING:
                 binding[config.name] = await measure(
-                    store, backend, claimers, count, config, settings, MIN_BACKLOG
+                    store, backend, claimers, count, config, settings, backlog
                 )
         await refill(store, backend, 0, ONE)
         return series, binding
