@@ -178,8 +178,9 @@ _MIGRATIONS: list[str] = [
         WHERE state = 'PENDING';
     """,
     # Fair sharing and limits (longops.engine.limits): claims take equal priorities by
-    # turn; a create finds its tenant's (and key's) last pending turn through
-    # operations_turns, and its priority's earliest one through operations_claimable;
+    # turn; a create finds its tenant's (and key's) last unfinished turn through
+    # operations_turns (of unfinished rows, not pending ones, so that claims, which
+    # take tenants' rows in turn from all over the table, need not move its entries), and its priority's earliest one through operations_claimable;
     # limited claims count the running rows of a kind (and key) through
     # operations_running_kinds. Token buckets of rate limits live in rate_buckets.
     """
@@ -189,7 +190,7 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX operations_claimable ON operations (priority DESC, turn, seq)
         WHERE state = 'PENDING';
     CREATE INDEX operations_turns ON operations (tenant, concurrency_key, priority, turn)
-        WHERE state = 'PENDING';
+        WHERE end_time IS NULL;
     CREATE INDEX operations_running_kinds ON operations (kind, tenant, concurrency_key)
         WHERE state = 'RUNNING';
     CREATE TABLE rate_buckets (

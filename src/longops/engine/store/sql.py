@@ -69,12 +69,15 @@ class SqlStore:
         # what the worker needs, which spares decoding the row's JSON.
         self._caching = database.caches
         self._fenced_columns = OPERATION_COLUMNS if self._caching else "state, cancel_requested"
-        # A create's turn (see `OperationRecord.turn`): one past the last pending turn of
-        # its tenant, key and priority, and no earlier than its priority's earliest
+        # A create's turn (see `OperationRecord.turn`): one past the last unfinished turn
+        # of its tenant, key and priority, and no earlier than its priority's earliest
         # pending turn, so a tenant arriving behind another's backlog is next, not last.
+        # (Unfinished rather than pending: a running row was claimed from the front, so
+        # its turn is seldom past the earliest pending one, and claims leave that index
+        # alone.)
         self._turn = (
             f"{self._dialect.greatest}(coalesce((SELECT turn + 1 FROM operations"
-            " WHERE state = 'PENDING' AND tenant = ? AND concurrency_key = ? AND priority = ?"
+            " WHERE end_time IS NULL AND tenant = ? AND concurrency_key = ? AND priority = ?"
             " ORDER BY turn DESC LIMIT 1), 0), coalesce((SELECT turn FROM operations"
             " WHERE state = 'PENDING' AND priority = ? ORDER BY turn LIMIT 1), 0))"
         )
