@@ -143,7 +143,8 @@ _MIGRATIONS: list[str] = [
     # Fair sharing and limits (longops.engine.limits): claims take equal priorities by
     # turn; a create finds its tenant's (and key's) last unfinished turn through
     # operations_turns (of unfinished rows, not pending ones, so that claims, which
-    # take tenants' rows in turn from all over the table, need not move its entries), and its priority's earliest one through operations_band;
+    # take tenants' rows in turn from all over the table, need not move its entries),
+    # and its priority's earliest pending one through operations_band;
     # limited claims count the running rows of a kind (and key) through
     # operations_running_kinds. Token buckets of rate limits live in rate_buckets.
     """
