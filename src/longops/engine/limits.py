@@ -171,14 +171,19 @@ class Room:
         rate = limit.key_rate if per_key else limit.rate
         return self._tokens.get((kind, per_key, tenant, key), self._burst(rate))
 
+    def _kind_full(self, kind: str, limit: Limit) -> str | None:
+        """What keeps one more of the kind, any key, from starting, or None."""
+        taken = self._taken[kind]
+        if limit.concurrency and self._running[kind] + taken >= limit.concurrency:
+            return "concurrency_limited"
+        if limit.rate and self._left(kind, False, "", "") - taken < 1:
+            return "rate_limited"
+        return None
+
     def open(self, kind: str) -> bool:
         """Whether the kind has room for one more start (any key)."""
         limit = self._limits.get(kind)
-        if not limit:
-            return True
-        if limit.concurrency and self._running[kind] + self._taken[kind] >= limit.concurrency:
-            return False
-        return not limit.rate or self._left(kind, False, "", "") - self._taken[kind] >= 1
+        return not limit or self._kind_full(kind, limit) is None
 
     def full_keys(self) -> list[Key]:
         """The keys that have no room, whatever room their kind has."""
@@ -198,15 +203,14 @@ class Room:
         limit = self._limits.get(kind)
         if not limit:
             return None
+        full = self._kind_full(kind, limit)
         k = (kind, tenant, key)
-        taken, taken_key = self._taken[kind], self._taken_keys[k]
-        if (limit.concurrency and self._running[kind] + taken >= limit.concurrency) or (
-            limit.key_concurrency and self._running_keys[k] + taken_key >= limit.key_concurrency
+        taken = self._taken_keys[k]
+        if full == "concurrency_limited" or (
+            limit.key_concurrency and self._running_keys[k] + taken >= limit.key_concurrency
         ):
             return "concurrency_limited"
-        if (limit.rate and self._left(kind, False, "", "") - taken < 1) or (
-            limit.key_rate and self._left(kind, True, tenant, key) - taken_key < 1
-        ):
+        if full or (limit.key_rate and self._left(kind, True, tenant, key) - taken < 1):
             return "rate_limited"
         return None
 
