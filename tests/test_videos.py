@@ -25,8 +25,9 @@ from longops.types import GenerateVideosConfig, GenerateVideosOperation, Image
 from tests.support.servers import ThreadServer
 
 # A model with short clips keeps the suite fast; the spec's own examples use Veo 2 as given.
+# 8 s is for the one test that cancels a render midway: it must outlast a progress write.
 QUICK = VideoModel(
-    "veo-test", durations=(1, 2), default_duration=1, resolutions=("720p", "1080p"), audio=True
+    "veo-test", durations=(1, 2, 8), default_duration=1, resolutions=("720p", "1080p"), audio=True
 )
 
 
@@ -299,7 +300,9 @@ def test_progress_rises_and_cancel_stops_encoding(video_server: ThreadServer) ->
         operation = client.models.generate_videos(
             model="veo-test",
             prompt="a long pan across a city",
-            config=GenerateVideosConfig(duration_seconds=2, resolution="1080p", fps=24),
+            # Long enough that the render spans several progress writes (every 0.25 s):
+            # a 2 s one could end, on a quiet machine, between two of the test's polls.
+            config=GenerateVideosConfig(duration_seconds=8, resolution="1080p", fps=24),
         )
         seen: list[int] = []
         deadline = time.monotonic() + 60
